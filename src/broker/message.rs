@@ -1,0 +1,21 @@
+//! A published message. It is reference-counted: routed to ten queues, it exists once.
+
+use amq_protocol::protocol::BasicProperties;
+use amq_protocol::types::ShortString;
+use bytes::Bytes;
+
+#[derive(Debug)]
+pub struct Message {
+    pub exchange: ShortString,
+    pub routing_key: ShortString,
+    pub properties: BasicProperties,
+    /// The properties as the publisher encoded them, re-sent verbatim on delivery.
+    pub raw_properties: Bytes,
+    pub body: Bytes,
+}
+
+impl Message {
+    pub fn is_persistent(&self) -> bool {
+        self.properties.delivery_mode() == &Some(2)
+    }
+}

@@ -1,0 +1,559 @@
+//! A virtual host: its exchanges, queues and the bindings between them, with the
+//! declare/delete/bind rules of RabbitMQ (reserved names, equivalence checks,
+//! exclusivity, auto-delete).
+
+use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::broker::{BrokerError, BrokerResult, Queue};
+use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub struct VHost {
+    pub name: Arc<str>,
+    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+}
+
+/// What exchange.declare asks for.
+pub struct ExchangeDeclare<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: &'a FieldTable,
+}
+
+/// What queue.declare asks for (the name already generated if it was empty).
+pub struct QueueDeclare<'a> {
+    pub name: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: &'a FieldTable,
+    pub connection_id: u64,
+    /// The broker generated the name (the client sent an empty one).
+    pub server_named: bool,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // Maps are only mutated by single insert/remove calls, so a poisoned lock still
+    // guards consistent data.
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn flag(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// How RabbitMQ shows an argument value in an "inequivalent arg" error.
+fn show_arg(v: Option<&AMQPValue>) -> String {
+    match v {
+        None => "none".into(),
+        Some(v) => {
+            let (kind, value) = match v {
+                AMQPValue::LongString(s) => ("longstr", format!("<<\"{s}\">>")),
+                AMQPValue::ShortString(s) => ("shortstr", format!("<<\"{s}\">>")),
+                AMQPValue::Boolean(b) => ("bool", b.to_string()),
+                AMQPValue::ShortShortInt(i) => ("byte", i.to_string()),
+                AMQPValue::ShortShortUInt(i) => ("unsignedbyte", i.to_string()),
+                AMQPValue::ShortInt(i) => ("short", i.to_string()),
+                AMQPValue::ShortUInt(i) => ("unsignedshort", i.to_string()),
+                AMQPValue::LongInt(i) => ("signedint", i.to_string()),
+                AMQPValue::LongUInt(i) => ("unsignedint", i.to_string()),
+                AMQPValue::LongLongInt(i) => ("long", i.to_string()),
+                AMQPValue::Timestamp(i) => ("timestamp", i.to_string()),
+                other => ("table", format!("{other:?}")),
+            };
+            format!("the value '{value}' of type '{kind}'")
+        }
+    }
+}
+
+/// RabbitMQ compares arguments of a redeclare key by key, ignoring arguments it does
+/// not interpret (anything not starting with `x-`, except `alternate-exchange`).
+fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> BrokerResult<()> {
+    let relevant = |k: &str| k.starts_with("x-") || k == "alternate-exchange";
+    let keys = current
+        .inner()
+        .keys()
+        .chain(received.inner().keys())
+        .map(|k| k.as_str())
+        .filter(|k| relevant(k));
+    for key in keys {
+        let (c, r) = (current.inner().get(key), received.inner().get(key));
+        if c != r {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "inequivalent arg '{key}' for {what}: received {} but current is {}",
+                show_arg(r),
+                show_arg(c)
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl VHost {
+    pub fn new(name: &str) -> VHost {
+        let vhost = VHost {
+            name: Arc::from(name),
+            exchanges: RwLock::new(HashMap::new()),
+            queues: RwLock::new(HashMap::new()),
+        };
+        {
+            let mut exchanges = write(&vhost.exchanges);
+            let empty = FieldTable::default();
+            for (n, kind) in [
+                ("", ExchangeKind::Direct),
+                ("amq.direct", ExchangeKind::Direct),
+                ("amq.fanout", ExchangeKind::Fanout),
+                ("amq.topic", ExchangeKind::Topic),
+                ("amq.headers", ExchangeKind::Headers),
+                ("amq.match", ExchangeKind::Headers),
+            ] {
+                let x = Exchange::new(n, kind, true, false, false, empty.clone());
+                exchanges.insert(n.to_owned(), Arc::new(x));
+            }
+        }
+        vhost
+    }
+
+    fn no_exchange(&self, name: &str) -> BrokerError {
+        BrokerError::NotFound(format!("no exchange '{name}' in vhost '{}'", self.name))
+    }
+
+    fn no_queue(&self, name: &str) -> BrokerError {
+        BrokerError::NotFound(format!("no queue '{name}' in vhost '{}'", self.name))
+    }
+
+    fn default_exchange_refused() -> BrokerError {
+        BrokerError::AccessRefused("operation not permitted on the default exchange".into())
+    }
+
+    pub fn exchange(&self, name: &str) -> BrokerResult<Arc<Exchange>> {
+        read(&self.exchanges)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.no_exchange(name))
+    }
+
+    pub fn declare_exchange(&self, d: &ExchangeDeclare) -> BrokerResult<()> {
+        if d.name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        if d.passive {
+            self.exchange(d.name)?;
+            return Ok(());
+        }
+        if d.name.starts_with("amq.") {
+            return Err(BrokerError::AccessRefused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let Some(kind) = ExchangeKind::parse(d.kind) else {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid exchange type '{}'",
+                d.kind
+            )));
+        };
+        let mut exchanges = write(&self.exchanges);
+        if let Some(x) = exchanges.get(d.name) {
+            let what = format!("exchange '{}' in vhost '{}'", d.name, self.name);
+            let mismatch = |arg: &str, received: &str, current: &str| {
+                BrokerError::PreconditionFailed(format!(
+                    "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+                ))
+            };
+            if x.kind != kind {
+                return Err(mismatch("type", kind.as_str(), x.kind.as_str()));
+            }
+            if x.durable != d.durable {
+                return Err(mismatch("durable", flag(d.durable), flag(x.durable)));
+            }
+            if x.auto_delete != d.auto_delete {
+                return Err(mismatch(
+                    "auto_delete",
+                    flag(d.auto_delete),
+                    flag(x.auto_delete),
+                ));
+            }
+            if x.internal != d.internal {
+                return Err(mismatch("internal", flag(d.internal), flag(x.internal)));
+            }
+            return check_args(&what, &x.arguments, d.arguments);
+        }
+        let x = Exchange::new(
+            d.name,
+            kind,
+            d.durable,
+            d.auto_delete,
+            d.internal,
+            d.arguments.clone(),
+        );
+        exchanges.insert(d.name.to_owned(), Arc::new(x));
+        Ok(())
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> BrokerResult<()> {
+        if name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        if name.starts_with("amq.") {
+            return Err(BrokerError::AccessRefused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' refused",
+                self.name
+            )));
+        }
+        let removed = {
+            let mut exchanges = write(&self.exchanges);
+            match exchanges.get(name) {
+                None => return Ok(()),
+                Some(x) if if_unused && x.has_bindings() => {
+                    return Err(BrokerError::PreconditionFailed(format!(
+                        "exchange '{name}' in vhost '{}' in use",
+                        self.name
+                    )));
+                }
+                Some(_) => exchanges.remove(name),
+            }
+        };
+        if removed.is_some() {
+            self.remove_bindings_to(|d| d.is_exchange(name));
+        }
+        Ok(())
+    }
+
+    /// Removes every binding leading to a destination, then deletes auto-delete
+    /// exchanges left without bindings (which can cascade).
+    fn remove_bindings_to(&self, pred: impl Fn(&Destination) -> bool) {
+        let emptied: Vec<String> = read(&self.exchanges)
+            .values()
+            .filter(|x| x.unbind_where(&pred) && x.auto_delete)
+            .map(|x| x.name.clone())
+            .collect();
+        for name in emptied {
+            self.auto_delete_exchange(&name);
+        }
+    }
+
+    fn auto_delete_exchange(&self, name: &str) {
+        let removed = {
+            let mut exchanges = write(&self.exchanges);
+            match exchanges.get(name) {
+                Some(x) if x.auto_delete && !x.has_bindings() => exchanges.remove(name),
+                _ => None,
+            }
+        };
+        if removed.is_some() {
+            tracing::debug!(exchange = name, "auto-delete exchange deleted");
+            self.remove_bindings_to(|d| d.is_exchange(name));
+        }
+    }
+
+    /// exchange.bind: routes from `source` to `destination`.
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> BrokerResult<()> {
+        if destination.is_empty() || source.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        self.exchange(destination)?;
+        let src = self.exchange(source)?;
+        Self::validate_binding(&src, arguments)?;
+        src.bind(Binding {
+            destination: Destination::Exchange(destination.to_owned()),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        });
+        Ok(())
+    }
+
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> BrokerResult<()> {
+        if destination.is_empty() || source.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        let (Ok(src), Ok(_)) = (self.exchange(source), self.exchange(destination)) else {
+            // Unbinding something missing succeeds, as in RabbitMQ.
+            return Ok(());
+        };
+        let binding = Binding {
+            destination: Destination::Exchange(destination.to_owned()),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        if src.unbind(&binding) && src.auto_delete {
+            self.auto_delete_exchange(source);
+        }
+        Ok(())
+    }
+
+    fn validate_binding(x: &Exchange, arguments: &FieldTable) -> BrokerResult<()> {
+        if x.kind == ExchangeKind::Headers {
+            crate::broker::exchange::validate_headers_binding(arguments)
+                .map_err(BrokerError::PreconditionFailed)?;
+        }
+        Ok(())
+    }
+
+    /// Looks a queue up, enforcing exclusivity for `connection_id`.
+    pub fn queue(&self, name: &str, connection_id: u64) -> BrokerResult<Arc<Queue>> {
+        let q = read(&self.queues)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.no_queue(name))?;
+        self.check_owner(&q, connection_id)?;
+        Ok(q)
+    }
+
+    fn check_owner(&self, q: &Queue, connection_id: u64) -> BrokerResult<()> {
+        match q.exclusive_owner {
+            Some(owner) if owner != connection_id => Err(BrokerError::ResourceLocked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be \
+                 originally declared on another connection or the exclusive property value does \
+                 not match that of the original declaration.",
+                q.name, self.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// queue.declare; returns the queue with its message and consumer counts.
+    pub fn declare_queue(&self, d: &QueueDeclare) -> BrokerResult<(Arc<Queue>, u32, u32)> {
+        if d.passive {
+            let q = self.queue(d.name, d.connection_id)?;
+            return Ok((q.clone(), q.message_count(), q.consumer_count()));
+        }
+        if d.name.starts_with("amq.") && !d.server_named {
+            return Err(BrokerError::AccessRefused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                d.name
+            )));
+        }
+        let mut queues = write(&self.queues);
+        if let Some(q) = queues.get(d.name) {
+            let q = q.clone();
+            drop(queues);
+            self.check_owner(&q, d.connection_id)?;
+            if q.exclusive_owner.is_some() != d.exclusive {
+                return Err(BrokerError::ResourceLocked(format!(
+                    "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could \
+                     be originally declared on another connection or the exclusive property \
+                     value does not match that of the original declaration.",
+                    q.name, self.name
+                )));
+            }
+            let what = format!("queue '{}' in vhost '{}'", d.name, self.name);
+            if q.durable != d.durable {
+                return Err(BrokerError::PreconditionFailed(format!(
+                    "inequivalent arg 'durable' for {what}: received '{}' but current is '{}'",
+                    flag(d.durable),
+                    flag(q.durable)
+                )));
+            }
+            if q.auto_delete != d.auto_delete {
+                return Err(BrokerError::PreconditionFailed(format!(
+                    "inequivalent arg 'auto_delete' for {what}: received '{}' but current is '{}'",
+                    flag(d.auto_delete),
+                    flag(q.auto_delete)
+                )));
+            }
+            check_args(&what, &q.arguments, d.arguments)?;
+            let (m, c) = (q.message_count(), q.consumer_count());
+            return Ok((q, m, c));
+        }
+        let q = Arc::new(Queue::new(
+            ShortString::from(d.name),
+            self.name.clone(),
+            d.durable,
+            d.exclusive.then_some(d.connection_id),
+            d.auto_delete,
+            d.arguments.clone(),
+        ));
+        queues.insert(d.name.to_owned(), q.clone());
+        Ok((q, 0, 0))
+    }
+
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection_id: u64,
+    ) -> BrokerResult<()> {
+        if exchange.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        let q = self.queue(queue, connection_id)?;
+        let x = self.exchange(exchange)?;
+        Self::validate_binding(&x, arguments)?;
+        x.bind(Binding {
+            destination: Destination::Queue(q),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        });
+        Ok(())
+    }
+
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection_id: u64,
+    ) -> BrokerResult<()> {
+        if exchange.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        let q = match self.queue(queue, connection_id) {
+            Ok(q) => q,
+            Err(BrokerError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Ok(x) = self.exchange(exchange) else {
+            return Ok(());
+        };
+        let binding = Binding {
+            destination: Destination::Queue(q),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        };
+        if x.unbind(&binding) && x.auto_delete {
+            self.auto_delete_exchange(exchange);
+        }
+        Ok(())
+    }
+
+    /// queue.delete; returns how many messages the queue held. Deleting a missing
+    /// queue succeeds with 0, as in RabbitMQ.
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        connection_id: u64,
+    ) -> BrokerResult<u32> {
+        let q = match self.queue(name, connection_id) {
+            Ok(q) => q,
+            Err(BrokerError::NotFound(_)) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        q.check_delete(if_unused, if_empty)?;
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Removes a queue and its bindings, cancelling its consumers.
+    pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        let removed = {
+            let mut queues = write(&self.queues);
+            match queues.get(q.name.as_str()) {
+                Some(current) if Arc::ptr_eq(current, q) => queues.remove(q.name.as_str()),
+                _ => None,
+            }
+        };
+        if removed.is_none() {
+            return 0;
+        }
+        let count = q.mark_deleted();
+        self.remove_bindings_to(|d| matches!(d, Destination::Queue(b) if Arc::ptr_eq(b, q)));
+        tracing::debug!(queue = %q.name, vhost = %self.name, "queue deleted");
+        count
+    }
+
+    /// Deletes the exclusive queues of a closing connection.
+    pub fn remove_exclusive_queues(&self, connection_id: u64) {
+        let owned: Vec<Arc<Queue>> = read(&self.queues)
+            .values()
+            .filter(|q| q.exclusive_owner == Some(connection_id))
+            .cloned()
+            .collect();
+        for q in owned {
+            self.remove_queue(&q);
+        }
+    }
+
+    /// Finds the queues a message published to `exchange` goes to, following
+    /// exchange-to-exchange bindings and alternate exchanges.
+    pub fn route(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> BrokerResult<()> {
+        if exchange.is_empty() {
+            if let Some(q) = read(&self.queues).get(routing_key) {
+                out.push(q.clone());
+            }
+            return Ok(());
+        }
+        let exchanges = read(&self.exchanges);
+        let x = exchanges
+            .get(exchange)
+            .ok_or_else(|| self.no_exchange(exchange))?;
+        if x.internal {
+            return Err(BrokerError::AccessRefused(format!(
+                "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                self.name
+            )));
+        }
+        let mut visited: Vec<&str> = Vec::new();
+        Self::route_from(&exchanges, x, routing_key, headers, out, &mut visited);
+        Ok(())
+    }
+
+    fn route_from<'a>(
+        exchanges: &'a HashMap<String, Arc<Exchange>>,
+        x: &'a Exchange,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+        visited: &mut Vec<&'a str>,
+    ) {
+        if visited.contains(&x.name.as_str()) {
+            return;
+        }
+        visited.push(&x.name);
+        let mut next: Vec<&'a Exchange> = Vec::new();
+        let mut matched = false;
+        x.route(routing_key, headers, |d| {
+            matched = true;
+            match d {
+                Destination::Queue(q) => {
+                    if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
+                        out.push(q.clone());
+                    }
+                }
+                Destination::Exchange(name) => {
+                    if let Some(e) = exchanges.get(name) {
+                        next.push(e);
+                    }
+                }
+            }
+        });
+        for e in next {
+            Self::route_from(exchanges, e, routing_key, headers, out, visited);
+        }
+        if !matched && let Some(alt) = x.alternate.as_deref().and_then(|a| exchanges.get(a)) {
+            Self::route_from(exchanges, alt, routing_key, headers, out, visited);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Broker configuration: defaults, then the TOML file, then environment variables
+//! (including RabbitMQ's `RABBITMQ_DEFAULT_*` names so compose files keep working),
+//! then command-line flags. Each later source overrides the earlier ones.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Every tunable of the broker. `Config::default()` is what `cargo run` uses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the AMQP listener binds to.
+    pub listen: SocketAddr,
+    /// Directory holding the broker's data files.
+    pub data_dir: PathBuf,
+    /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
+    pub log_level: String,
+    /// User created at start (RabbitMQ: `default_user`).
+    pub default_user: String,
+    /// Password of the default user (RabbitMQ: `default_pass`).
+    pub default_pass: String,
+    /// Virtual host created at start (RabbitMQ: `default_vhost`).
+    pub default_vhost: String,
+    /// Whether the `guest` user may only connect from a loopback address.
+    pub guest_loopback_only: bool,
+    /// Largest frame offered in connection.tune, in bytes (at least 4096).
+    pub frame_max: u32,
+    /// Highest channel number offered in connection.tune (1..=65535).
+    pub channel_max: u16,
+    /// Heartbeat interval offered in connection.tune, in seconds (0 disables).
+    pub heartbeat: u16,
+    /// Largest message body accepted, in bytes.
+    pub max_message_size: u64,
+    /// Most client connections open at once.
+    pub max_connections: usize,
+    /// Seconds a closing connection waits for the peer's close-ok.
+    pub close_timeout_secs: u64,
+    /// Seconds a client has to complete the handshake.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5672)),
+            data_dir: PathBuf::from("data"),
+            log_level: "info".into(),
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            guest_loopback_only: true,
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 * 1024 * 1024,
+            max_connections: 65_536,
+            close_timeout_secs: 3,
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    Read(PathBuf, std::io::Error),
+    Parse(PathBuf, toml::de::Error),
+    Invalid(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "cannot read config file {}: {e}", p.display()),
+            ConfigError::Parse(p, e) => write!(f, "invalid config file {}: {e}", p.display()),
+            ConfigError::Invalid(s) => write!(f, "invalid configuration: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e))
+    }
+
+    /// Applies the environment variables RabbitMQ's images honour, and Warren's own.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("RABBITMQ_DEFAULT_USER") {
+            self.default_user = v;
+        }
+        if let Some(v) = get("RABBITMQ_DEFAULT_PASS") {
+            self.default_pass = v;
+        }
+        if let Some(v) = get("RABBITMQ_DEFAULT_VHOST") {
+            self.default_vhost = v;
+        }
+    }
+
+    /// Checks the values that the protocol constrains.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.frame_max < 4096 {
+            return Err(ConfigError::Invalid(format!(
+                "frame_max {} is below the AMQP minimum of 4096",
+                self.frame_max
+            )));
+        }
+        if self.channel_max == 0 {
+            return Err(ConfigError::Invalid(
+                "channel_max must be at least 1".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

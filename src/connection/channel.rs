@@ -1,0 +1,961 @@
+//! Per-channel state and the handlers of the channel-level AMQP methods: content
+//! assembly, publishing (with confirms and transactions), consumers, deliveries and
+//! their acknowledgements.
+
+use crate::broker::queue::Credit;
+use crate::broker::vhost::{ExchangeDeclare, QueueDeclare};
+use crate::broker::{BrokerError, Consumer, Message, Queue, QueueEntry};
+use crate::connection::{Session, short};
+use crate::protocol::Exception;
+use crate::protocol::codec::{ContentHeader, write_content};
+use crate::protocol::{Frame, ProtocolError};
+use amq_protocol::protocol::{
+    AMQPClass, basic, channel as chan, confirm, exchange, queue as q, tx,
+};
+use amq_protocol::types::{AMQPValue, ShortString};
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// What the connection does with a channel after a frame.
+pub enum After {
+    Continue,
+    /// The channel finished closing; forget it.
+    Remove,
+}
+
+/// A publish whose content is still arriving.
+struct Incoming {
+    publish: basic::Publish,
+    header: Option<Box<ContentHeader>>,
+    body: Vec<Bytes>,
+    received: u64,
+}
+
+/// A delivery the client has not settled yet.
+struct Unacked {
+    tag: u64,
+    queue: Arc<Queue>,
+    entry: QueueEntry,
+    /// None for basic.get deliveries, which use no prefetch credit.
+    consumer: Option<Arc<Consumer>>,
+}
+
+/// How settled deliveries end.
+#[derive(Clone, Copy)]
+enum Settle {
+    Ack,
+    Requeue,
+    Drop,
+}
+
+struct TxPublish {
+    queues: Vec<Arc<Queue>>,
+    msg: Arc<Message>,
+    mandatory: bool,
+}
+
+#[derive(Default)]
+struct Tx {
+    publishes: Vec<TxPublish>,
+    settles: Vec<(Vec<Unacked>, Settle)>,
+}
+
+#[derive(Default)]
+struct Confirms {
+    /// Sequence number of the last publish.
+    published: u64,
+    /// Highest sequence number acknowledged to the client.
+    sent: u64,
+}
+
+pub struct Channel {
+    id: u16,
+    /// channel.close was sent; everything but close-ok is discarded.
+    closing: bool,
+    incoming: Option<Incoming>,
+    next_tag: u64,
+    unacked: VecDeque<Unacked>,
+    consumers: HashMap<ShortString, (Arc<Consumer>, Arc<Queue>)>,
+    /// basic.qos global=false: the limit given to consumers created from now on.
+    consumer_prefetch: u32,
+    /// basic.qos global=true: the limit shared by all the channel's consumers.
+    channel_credit: Arc<Credit>,
+    confirms: Option<Confirms>,
+    tx: Option<Tx>,
+    /// The last queue declared, used when a method names the queue "".
+    last_queue: Option<ShortString>,
+    routed: Vec<Arc<Queue>>,
+}
+
+fn random_suffix() -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn precondition(detail: impl Into<String>) -> BrokerError {
+    BrokerError::PreconditionFailed(detail.into())
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Channel {
+        Channel {
+            id,
+            closing: false,
+            incoming: None,
+            next_tag: 1,
+            unacked: VecDeque::new(),
+            consumers: HashMap::new(),
+            consumer_prefetch: 0,
+            channel_credit: Arc::new(Credit::new(0)),
+            confirms: None,
+            tx: None,
+            last_queue: None,
+            routed: Vec::new(),
+        }
+    }
+
+    /// Whether `consumer` is (still) one of this channel's consumers.
+    pub fn owns(&self, consumer: &Arc<Consumer>) -> bool {
+        !self.closing
+            && self
+                .consumers
+                .get(&consumer.tag)
+                .is_some_and(|(c, _)| Arc::ptr_eq(c, consumer))
+    }
+
+    pub fn handle_frame(&mut self, s: &mut Session, frame: Frame) -> Result<After, Exception> {
+        if self.closing {
+            return Ok(match frame {
+                Frame::Method(_, m) => match *m {
+                    AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => After::Remove,
+                    AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
+                        s.send(
+                            self.id,
+                            AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
+                        );
+                        After::Remove
+                    }
+                    _ => After::Continue,
+                },
+                _ => After::Continue,
+            });
+        }
+        match frame {
+            Frame::Method(_, m) => {
+                if let Some(incoming) = &self.incoming {
+                    let detail = if incoming.header.is_none() {
+                        "expected content header for class 60, got non content header frame instead"
+                    } else {
+                        "expected content body, got non content body frame instead"
+                    };
+                    return Err(Exception::new(
+                        505,
+                        detail,
+                        m.get_amqp_class_id(),
+                        m.get_amqp_method_id(),
+                    ));
+                }
+                let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+                self.handle_method(s, *m).map_err(|e| match e {
+                    Failure::Broker(e) => Exception::from_broker(e, class_id, method_id),
+                    Failure::Protocol(e) => Exception::from_protocol(&e, class_id, method_id),
+                })
+            }
+            Frame::Header(_, header) => {
+                let Some(incoming) = self.incoming.as_mut().filter(|i| i.header.is_none()) else {
+                    return Err(unexpected_frame(
+                        "expected method frame, got non method frame instead",
+                    ));
+                };
+                if header.class_id != 60 {
+                    return Err(unexpected_frame(format!(
+                        "expected content header for class 60, got one for class {} instead",
+                        header.class_id
+                    )));
+                }
+                let max = s.ctx.config.max_message_size;
+                if header.body_size > max {
+                    self.incoming = None;
+                    let detail = if max == crate::config::Config::default().max_message_size {
+                        format!(
+                            "message size {} is larger than max size {max}",
+                            header.body_size
+                        )
+                    } else {
+                        format!(
+                            "message size {} is larger than configured max size {max}",
+                            header.body_size
+                        )
+                    };
+                    return Err(Exception::from_broker(precondition(detail), 60, 40));
+                }
+                let done = header.body_size == 0;
+                incoming.header = Some(header);
+                if done {
+                    self.finish_publish(s)?;
+                }
+                Ok(After::Continue)
+            }
+            Frame::Body(_, body) => {
+                let Some(incoming) = self.incoming.as_mut() else {
+                    return Err(unexpected_frame(
+                        "expected method frame, got non method frame instead",
+                    ));
+                };
+                let Some(header) = &incoming.header else {
+                    return Err(unexpected_frame(
+                        "expected content header for class 60, got non content header frame instead",
+                    ));
+                };
+                incoming.received += body.len() as u64;
+                if incoming.received > header.body_size {
+                    return Err(Exception::new(
+                        501,
+                        format_args!(
+                            "content body exceeds the size announced in its header ({} > {})",
+                            incoming.received, header.body_size
+                        ),
+                        60,
+                        40,
+                    ));
+                }
+                let done = incoming.received == header.body_size;
+                incoming.body.push(body);
+                if done {
+                    self.finish_publish(s)?;
+                }
+                Ok(After::Continue)
+            }
+            Frame::Heartbeat(_) => Ok(After::Continue),
+        }
+    }
+
+    /// Sends channel.close for a channel error and releases what the channel held.
+    pub fn fail(&mut self, s: &mut Session, e: &Exception) {
+        s.send(
+            self.id,
+            AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
+                reply_code: e.code,
+                reply_text: short(&e.text),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            })),
+        );
+        self.release(s);
+        self.closing = true;
+    }
+
+    /// Requeues unacked messages and removes the consumers (channel closing).
+    pub fn release(&mut self, s: &mut Session) {
+        self.incoming = None;
+        if let Some(tx) = self.tx.as_mut() {
+            tx.publishes.clear();
+            let settles = std::mem::take(&mut tx.settles);
+            for (items, _) in settles {
+                self.unacked.extend(items);
+            }
+            self.unacked.make_contiguous().sort_by_key(|u| u.tag);
+        }
+        let tags: Vec<ShortString> = self.consumers.keys().cloned().collect();
+        for tag in tags {
+            self.remove_consumer(s, &tag);
+        }
+        let all: Vec<Unacked> = self.unacked.drain(..).collect();
+        self.settle(all, Settle::Requeue);
+    }
+
+    fn remove_consumer(&mut self, s: &mut Session, tag: &ShortString) {
+        if let Some((consumer, queue)) = self.consumers.remove(tag)
+            && queue.remove_consumer(&consumer)
+        {
+            s.vhost.remove_queue(&queue);
+        }
+    }
+
+    /// A queue cancelled one of our consumers (it was deleted).
+    pub fn cancelled_by_server(&mut self, s: &mut Session, tag: &ShortString) {
+        if self.consumers.remove(tag).is_some() && s.consumer_cancel_notify && !self.closing {
+            s.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: tag.clone(),
+                    nowait: true,
+                })),
+            );
+        }
+    }
+
+    /// Writes a delivery from a queue to the client.
+    pub fn deliver(
+        &mut self,
+        s: &mut Session,
+        consumer: &Arc<Consumer>,
+        queue: Arc<Queue>,
+        entry: QueueEntry,
+    ) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let msg = &entry.msg;
+        s.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                consumer_tag: consumer.tag.clone(),
+                delivery_tag: tag,
+                redelivered: entry.redelivered,
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+            })),
+        );
+        write_content(
+            &mut s.out,
+            self.id,
+            &msg.raw_properties,
+            &msg.body,
+            s.frame_max,
+        );
+        if !consumer.no_ack {
+            self.unacked.push_back(Unacked {
+                tag,
+                queue,
+                entry,
+                consumer: Some(consumer.clone()),
+            });
+        }
+    }
+
+    /// Sends the publisher confirms accumulated since the last flush, as one
+    /// basic.ack with `multiple` when several are due.
+    pub fn flush_confirms(&mut self, s: &mut Session) {
+        let Some(c) = self.confirms.as_mut() else {
+            return;
+        };
+        if c.published > c.sent && !self.closing {
+            let multiple = c.published - c.sent > 1;
+            c.sent = c.published;
+            let tag = c.sent;
+            s.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: tag,
+                    multiple,
+                })),
+            );
+        }
+    }
+
+    fn reply(&self, s: &mut Session, nowait: bool, method: AMQPClass) {
+        if !nowait {
+            s.send(self.id, method);
+        }
+    }
+
+    fn queue_name(&self, name: &ShortString) -> Result<ShortString, Failure> {
+        if !name.as_str().is_empty() {
+            return Ok(name.clone());
+        }
+        self.last_queue.clone().ok_or_else(|| {
+            Failure::Broker(BrokerError::NotFound("no previously declared queue".into()))
+        })
+    }
+
+    fn handle_method(&mut self, s: &mut Session, method: AMQPClass) -> Result<After, Failure> {
+        let conn_id = s.id;
+        match method {
+            AMQPClass::Basic(m) => return self.handle_basic(s, m).map(|()| After::Continue),
+            AMQPClass::Channel(m) => match m {
+                chan::AMQPMethod::Close(_) => {
+                    self.release(s);
+                    s.send(
+                        self.id,
+                        AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
+                    );
+                    return Ok(After::Remove);
+                }
+                chan::AMQPMethod::CloseOk(_) => return Ok(After::Remove),
+                chan::AMQPMethod::Open(_) => {
+                    return Err(Failure::Protocol(ProtocolError::Channel(
+                        "second 'channel.open' seen".into(),
+                    )));
+                }
+                chan::AMQPMethod::Flow(f) if f.active => s.send(
+                    self.id,
+                    AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })),
+                ),
+                chan::AMQPMethod::Flow(_) => {
+                    return Err(Failure::Protocol(ProtocolError::NotImplemented(
+                        "active=false".into(),
+                    )));
+                }
+                _ => return Err(command_invalid("channel")),
+            },
+            AMQPClass::Exchange(m) => match m {
+                exchange::AMQPMethod::Declare(d) => {
+                    s.vhost.declare_exchange(&ExchangeDeclare {
+                        name: d.exchange.as_str(),
+                        kind: d.kind.as_str(),
+                        passive: d.passive,
+                        durable: d.durable,
+                        auto_delete: d.auto_delete,
+                        internal: d.internal,
+                        arguments: &d.arguments,
+                    })?;
+                    self.reply(
+                        s,
+                        d.nowait,
+                        AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
+                            exchange::DeclareOk {},
+                        )),
+                    );
+                }
+                exchange::AMQPMethod::Delete(d) => {
+                    s.vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
+                    self.reply(
+                        s,
+                        d.nowait,
+                        AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+                    );
+                }
+                exchange::AMQPMethod::Bind(b) => {
+                    s.vhost.bind_exchange(
+                        b.destination.as_str(),
+                        b.source.as_str(),
+                        b.routing_key.as_str(),
+                        &b.arguments,
+                    )?;
+                    self.reply(
+                        s,
+                        b.nowait,
+                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                    );
+                }
+                exchange::AMQPMethod::Unbind(b) => {
+                    s.vhost.unbind_exchange(
+                        b.destination.as_str(),
+                        b.source.as_str(),
+                        b.routing_key.as_str(),
+                        &b.arguments,
+                    )?;
+                    self.reply(
+                        s,
+                        b.nowait,
+                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                    );
+                }
+                _ => return Err(command_invalid("exchange")),
+            },
+            AMQPClass::Queue(m) => match m {
+                q::AMQPMethod::Declare(d) => {
+                    let server_named = d.queue.as_str().is_empty() && !d.passive;
+                    let name = if server_named {
+                        ShortString::from(format!("amq.gen-{}", random_suffix()))
+                    } else {
+                        self.queue_name(&d.queue)?
+                    };
+                    let (_, message_count, consumer_count) =
+                        s.vhost.declare_queue(&QueueDeclare {
+                            name: name.as_str(),
+                            passive: d.passive,
+                            durable: d.durable,
+                            exclusive: d.exclusive,
+                            auto_delete: d.auto_delete,
+                            arguments: &d.arguments,
+                            connection_id: conn_id,
+                            server_named,
+                        })?;
+                    self.last_queue = Some(name.clone());
+                    self.reply(
+                        s,
+                        d.nowait,
+                        AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                            queue: name,
+                            message_count,
+                            consumer_count,
+                        })),
+                    );
+                }
+                q::AMQPMethod::Bind(b) => {
+                    let name = self.queue_name(&b.queue)?;
+                    s.vhost.bind_queue(
+                        name.as_str(),
+                        b.exchange.as_str(),
+                        b.routing_key.as_str(),
+                        &b.arguments,
+                        conn_id,
+                    )?;
+                    self.reply(
+                        s,
+                        b.nowait,
+                        AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})),
+                    );
+                }
+                q::AMQPMethod::Unbind(b) => {
+                    let name = self.queue_name(&b.queue)?;
+                    s.vhost.unbind_queue(
+                        name.as_str(),
+                        b.exchange.as_str(),
+                        b.routing_key.as_str(),
+                        &b.arguments,
+                        conn_id,
+                    )?;
+                    s.send(
+                        self.id,
+                        AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})),
+                    );
+                }
+                q::AMQPMethod::Purge(p) => {
+                    let name = self.queue_name(&p.queue)?;
+                    let message_count = s.vhost.queue(name.as_str(), conn_id)?.purge();
+                    self.reply(
+                        s,
+                        p.nowait,
+                        AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk { message_count })),
+                    );
+                }
+                q::AMQPMethod::Delete(d) => {
+                    let name = self.queue_name(&d.queue)?;
+                    let message_count =
+                        s.vhost
+                            .delete_queue(name.as_str(), d.if_unused, d.if_empty, conn_id)?;
+                    self.reply(
+                        s,
+                        d.nowait,
+                        AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk { message_count })),
+                    );
+                }
+                _ => return Err(command_invalid("queue")),
+            },
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(sel)) => {
+                if self.tx.is_some() {
+                    return Err(precondition("cannot switch from tx to confirm mode").into());
+                }
+                if self.confirms.is_none() {
+                    self.confirms = Some(Confirms::default());
+                }
+                self.reply(
+                    s,
+                    sel.nowait,
+                    AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                );
+            }
+            AMQPClass::Tx(m) => self.handle_tx(s, m)?,
+            AMQPClass::Access(_) => {
+                return Err(Failure::Protocol(ProtocolError::NotImplemented(
+                    "access.request".into(),
+                )));
+            }
+            _ => return Err(command_invalid("this")),
+        }
+        Ok(After::Continue)
+    }
+
+    fn handle_tx(&mut self, s: &mut Session, m: tx::AMQPMethod) -> Result<(), Failure> {
+        match m {
+            tx::AMQPMethod::Select(_) => {
+                if self.confirms.is_some() {
+                    return Err(precondition("cannot switch from confirm to tx mode").into());
+                }
+                if self.tx.is_none() {
+                    self.tx = Some(Tx::default());
+                }
+                s.send(
+                    self.id,
+                    AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+                );
+            }
+            tx::AMQPMethod::Commit(_) => {
+                let Some(t) = self.tx.as_mut() else {
+                    return Err(precondition("channel is not transactional").into());
+                };
+                let publishes = std::mem::take(&mut t.publishes);
+                let settles = std::mem::take(&mut t.settles);
+                for p in publishes {
+                    self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory);
+                }
+                for (items, how) in settles {
+                    self.settle(items, how);
+                }
+                s.send(
+                    self.id,
+                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                );
+            }
+            tx::AMQPMethod::Rollback(_) => {
+                let Some(t) = self.tx.as_mut() else {
+                    return Err(precondition("channel is not transactional").into());
+                };
+                t.publishes.clear();
+                let settles = std::mem::take(&mut t.settles);
+                for (items, _) in settles {
+                    self.unacked.extend(items);
+                }
+                self.unacked.make_contiguous().sort_by_key(|u| u.tag);
+                s.send(
+                    self.id,
+                    AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+                );
+            }
+            _ => return Err(command_invalid("tx")),
+        }
+        Ok(())
+    }
+
+    fn handle_basic(&mut self, s: &mut Session, m: basic::AMQPMethod) -> Result<(), Failure> {
+        match m {
+            basic::AMQPMethod::Publish(p) => {
+                if p.immediate {
+                    return Err(Failure::Protocol(ProtocolError::NotImplemented(
+                        "immediate=true".into(),
+                    )));
+                }
+                self.incoming = Some(Incoming {
+                    publish: p,
+                    header: None,
+                    body: Vec::new(),
+                    received: 0,
+                });
+            }
+            basic::AMQPMethod::Qos(qos) => {
+                if qos.global {
+                    self.channel_credit.set_limit(u32::from(qos.prefetch_count));
+                    self.dispatch_consumer_queues();
+                } else {
+                    self.consumer_prefetch = u32::from(qos.prefetch_count);
+                }
+                s.send(
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
+            }
+            basic::AMQPMethod::Consume(c) => self.consume(s, c)?,
+            basic::AMQPMethod::Cancel(c) => {
+                self.remove_consumer(s, &c.consumer_tag);
+                self.reply(
+                    s,
+                    c.nowait,
+                    AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                        consumer_tag: c.consumer_tag,
+                    })),
+                );
+            }
+            basic::AMQPMethod::Get(g) => {
+                let name = self.queue_name(&g.queue)?;
+                let queue = s.vhost.queue(name.as_str(), s.id)?;
+                match queue.get() {
+                    None => s.send(
+                        self.id,
+                        AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                    ),
+                    Some((entry, message_count)) => {
+                        let tag = self.next_tag;
+                        self.next_tag += 1;
+                        s.send(
+                            self.id,
+                            AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                                delivery_tag: tag,
+                                redelivered: entry.redelivered,
+                                exchange: entry.msg.exchange.clone(),
+                                routing_key: entry.msg.routing_key.clone(),
+                                message_count,
+                            })),
+                        );
+                        write_content(
+                            &mut s.out,
+                            self.id,
+                            &entry.msg.raw_properties,
+                            &entry.msg.body,
+                            s.frame_max,
+                        );
+                        if !g.no_ack {
+                            self.unacked.push_back(Unacked {
+                                tag,
+                                queue,
+                                entry,
+                                consumer: None,
+                            });
+                        }
+                    }
+                }
+            }
+            basic::AMQPMethod::Ack(a) => {
+                let items = self.take_unacked(a.delivery_tag, a.multiple)?;
+                self.settle_or_defer(items, Settle::Ack);
+            }
+            basic::AMQPMethod::Nack(n) => {
+                let items = self.take_unacked(n.delivery_tag, n.multiple)?;
+                let how = if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Drop
+                };
+                self.settle_or_defer(items, how);
+            }
+            basic::AMQPMethod::Reject(r) => {
+                let items = self.take_unacked(r.delivery_tag, false)?;
+                let how = if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Drop
+                };
+                self.settle_or_defer(items, how);
+            }
+            basic::AMQPMethod::Recover(r) => {
+                self.recover(r.requeue)?;
+                s.send(
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
+            }
+            basic::AMQPMethod::RecoverAsync(r) => self.recover(r.requeue)?,
+            _ => return Err(command_invalid("basic")),
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, requeue: bool) -> Result<(), Failure> {
+        if !requeue {
+            return Err(Failure::Protocol(ProtocolError::NotImplemented(
+                "requeue=false".into(),
+            )));
+        }
+        let all: Vec<Unacked> = self.unacked.drain(..).collect();
+        self.settle(all, Settle::Requeue);
+        Ok(())
+    }
+
+    fn consume(&mut self, s: &mut Session, c: basic::Consume) -> Result<(), Failure> {
+        let name = self.queue_name(&c.queue)?;
+        let queue = s.vhost.queue(name.as_str(), s.id)?;
+        let tag = if c.consumer_tag.as_str().is_empty() {
+            ShortString::from(format!("amq.ctag-{}", random_suffix()))
+        } else {
+            c.consumer_tag.clone()
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(Failure::Protocol(ProtocolError::NotAllowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            ))));
+        }
+        let priority = match c.arguments.inner().get("x-priority") {
+            None => 0,
+            Some(v) => integer(v).ok_or_else(|| {
+                precondition(format!(
+                    "invalid arg 'x-priority' for queue '{name}' in vhost '{}': \
+                     {{unacceptable_type,{:?}}}",
+                    s.vhost.name,
+                    v.get_type()
+                ))
+            })?,
+        };
+        let consumer = Arc::new(Consumer {
+            tag: tag.clone(),
+            channel: self.id,
+            connection_id: s.id,
+            no_ack: c.no_ack,
+            exclusive: c.exclusive,
+            priority: priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            credit: Credit::new(self.consumer_prefetch),
+            channel_credit: self.channel_credit.clone(),
+            events: s.events.clone(),
+        });
+        // Deliveries come back through the connection's event queue and are written
+        // after this frame is handled, so consume-ok always precedes them.
+        queue.add_consumer(consumer.clone())?;
+        self.reply(
+            s,
+            c.nowait,
+            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                consumer_tag: tag.clone(),
+            })),
+        );
+        self.consumers.insert(tag, (consumer, queue));
+        Ok(())
+    }
+
+    fn finish_publish(&mut self, s: &mut Session) -> Result<(), Exception> {
+        let Some(Incoming {
+            publish,
+            header: Some(header),
+            body,
+            ..
+        }) = self.incoming.take()
+        else {
+            return Ok(());
+        };
+        let body = match body.len() {
+            0 => Bytes::new(),
+            1 => body.into_iter().next().unwrap_or_default(),
+            _ => {
+                let mut all = BytesMut::with_capacity(header.body_size as usize);
+                for part in body {
+                    all.extend_from_slice(&part);
+                }
+                all.freeze()
+            }
+        };
+        let msg = Arc::new(Message {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            properties: header.properties,
+            raw_properties: header.raw_properties,
+            body,
+        });
+        let mut routed = std::mem::take(&mut self.routed);
+        routed.clear();
+        let result = s.vhost.route(
+            msg.exchange.as_str(),
+            msg.routing_key.as_str(),
+            msg.properties.headers().as_ref(),
+            &mut routed,
+        );
+        if let Err(e) = result {
+            self.routed = routed;
+            return Err(Exception::from_broker(e, 60, 40));
+        }
+        if let Some(t) = self.tx.as_mut() {
+            t.publishes.push(TxPublish {
+                queues: routed.clone(),
+                msg,
+                mandatory: publish.mandatory,
+            });
+        } else {
+            self.deliver_to_queues(s, &routed, msg, publish.mandatory);
+            if let Some(c) = self.confirms.as_mut() {
+                c.published += 1;
+            }
+        }
+        self.routed = routed;
+        Ok(())
+    }
+
+    fn deliver_to_queues(
+        &mut self,
+        s: &mut Session,
+        queues: &[Arc<Queue>],
+        msg: Arc<Message>,
+        mandatory: bool,
+    ) {
+        let mut delivered = false;
+        for queue in queues {
+            delivered |= queue.publish(msg.clone());
+        }
+        if !delivered && mandatory {
+            s.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                    reply_code: 312,
+                    reply_text: ShortString::from("NO_ROUTE"),
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                })),
+            );
+            write_content(
+                &mut s.out,
+                self.id,
+                &msg.raw_properties,
+                &msg.body,
+                s.frame_max,
+            );
+        }
+    }
+
+    /// Removes deliveries from the unacked list: one tag, or with `multiple` every
+    /// tag up to it (0 meaning all), as RabbitMQ's rules.
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, Failure> {
+        if multiple && tag == 0 {
+            return Ok(self.unacked.drain(..).collect());
+        }
+        let Ok(at) = self.unacked.binary_search_by_key(&tag, |u| u.tag) else {
+            return Err(precondition(format!("unknown delivery tag {tag}")).into());
+        };
+        if multiple {
+            Ok(self.unacked.drain(..=at).collect())
+        } else {
+            Ok(self.unacked.remove(at).into_iter().collect())
+        }
+    }
+
+    fn settle_or_defer(&mut self, items: Vec<Unacked>, how: Settle) {
+        match self.tx.as_mut() {
+            Some(t) => t.settles.push((items, how)),
+            None => self.settle(items, how),
+        }
+    }
+
+    fn settle(&mut self, items: Vec<Unacked>, how: Settle) {
+        let mut touched: Vec<Arc<Queue>> = Vec::new();
+        let mut requeue: Vec<(Arc<Queue>, Vec<QueueEntry>)> = Vec::new();
+        for u in items {
+            if let Some(c) = &u.consumer {
+                c.release();
+            }
+            match how {
+                Settle::Ack | Settle::Drop => {
+                    if !touched.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
+                        touched.push(u.queue);
+                    }
+                }
+                Settle::Requeue => match requeue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue))
+                {
+                    Some((_, entries)) => entries.push(u.entry),
+                    None => requeue.push((u.queue, vec![u.entry])),
+                },
+            }
+        }
+        for (queue, entries) in requeue {
+            queue.requeue(entries, true);
+        }
+        for queue in touched {
+            queue.dispatch();
+        }
+        if self.channel_credit_limited() {
+            self.dispatch_consumer_queues();
+        }
+    }
+
+    fn channel_credit_limited(&self) -> bool {
+        !self.consumers.is_empty() && self.channel_credit.limited()
+    }
+
+    fn dispatch_consumer_queues(&self) {
+        for (_, queue) in self.consumers.values() {
+            queue.dispatch();
+        }
+    }
+}
+
+/// Why a channel method failed, before it becomes an [`Exception`].
+enum Failure {
+    Broker(BrokerError),
+    Protocol(ProtocolError),
+}
+
+impl From<BrokerError> for Failure {
+    fn from(e: BrokerError) -> Self {
+        Failure::Broker(e)
+    }
+}
+
+fn command_invalid(class: &str) -> Failure {
+    Failure::Protocol(ProtocolError::CommandInvalid(format!(
+        "method not allowed from a client on the {class} class"
+    )))
+}
+
+fn unexpected_frame(detail: impl std::fmt::Display) -> Exception {
+    Exception::new(505, detail, 0, 0)
+}
+
+fn integer(v: &AMQPValue) -> Option<i64> {
+    match v {
+        AMQPValue::ShortShortInt(i) => Some(i64::from(*i)),
+        AMQPValue::ShortShortUInt(i) => Some(i64::from(*i)),
+        AMQPValue::ShortInt(i) => Some(i64::from(*i)),
+        AMQPValue::ShortUInt(i) => Some(i64::from(*i)),
+        AMQPValue::LongInt(i) => Some(i64::from(*i)),
+        AMQPValue::LongUInt(i) => Some(i64::from(*i)),
+        AMQPValue::LongLongInt(i) => Some(*i),
+        _ => None,
+    }
+}

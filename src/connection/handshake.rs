@@ -1,0 +1,287 @@
+//! Connection negotiation: start / start-ok (authentication), tune / tune-ok, open.
+
+use crate::broker::{Broker, VHost};
+use crate::config::Config;
+use crate::protocol::codec::FrameReader;
+use crate::protocol::{Exception, Frame, ProtocolError};
+use amq_protocol::protocol::{AMQPClass, connection};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the handshake settled.
+pub struct Negotiated {
+    pub user: String,
+    pub vhost: Arc<VHost>,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+    /// The client handles server-sent basic.cancel.
+    pub consumer_cancel_notify: bool,
+}
+
+/// Why the handshake did not complete.
+pub enum HandshakeError {
+    /// Close the connection with this exception (connection.close, await close-ok).
+    Close(Exception),
+    /// Drop the socket without a word (the client cannot take a close here).
+    Drop(String),
+}
+
+impl From<ProtocolError> for HandshakeError {
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::Io(e) => HandshakeError::Drop(e.to_string()),
+            other => HandshakeError::Close(Exception::from_protocol(&other, 0, 0)),
+        }
+    }
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes()))
+}
+
+/// The server-properties of connection.start, shaped like RabbitMQ's.
+pub fn server_properties() -> FieldTable {
+    let yes = AMQPValue::Boolean(true);
+    let capabilities = table(&[
+        ("publisher_confirms", yes.clone()),
+        ("exchange_exchange_bindings", yes.clone()),
+        ("basic.nack", yes.clone()),
+        ("consumer_cancel_notify", yes.clone()),
+        ("connection.blocked", yes.clone()),
+        ("consumer_priorities", yes.clone()),
+        ("authentication_failure_close", yes.clone()),
+        ("per_consumer_qos", yes.clone()),
+        ("direct_reply_to", yes),
+    ]);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    table(&[
+        ("capabilities", AMQPValue::FieldTable(capabilities)),
+        ("cluster_name", text(&format!("warren@{host}"))),
+        ("copyright", text("Copyright (c) the Warren authors")),
+        (
+            "information",
+            text("Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients"),
+        ),
+        (
+            "platform",
+            text(&format!("Rust / {}", std::env::consts::OS)),
+        ),
+        ("product", text("Warren")),
+        ("version", text(env!("CARGO_PKG_VERSION"))),
+    ])
+}
+
+fn capability(props: &FieldTable, name: &str) -> bool {
+    match props.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(caps)) => {
+            matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true)))
+        }
+        _ => false,
+    }
+}
+
+/// Extracts (user, password) from a PLAIN or AMQPLAIN response.
+fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
+    match mechanism {
+        "PLAIN" => {
+            let mut parts = response.split(|b| *b == 0);
+            let _authzid = parts.next()?;
+            let user = parts.next()?;
+            let pass = parts.next()?;
+            Some((
+                String::from_utf8(user.to_vec()).ok()?,
+                String::from_utf8(pass.to_vec()).ok()?,
+            ))
+        }
+        "AMQPLAIN" => {
+            // The response is a field table without its length prefix.
+            let mut buf = Vec::with_capacity(response.len() + 4);
+            buf.extend_from_slice(&(response.len() as u32).to_be_bytes());
+            buf.extend_from_slice(response);
+            let (_, t) = amq_protocol::types::parsing::parse_field_table(&buf[..]).ok()?;
+            let get = |k: &str| match t.inner().get(k) {
+                Some(AMQPValue::LongString(s)) => String::from_utf8(s.as_bytes().to_vec()).ok(),
+                Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_owned()),
+                _ => None,
+            };
+            Some((get("LOGIN")?, get("PASSWORD")?))
+        }
+        _ => None,
+    }
+}
+
+async fn expect_method(
+    reader: &mut FrameReader,
+    expected: &str,
+) -> Result<connection::AMQPMethod, HandshakeError> {
+    loop {
+        match reader.next().await? {
+            None => return Err(HandshakeError::Drop("closed during handshake".into())),
+            Some(Frame::Heartbeat(_)) => continue,
+            Some(Frame::Method(0, method)) => match *method {
+                AMQPClass::Connection(m) => return Ok(m),
+                other => {
+                    return Err(HandshakeError::Close(Exception::new(
+                        503,
+                        format_args!("expected 'connection.{expected}'"),
+                        other.get_amqp_class_id(),
+                        other.get_amqp_method_id(),
+                    )));
+                }
+            },
+            Some(_) => {
+                return Err(HandshakeError::Close(Exception::new(
+                    503,
+                    format_args!("expected 'connection.{expected}'"),
+                    0,
+                    0,
+                )));
+            }
+        }
+    }
+}
+
+fn unexpected(expected: &str, got: &connection::AMQPMethod) -> HandshakeError {
+    let class = AMQPClass::Connection(got.clone());
+    HandshakeError::Close(Exception::new(
+        503,
+        format_args!("expected 'connection.{expected}'"),
+        class.get_amqp_class_id(),
+        class.get_amqp_method_id(),
+    ))
+}
+
+/// Runs the negotiation; `send` queues a method on channel 0.
+pub async fn negotiate(
+    reader: &mut FrameReader,
+    send: &mut impl FnMut(AMQPClass),
+    broker: &Broker,
+    config: &Config,
+    peer: SocketAddr,
+) -> Result<Negotiated, HandshakeError> {
+    send(AMQPClass::Connection(connection::AMQPMethod::Start(
+        connection::Start {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(),
+            mechanisms: LongString::from("PLAIN AMQPLAIN"),
+            locales: LongString::from("en_US"),
+        },
+    )));
+    let start_ok = match expect_method(reader, "start_ok").await? {
+        connection::AMQPMethod::StartOk(s) => s,
+        other => return Err(unexpected("start_ok", &other)),
+    };
+    let mechanism = start_ok.mechanism.as_str();
+    if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
+        return Err(HandshakeError::Close(Exception::new(
+            403,
+            format_args!(
+                "unsupported authentication mechanism '{mechanism}' (supported: PLAIN AMQPLAIN)"
+            ),
+            10,
+            11,
+        )));
+    }
+    let refuse_close = capability(&start_ok.client_properties, "authentication_failure_close");
+    let (user, pass) = credentials(mechanism, start_ok.response.as_bytes()).unwrap_or_default();
+    let guest_remote = user == "guest" && config.guest_loopback_only && !peer.ip().is_loopback();
+    let refusal = (!broker.authenticate(&user, &pass) || guest_remote).then(|| {
+        format!(
+            "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+        )
+    });
+    if let Some(reason) = refusal {
+        tracing::warn!(%peer, user, "authentication failed");
+        return Err(if refuse_close {
+            HandshakeError::Close(Exception::new(403, reason, 10, 11))
+        } else {
+            HandshakeError::Drop(reason)
+        });
+    }
+    send(AMQPClass::Connection(connection::AMQPMethod::Tune(
+        connection::Tune {
+            channel_max: config.channel_max,
+            frame_max: config.frame_max,
+            heartbeat: config.heartbeat,
+        },
+    )));
+    let tune_ok = match expect_method(reader, "tune_ok").await? {
+        connection::AMQPMethod::TuneOk(t) => t,
+        other => return Err(unexpected("tune_ok", &other)),
+    };
+    let not_allowed = |detail: String| {
+        HandshakeError::Close(Exception::from_protocol(
+            &ProtocolError::NotAllowed(detail),
+            10,
+            31,
+        ))
+    };
+    if tune_ok.frame_max != 0 && tune_ok.frame_max < 4096 {
+        return Err(not_allowed(format!(
+            "frame_max={} < 4096 min",
+            tune_ok.frame_max
+        )));
+    }
+    if tune_ok.frame_max > config.frame_max {
+        return Err(not_allowed(format!(
+            "frame_max={} > {} max",
+            tune_ok.frame_max, config.frame_max
+        )));
+    }
+    if tune_ok.channel_max > config.channel_max {
+        return Err(not_allowed(format!(
+            "channel_max={} > {} max",
+            tune_ok.channel_max, config.channel_max
+        )));
+    }
+    let frame_max = if tune_ok.frame_max == 0 {
+        config.frame_max
+    } else {
+        tune_ok.frame_max
+    };
+    let channel_max = if tune_ok.channel_max == 0 {
+        config.channel_max
+    } else {
+        tune_ok.channel_max
+    };
+    reader.decoder.frame_max = frame_max;
+    let open = match expect_method(reader, "open").await? {
+        connection::AMQPMethod::Open(o) => o,
+        other => return Err(unexpected("open", &other)),
+    };
+    let Some(vhost) = broker.vhost(open.virtual_host.as_str()) else {
+        return Err(not_allowed(format!(
+            "vhost {} not found",
+            open.virtual_host.as_str()
+        )))
+        .map_err(|e| match e {
+            HandshakeError::Close(mut x) => {
+                x.method_id = 40;
+                HandshakeError::Close(x)
+            }
+            d => d,
+        });
+    };
+    send(AMQPClass::Connection(connection::AMQPMethod::OpenOk(
+        connection::OpenOk {},
+    )));
+    Ok(Negotiated {
+        user,
+        vhost,
+        channel_max,
+        frame_max,
+        heartbeat: tune_ok.heartbeat,
+        consumer_cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
+    })
+}

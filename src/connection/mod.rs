@@ -1,0 +1,461 @@
+//! One client connection: the protocol header, the handshake, then a loop that reads
+//! frames, receives deliveries from queues, and hands encoded frames to the writer.
+
+mod channel;
+mod handshake;
+mod writer;
+
+use crate::broker::{Broker, ConsumerEvent, VHost};
+use crate::config::Config;
+use crate::protocol::codec::{FrameReader, PROTOCOL_HEADER, write_method};
+use crate::protocol::{Exception, Frame, ProtocolError};
+use amq_protocol::protocol::{AMQPClass, channel as chan, connection};
+use channel::Channel;
+use handshake::HandshakeError;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use writer::Outbox;
+
+pub use handshake::server_properties;
+
+/// What every connection shares: the broker and the configuration.
+pub struct ServerContext {
+    pub broker: Broker,
+    pub config: Config,
+}
+
+/// Connection-wide state that channel handlers need besides their own channel.
+pub(crate) struct Session {
+    pub id: u64,
+    pub ctx: Arc<ServerContext>,
+    pub vhost: Arc<VHost>,
+    /// Frames encoded during the current wake-up, handed to the writer in one piece.
+    pub out: Vec<u8>,
+    pub frame_max: u32,
+    pub events: mpsc::UnboundedSender<ConsumerEvent>,
+    pub consumer_cancel_notify: bool,
+}
+
+impl Session {
+    pub fn send(&mut self, channel: u16, method: AMQPClass) {
+        write_method(&mut self.out, channel, method);
+    }
+}
+
+/// How the main loop ended.
+enum Ending {
+    /// The peer closed the socket or it failed.
+    Gone(String),
+    /// A close handshake finished (either side started it).
+    Closed,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    ctx: Arc<ServerContext>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = socket.set_nodelay(true);
+    let handshake_timeout = Duration::from_secs(ctx.config.handshake_timeout_secs);
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(handshake_timeout, socket.read_exact(&mut header)).await {
+        Ok(Ok(_)) if &header == PROTOCOL_HEADER => {}
+        Ok(Ok(_)) => {
+            tracing::info!(%peer, header = ?header, "unsupported protocol header, closing");
+            let _ = socket.write_all(PROTOCOL_HEADER).await;
+            let _ = socket.shutdown().await;
+            return;
+        }
+        _ => {
+            tracing::debug!(%peer, "no protocol header, closing");
+            return;
+        }
+    }
+    let (read_half, write_half) = socket.into_split();
+    let outbox = Arc::new(Outbox::default());
+    let writer = tokio::spawn(writer::run(outbox.clone(), write_half));
+    let mut reader = FrameReader::new(read_half, ctx.config.frame_max);
+    let mut out = Vec::new();
+
+    let negotiated = {
+        let mut send = |m: AMQPClass| {
+            write_method(&mut out, 0, m);
+            outbox.push(&mut out);
+        };
+        tokio::time::timeout(
+            handshake_timeout,
+            handshake::negotiate(&mut reader, &mut send, &ctx.broker, &ctx.config, peer),
+        )
+        .await
+    };
+    let negotiated = match negotiated {
+        Ok(Ok(n)) => n,
+        Ok(Err(HandshakeError::Close(e))) => {
+            tracing::warn!(%peer, code = e.code, text = %e.text, "handshake failed");
+            write_close(&mut out, &e);
+            outbox.push(&mut out);
+            await_close_ok(&mut reader, &ctx.config).await;
+            outbox.close();
+            let _ = writer.await;
+            return;
+        }
+        Ok(Err(HandshakeError::Drop(reason))) => {
+            tracing::info!(%peer, reason, "connection dropped during handshake");
+            outbox.close();
+            let _ = writer.await;
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "handshake timed out");
+            outbox.close();
+            let _ = writer.await;
+            return;
+        }
+    };
+    outbox.set_heartbeat(negotiated.heartbeat);
+    tracing::info!(%peer, user = negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut conn = Connection {
+        session: Session {
+            id,
+            ctx: ctx.clone(),
+            vhost: negotiated.vhost.clone(),
+            out,
+            frame_max: negotiated.frame_max,
+            events: events_tx,
+            consumer_cancel_notify: negotiated.consumer_cancel_notify,
+        },
+        channels: HashMap::new(),
+        channel_max: negotiated.channel_max,
+        heartbeat: negotiated.heartbeat,
+        outbox: outbox.clone(),
+    };
+    let ending = conn.run(&mut reader, events_rx, shutdown).await;
+    conn.cleanup();
+    outbox.close();
+    let _ = writer.await;
+    match ending {
+        Ending::Closed => tracing::info!(%peer, "connection closed"),
+        Ending::Gone(reason) => tracing::info!(%peer, reason, "connection lost"),
+    }
+}
+
+fn write_close(out: &mut Vec<u8>, e: &Exception) {
+    write_method(
+        out,
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: e.code,
+            reply_text: short(&e.text),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        })),
+    );
+}
+
+/// A short string cut to the 255 bytes the protocol allows, on a char boundary.
+pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    amq_protocol::types::ShortString::from(&s[..end])
+}
+
+/// After sending connection.close: discard frames until close-ok, the socket
+/// closing, or the timeout.
+async fn await_close_ok(reader: &mut FrameReader, config: &Config) {
+    let wait = async {
+        loop {
+            match reader.next().await {
+                Ok(Some(Frame::Method(_, m))) => {
+                    if matches!(
+                        *m,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
+                            | AMQPClass::Connection(connection::AMQPMethod::Close(_))
+                    ) {
+                        return;
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(config.close_timeout_secs), wait).await;
+}
+
+struct Connection {
+    session: Session,
+    channels: HashMap<u16, Channel>,
+    channel_max: u16,
+    heartbeat: u16,
+    outbox: Arc<Outbox>,
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        reader: &mut FrameReader,
+        mut events: mpsc::UnboundedReceiver<ConsumerEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Ending {
+        let mut last_read = Instant::now();
+        let timeout = Duration::from_secs(u64::from(self.heartbeat) * 2);
+        let mut ticker = tokio::time::interval(if self.heartbeat == 0 {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_secs(u64::from(self.heartbeat))
+        });
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    let e = Exception::new(320, "broker forced connection closure with reason 'shutdown'", 0, 0);
+                    return self.close_with(reader, &e).await;
+                }
+                frame = reader.next() => {
+                    last_read = Instant::now();
+                    let mut frame = frame;
+                    loop {
+                        match frame {
+                            Ok(Some(f)) => {
+                                if let Err(end) = self.handle_frame(f) {
+                                    match end {
+                                        FrameOutcome::Close(e) => {
+                                            return self.close_with(reader, &e).await;
+                                        }
+                                        FrameOutcome::ClosedByPeer => {
+                                            self.flush();
+                                            return Ending::Closed;
+                                        }
+                                    }
+                                }
+                            }
+                            Ok(None) => return Ending::Gone("socket closed by peer".into()),
+                            Err(ProtocolError::Io(e)) => return Ending::Gone(e.to_string()),
+                            Err(e) => {
+                                let e = Exception::from_protocol(&e, 0, 0);
+                                return self.close_with(reader, &e).await;
+                            }
+                        }
+                        // Handle the rest of a burst before flushing.
+                        frame = match reader.next_buffered() {
+                            Ok(None) => break,
+                            other => other,
+                        };
+                    }
+                }
+                Some(event) = events.recv() => {
+                    self.handle_event(event);
+                    for _ in 0..256 {
+                        match events.try_recv() {
+                            Ok(event) => self.handle_event(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.heartbeat != 0 && last_read.elapsed() > timeout {
+                        tracing::warn!(
+                            timeout_secs = self.heartbeat,
+                            "missed heartbeats from client, closing connection"
+                        );
+                        return Ending::Gone("missed heartbeats".into());
+                    }
+                }
+            }
+            self.flush_confirms();
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.outbox.push(&mut self.session.out);
+    }
+
+    fn flush_confirms(&mut self) {
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.session);
+        }
+    }
+
+    /// Sends connection.close, waits for close-ok (bounded), and ends.
+    async fn close_with(&mut self, reader: &mut FrameReader, e: &Exception) -> Ending {
+        if e.code == 320 {
+            tracing::info!(code = e.code, text = %e.text, "closing connection");
+        } else {
+            tracing::warn!(code = e.code, text = %e.text, "connection error");
+        }
+        self.flush_confirms();
+        write_close(&mut self.session.out, e);
+        self.flush();
+        await_close_ok(reader, &self.session.ctx.config).await;
+        Ending::Closed
+    }
+
+    fn handle_event(&mut self, event: ConsumerEvent) {
+        match event {
+            ConsumerEvent::Deliver {
+                consumer,
+                queue,
+                entry,
+            } => match self.channels.get_mut(&consumer.channel) {
+                Some(ch) if ch.owns(&consumer) => {
+                    ch.deliver(&mut self.session, &consumer, queue, entry)
+                }
+                _ => {
+                    // Cancelled or closed meanwhile: the message never reached the client.
+                    consumer.release();
+                    queue.requeue([entry], false);
+                }
+            },
+            ConsumerEvent::Cancelled {
+                channel,
+                consumer_tag,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.cancelled_by_server(&mut self.session, &consumer_tag);
+                }
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), FrameOutcome> {
+        let channel_id = frame.channel();
+        if channel_id == 0 {
+            return match frame {
+                Frame::Heartbeat(_) => Ok(()),
+                Frame::Method(_, m) => self.handle_connection_method(*m),
+                _ => Err(FrameOutcome::Close(Exception::new(
+                    505,
+                    "expected method frame, got non method frame instead",
+                    0,
+                    0,
+                ))),
+            };
+        }
+        if let Frame::Heartbeat(_) = frame {
+            return Err(FrameOutcome::Close(Exception::new(
+                501,
+                "heartbeat frame on a non-zero channel",
+                0,
+                0,
+            )));
+        }
+        let Some(ch) = self.channels.get_mut(&channel_id) else {
+            return self.handle_unopened(channel_id, frame);
+        };
+        match ch.handle_frame(&mut self.session, frame) {
+            Ok(channel::After::Continue) => Ok(()),
+            Ok(channel::After::Remove) => {
+                if let Some(mut ch) = self.channels.remove(&channel_id) {
+                    ch.release(&mut self.session);
+                }
+                Ok(())
+            }
+            Err(e) if e.is_connection_level() => Err(FrameOutcome::Close(e)),
+            Err(e) => {
+                tracing::info!(channel = channel_id, code = e.code, text = %e.text, "channel error");
+                ch.fail(&mut self.session, &e);
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_unopened(&mut self, channel_id: u16, frame: Frame) -> Result<(), FrameOutcome> {
+        let Frame::Method(_, m) = frame else {
+            return Err(FrameOutcome::Close(Exception::new(
+                504,
+                "expected 'channel.open'",
+                0,
+                0,
+            )));
+        };
+        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        match *m {
+            AMQPClass::Channel(chan::AMQPMethod::Open(_)) => {
+                if channel_id > self.channel_max {
+                    return Err(FrameOutcome::Close(Exception::new(
+                        504,
+                        format_args!(
+                            "channel number {channel_id} exceeds the negotiated channel_max {}",
+                            self.channel_max
+                        ),
+                        class_id,
+                        method_id,
+                    )));
+                }
+                self.channels.insert(channel_id, Channel::new(channel_id));
+                self.session.send(
+                    channel_id,
+                    AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
+                );
+                Ok(())
+            }
+            // A close-ok for a channel we already forgot, or a close of an unknown one.
+            AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => Ok(()),
+            _ => Err(FrameOutcome::Close(Exception::new(
+                504,
+                "expected 'channel.open'",
+                class_id,
+                method_id,
+            ))),
+        }
+    }
+
+    fn handle_connection_method(&mut self, m: AMQPClass) -> Result<(), FrameOutcome> {
+        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        match m {
+            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed connection");
+                self.session.send(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
+                Err(FrameOutcome::ClosedByPeer)
+            }
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
+                Err(FrameOutcome::ClosedByPeer)
+            }
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                self.session.send(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                        connection::UpdateSecretOk {},
+                    )),
+                );
+                Ok(())
+            }
+            _ => Err(FrameOutcome::Close(Exception::new(
+                503,
+                "unexpected method on channel 0",
+                class_id,
+                method_id,
+            ))),
+        }
+    }
+
+    /// Releases everything the connection held: unacked messages go back to their
+    /// queues, consumers are removed, exclusive queues are deleted.
+    fn cleanup(&mut self) {
+        for (_, mut ch) in self.channels.drain() {
+            ch.release(&mut self.session);
+        }
+        self.session.vhost.remove_exclusive_queues(self.session.id);
+    }
+}
+
+enum FrameOutcome {
+    Close(Exception),
+    ClosedByPeer,
+}

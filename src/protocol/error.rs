@@ -1,0 +1,135 @@
+//! AMQP exceptions: the single place where protocol and broker errors become reply
+//! codes and reply texts, and where it is decided whether they close the channel or
+//! the whole connection (RabbitMQ's soft and hard errors).
+
+use crate::broker::BrokerError;
+use std::fmt;
+
+/// A violation found while reading frames or sequencing them.
+#[derive(Debug)]
+pub enum ProtocolError {
+    /// Malformed or oversized frame (501).
+    Frame(String),
+    /// A method frame whose fields cannot be parsed (502).
+    Syntax(u16, u16),
+    /// A class/method id pair that does not exist (540).
+    UnknownMethod(u16, u16),
+    /// A method not valid here (503).
+    CommandInvalid(String),
+    /// A channel that is not open, or already open (504).
+    Channel(String),
+    /// A frame of a kind not expected here (505).
+    UnexpectedFrame(String),
+    /// A limit or value the connection does not allow (530).
+    NotAllowed(String),
+    /// A feature not implemented (540).
+    NotImplemented(String),
+    /// The socket failed.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ProtocolError {
+    fn from(e: std::io::Error) -> Self {
+        ProtocolError::Io(e)
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Io(e) => write!(f, "socket error: {e}"),
+            other => {
+                let e = Exception::from_protocol(other, 0, 0);
+                f.write_str(&e.text)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// An AMQP exception ready to be sent as channel.close or connection.close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exception {
+    pub code: u16,
+    /// Full reply text, `NAME - detail` as RabbitMQ writes it.
+    pub text: String,
+    pub class_id: u16,
+    pub method_id: u16,
+}
+
+/// The constant name RabbitMQ puts before the detail of each reply text.
+fn code_name(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        311 => "CONTENT_TOO_LARGE",
+        312 => "NO_ROUTE",
+        313 => "NO_CONSUMERS",
+        320 => "CONNECTION_FORCED",
+        402 => "INVALID_PATH",
+        403 => "ACCESS_REFUSED",
+        404 => "NOT_FOUND",
+        405 => "RESOURCE_LOCKED",
+        406 => "PRECONDITION_FAILED",
+        501 => "FRAME_ERROR",
+        502 => "SYNTAX_ERROR",
+        503 => "COMMAND_INVALID",
+        504 => "CHANNEL_ERROR",
+        505 => "UNEXPECTED_FRAME",
+        506 => "RESOURCE_ERROR",
+        530 => "NOT_ALLOWED",
+        540 => "NOT_IMPLEMENTED",
+        _ => "INTERNAL_ERROR",
+    }
+}
+
+impl Exception {
+    pub fn new(code: u16, detail: impl fmt::Display, class_id: u16, method_id: u16) -> Self {
+        Exception {
+            code,
+            text: format!("{} - {detail}", code_name(code)),
+            class_id,
+            method_id,
+        }
+    }
+
+    /// Whether this exception closes the whole connection rather than one channel.
+    pub fn is_connection_level(&self) -> bool {
+        !matches!(self.code, 311..=313 | 403..=406)
+    }
+
+    pub fn from_protocol(e: &ProtocolError, class_id: u16, method_id: u16) -> Self {
+        match e {
+            ProtocolError::Frame(d) => Exception::new(501, d, class_id, method_id),
+            ProtocolError::Syntax(c, m) => Exception::new(
+                502,
+                format_args!("cannot parse fields of method {c}/{m}"),
+                *c,
+                *m,
+            ),
+            ProtocolError::UnknownMethod(c, m) => {
+                Exception::new(540, format_args!("unknown class/method id {c}/{m}"), *c, *m)
+            }
+            ProtocolError::CommandInvalid(d) => Exception::new(503, d, class_id, method_id),
+            ProtocolError::Channel(d) => Exception::new(504, d, class_id, method_id),
+            ProtocolError::UnexpectedFrame(d) => Exception::new(505, d, class_id, method_id),
+            ProtocolError::NotAllowed(d) => Exception::new(530, d, class_id, method_id),
+            ProtocolError::NotImplemented(d) => Exception::new(540, d, class_id, method_id),
+            ProtocolError::Io(e) => Exception::new(541, e, class_id, method_id),
+        }
+    }
+
+    pub fn from_broker(e: BrokerError, class_id: u16, method_id: u16) -> Self {
+        let (code, detail) = match e {
+            BrokerError::NotFound(d) => (404, d),
+            BrokerError::AccessRefused(d) => (403, d),
+            BrokerError::ResourceLocked(d) => (405, d),
+            BrokerError::PreconditionFailed(d) => (406, d),
+            BrokerError::NotAllowed(d) => (530, d),
+            BrokerError::CommandInvalid(d) => (503, d),
+            BrokerError::NotImplemented(d) => (540, d),
+            BrokerError::Internal(d) => (541, d),
+        };
+        Exception::new(code, detail, class_id, method_id)
+    }
+}

@@ -1,0 +1,100 @@
+//! The listener: accepts connections within the configured limit, and shuts down
+//! gracefully (every connection gets connection.close 320, then the server waits for
+//! them to finish, bounded by a timeout).
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::connection::{self, ServerContext};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+pub struct Server {
+    listener: TcpListener,
+    ctx: Arc<ServerContext>,
+}
+
+impl Server {
+    /// Binds the listener. Port 0 picks a free port (see [`Server::local_addr`]).
+    pub async fn bind(config: Config) -> std::io::Result<Server> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let broker = Broker::new(
+            &config.default_user,
+            &config.default_pass,
+            &config.default_vhost,
+        );
+        Ok(Server {
+            listener,
+            ctx: Arc::new(ServerContext { broker, config }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // The listener is bound, so its address is known; fall back to the configured one.
+        self.listener.local_addr().unwrap_or(self.ctx.config.listen)
+    }
+
+    /// Accepts connections until `shutdown` completes, then closes them all.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
+        let mut connections = JoinSet::new();
+        let mut next_id: u64 = 1;
+        tracing::info!(addr = %self.local_addr(), "listening for AMQP 0-9-1 connections");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(error) => {
+                            tracing::warn!(%error, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        tracing::warn!(
+                            %peer,
+                            limit = self.ctx.config.max_connections,
+                            "connection refused: connection limit reached"
+                        );
+                        drop(socket);
+                        continue;
+                    };
+                    let id = next_id;
+                    next_id += 1;
+                    let ctx = self.ctx.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        connection::serve(socket, peer, id, ctx, stop).await;
+                        drop(permit);
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!(connections = connections.len(), "shutting down");
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        let grace = Duration::from_secs(self.ctx.config.close_timeout_secs + 2);
+        if tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            connections.abort_all();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! Starts a broker in-process on a free port with its own data directory, so tests
+//! never depend on a fixed port. Setting `WARREN_TEST_EXTERNAL_URI` runs the same test
+//! against another broker (for example a reference RabbitMQ) instead.
+#![allow(dead_code)]
+
+use lapin::{Channel, Connection, ConnectionProperties};
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+use warren::{Config, Server};
+
+pub struct TestBroker {
+    pub addr: Option<SocketAddr>,
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
+    pub uri: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestBroker {
+    pub async fn start() -> TestBroker {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a broker after letting the test adjust its configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestBroker {
+        if let Ok(uri) = std::env::var("WARREN_TEST_EXTERNAL_URI") {
+            return TestBroker {
+                addr: None,
+                uri,
+                shutdown: None,
+                task: None,
+                _dir: None,
+            };
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let server = Server::bind(config).await.expect("broker binds");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("broker runs");
+        });
+        TestBroker {
+            addr: Some(addr),
+            uri: format!("amqp://guest:guest@{addr}/%2f"),
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: Some(dir),
+        }
+    }
+
+    /// The URI with other credentials or vhost, e.g. `uri_with("guest", "bad", "%2f")`.
+    pub fn uri_with(&self, user: &str, pass: &str, vhost: &str) -> String {
+        let rest = self.uri.rsplit_once('@').map(|(_, r)| r).unwrap_or("");
+        let host = rest.split('/').next().unwrap_or("");
+        format!("amqp://{user}:{pass}@{host}/{vhost}")
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.uri, ConnectionProperties::default())
+            .await
+            .expect("connects")
+    }
+
+    pub async fn channel(&self) -> (Connection, Channel) {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.expect("channel opens");
+        (conn, ch)
+    }
+
+    /// Stops the broker (clients get connection.close 320) and waits for it to exit.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A unique name, so tests against a shared external broker do not collide.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
