@@ -11,3 +11,4 @@ pub mod server;
 
 pub use config::Config;
 pub use server::Server;
+pub mod store;

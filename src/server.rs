@@ -24,12 +24,33 @@ impl Server {
         config
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let started = std::time::Instant::now();
+        let (store, recovered) = crate::store::Store::open(&config.data_dir)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let queues = recovered.queues.len();
+        let messages: usize = recovered.queues.iter().map(|q| q.messages.len()).sum();
+        let clean = recovered.clean;
         let broker = Broker::new(
             &config.default_user,
             &config.default_pass,
             &config.default_vhost,
+            Some((store.clone(), recovered)),
         );
+        tracing::info!(
+            file = %store.path().display(),
+            queues,
+            messages,
+            clean_stop = clean,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store recovered"
+        );
+        let listener = match TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                broker.close();
+                return Err(e);
+            }
+        };
         Ok(Server {
             listener,
             ctx: Arc::new(ServerContext { broker, config }),
@@ -94,6 +115,7 @@ impl Server {
         {
             connections.abort_all();
         }
+        self.ctx.broker.close();
         tracing::info!("stopped");
         Ok(())
     }

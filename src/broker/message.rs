@@ -12,6 +12,8 @@ pub struct Message {
     /// The properties as the publisher encoded them, re-sent verbatim on delivery.
     pub raw_properties: Bytes,
     pub body: Bytes,
+    /// Id of the stored copy (persistent messages in durable queues); 0 if none.
+    pub store_id: u64,
 }
 
 impl Message {

@@ -7,6 +7,7 @@ pub mod message;
 pub mod queue;
 pub mod vhost;
 
+use crate::store::{Recovered, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,16 +34,74 @@ pub type BrokerResult<T> = Result<T, BrokerError>;
 pub struct Broker {
     vhosts: HashMap<String, Arc<VHost>>,
     users: HashMap<String, String>,
+    store: Option<Arc<Store>>,
 }
 
 impl Broker {
-    /// A broker with one user and one virtual host, as RabbitMQ starts out.
-    pub fn new(user: &str, pass: &str, vhost: &str) -> Broker {
-        let mut vhosts = HashMap::new();
-        vhosts.insert(vhost.to_owned(), Arc::new(VHost::new(vhost)));
+    /// A broker with one user and one virtual host, as RabbitMQ starts out, plus
+    /// whatever durable state the store recovered.
+    pub fn new(
+        user: &str,
+        pass: &str,
+        vhost: &str,
+        store: Option<(Arc<Store>, Recovered)>,
+    ) -> Broker {
+        let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
+        let (store, recovered) = match store {
+            Some((s, r)) => (Some(s), Some(r)),
+            None => (None, None),
+        };
+        let mut vhost_of = |name: &str| {
+            vhosts
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(VHost::new(name, store.clone())))
+                .clone()
+        };
+        vhost_of(vhost);
+        if let Some(r) = recovered {
+            type Parts = (
+                Vec<crate::store::RecoveredExchange>,
+                Vec<crate::store::RecoveredQueue>,
+                Vec<crate::store::RecoveredBinding>,
+            );
+            let mut per: HashMap<String, Parts> = HashMap::new();
+            for x in r.exchanges {
+                per.entry(x.vhost.clone()).or_default().0.push(x);
+            }
+            for q in r.queues {
+                per.entry(q.vhost.clone()).or_default().1.push(q);
+            }
+            for b in r.bindings {
+                per.entry(b.vhost.clone()).or_default().2.push(b);
+            }
+            for (name, (xs, qs, bs)) in per {
+                vhost_of(&name).restore(xs, qs, bs);
+            }
+        }
         let mut users = HashMap::new();
         users.insert(user.to_owned(), pass.to_owned());
-        Broker { vhosts, users }
+        Broker {
+            vhosts,
+            users,
+            store,
+        }
+    }
+
+    /// Persists what a clean stop must remember, then closes the store.
+    pub fn close(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        for vhost in self.vhosts.values() {
+            for q in vhost.queues() {
+                q.persist_redelivered();
+            }
+        }
+        store.close();
+    }
+
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -9,6 +9,7 @@
 //! matches wire order.
 
 use crate::broker::{BrokerError, BrokerResult, Message};
+use crate::store::Store;
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -135,6 +136,8 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The store and this queue's id in it, for durable queues.
+    stored: Option<(Arc<Store>, u64)>,
     state: Mutex<QueueState>,
 }
 
@@ -157,6 +160,7 @@ impl Queue {
         exclusive_owner: Option<u64>,
         auto_delete: bool,
         arguments: FieldTable,
+        stored: Option<(Arc<Store>, u64)>,
     ) -> Queue {
         Queue {
             name,
@@ -165,6 +169,7 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            stored,
             state: Mutex::new(QueueState::default()),
         }
     }
@@ -175,21 +180,69 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends a message and dispatches. Returns false if the queue was deleted.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> bool {
+    /// The store id of a durable queue.
+    pub fn store_id(&self) -> Option<u64> {
+        self.stored.as_ref().map(|(_, id)| *id)
+    }
+
+    /// Appends a message and dispatches. Returns None if the queue was deleted, else
+    /// the store ticket to wait for before confirming (0: nothing stored).
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Option<u64> {
         let mut state = self.lock();
         if state.deleted {
-            return false;
+            return None;
         }
         let seq = state.next_seq;
         state.next_seq += 1;
+        // Sent under the lock, so the store sees the enqueue before any ack of it.
+        let ticket = match &self.stored {
+            Some((store, id)) if msg.store_id != 0 => store.enqueue(*id, seq, msg.store_id),
+            _ => 0,
+        };
         state.ready.push_back(QueueEntry {
             seq,
             msg,
             redelivered: false,
         });
         self.dispatch_locked(&mut state);
-        true
+        Some(ticket)
+    }
+
+    /// Puts recovered messages back, in position order, before any client connects.
+    pub fn restore(&self, messages: Vec<(u64, Arc<Message>, bool)>) {
+        let mut state = self.lock();
+        for (seq, msg, redelivered) in messages {
+            state.next_seq = state.next_seq.max(seq + 1);
+            state.ready.push_back(QueueEntry {
+                seq,
+                msg,
+                redelivered,
+            });
+        }
+    }
+
+    /// Forgets the stored copy of a message that was acknowledged or dropped.
+    pub fn remove_stored(&self, entry: &QueueEntry) {
+        if let Some((store, id)) = &self.stored
+            && entry.msg.store_id != 0
+        {
+            store.remove(*id, entry.seq, entry.msg.store_id);
+        }
+    }
+
+    /// Records, before a clean stop, which stored messages were already delivered.
+    pub fn persist_redelivered(&self) {
+        let Some((store, id)) = &self.stored else {
+            return;
+        };
+        let state = self.lock();
+        for e in state
+            .ready
+            .iter()
+            .filter(|e| e.redelivered && e.msg.store_id != 0)
+        {
+            store.set_redelivered(*id, e.seq);
+        }
     }
 
     /// Takes the head message for basic.get; also returns how many remain ready.
@@ -241,6 +294,9 @@ impl Queue {
                 consumer.release();
                 return;
             };
+            if consumer.no_ack {
+                self.remove_stored(&entry);
+            }
             let event = ConsumerEvent::Deliver {
                 consumer: consumer.clone(),
                 queue: self.clone(),
@@ -315,7 +371,9 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut state = self.lock();
         let n = state.ready.len() as u32;
-        state.ready.clear();
+        for entry in std::mem::take(&mut state.ready) {
+            self.remove_stored(&entry);
+        }
         n
     }
 
@@ -350,6 +408,9 @@ impl Queue {
         }
         let n = state.ready.len() as u32;
         state.ready.clear();
+        if let Some((store, id)) = &self.stored {
+            store.delete_queue(&self.vhost, self.name.as_str(), *id);
+        }
         n
     }
 }

@@ -4,12 +4,14 @@
 
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::broker::{BrokerError, BrokerResult, Queue};
+use crate::store::{BindingKey, RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct VHost {
     pub name: Arc<str>,
+    store: Option<Arc<Store>>,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
 }
@@ -100,9 +102,10 @@ fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> Broker
 }
 
 impl VHost {
-    pub fn new(name: &str) -> VHost {
+    pub fn new(name: &str, store: Option<Arc<Store>>) -> VHost {
         let vhost = VHost {
             name: Arc::from(name),
+            store,
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
         };
@@ -197,8 +200,112 @@ impl VHost {
             d.internal,
             d.arguments.clone(),
         );
+        if let (true, Some(store)) = (d.durable, &self.store) {
+            store.put_exchange(
+                &self.name,
+                d.name,
+                kind.as_str(),
+                d.auto_delete,
+                d.internal,
+                d.arguments,
+            );
+        }
         exchanges.insert(d.name.to_owned(), Arc::new(x));
         Ok(())
+    }
+
+    /// Rebuilds the durable exchanges, queues and bindings found in the store.
+    pub fn restore(
+        &self,
+        exchanges: Vec<RecoveredExchange>,
+        queues: Vec<RecoveredQueue>,
+        bindings: Vec<RecoveredBinding>,
+    ) {
+        for x in exchanges {
+            let Some(kind) = ExchangeKind::parse(&x.kind) else {
+                tracing::warn!(
+                    exchange = x.name,
+                    kind = x.kind,
+                    "unknown stored exchange type"
+                );
+                continue;
+            };
+            let e = Exchange::new(&x.name, kind, true, x.auto_delete, x.internal, x.arguments);
+            write(&self.exchanges).insert(x.name, Arc::new(e));
+        }
+        for rq in queues {
+            let q = Arc::new(Queue::new(
+                ShortString::from(rq.name.as_str()),
+                self.name.clone(),
+                true,
+                None,
+                rq.auto_delete,
+                rq.arguments,
+                self.store.clone().map(|s| (s, rq.id)),
+            ));
+            q.restore(rq.messages);
+            write(&self.queues).insert(rq.name, q);
+        }
+        for b in bindings {
+            let Ok(source) = self.exchange(&b.source) else {
+                continue;
+            };
+            let destination = if b.to_queue {
+                match read(&self.queues).get(&b.destination) {
+                    Some(q) => Destination::Queue(q.clone()),
+                    None => continue,
+                }
+            } else {
+                Destination::Exchange(b.destination)
+            };
+            source.bind(Binding {
+                destination,
+                routing_key: b.routing_key,
+                arguments: b.arguments,
+            });
+        }
+    }
+
+    /// All queues (for statistics and clean shutdown).
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        read(&self.queues).values().cloned().collect()
+    }
+
+    /// The stored form of a binding, if both of its ends are durable.
+    fn stored_binding(
+        &self,
+        source: &Exchange,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Option<(&Arc<Store>, BindingKey)> {
+        let store = self.store.as_ref()?;
+        if !source.durable {
+            return None;
+        }
+        let (to_queue, name) = match destination {
+            Destination::Queue(q) => {
+                q.store_id()?;
+                (true, q.name.as_str().to_owned())
+            }
+            Destination::Exchange(name) => {
+                if !self.exchange(name).is_ok_and(|x| x.durable) {
+                    return None;
+                }
+                (false, name.clone())
+            }
+        };
+        Some((
+            store,
+            BindingKey {
+                vhost: self.name.to_string(),
+                source: source.name.clone(),
+                to_queue,
+                destination: name,
+                routing_key: routing_key.to_owned(),
+                arguments: arguments.clone(),
+            },
+        ))
     }
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> BrokerResult<()> {
@@ -224,10 +331,18 @@ impl VHost {
                 Some(_) => exchanges.remove(name),
             }
         };
-        if removed.is_some() {
-            self.remove_bindings_to(|d| d.is_exchange(name));
+        if let Some(x) = removed {
+            self.forget_exchange(&x);
         }
         Ok(())
+    }
+
+    /// After an exchange left the map: drop bindings to it, and its stored copy.
+    fn forget_exchange(&self, x: &Exchange) {
+        if let (true, Some(store)) = (x.durable, &self.store) {
+            store.delete_exchange(&self.name, &x.name);
+        }
+        self.remove_bindings_to(|d| d.is_exchange(&x.name));
     }
 
     /// Removes every binding leading to a destination, then deletes auto-delete
@@ -251,9 +366,9 @@ impl VHost {
                 _ => None,
             }
         };
-        if removed.is_some() {
+        if let Some(x) = removed {
             tracing::debug!(exchange = name, "auto-delete exchange deleted");
-            self.remove_bindings_to(|d| d.is_exchange(name));
+            self.forget_exchange(&x);
         }
     }
 
@@ -271,11 +386,17 @@ impl VHost {
         self.exchange(destination)?;
         let src = self.exchange(source)?;
         Self::validate_binding(&src, arguments)?;
-        src.bind(Binding {
+        let binding = Binding {
             destination: Destination::Exchange(destination.to_owned()),
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
-        });
+        };
+        if let Some((store, key)) =
+            self.stored_binding(&src, &binding.destination, routing_key, arguments)
+        {
+            store.put_binding(&key);
+        }
+        src.bind(binding);
         Ok(())
     }
 
@@ -298,10 +419,22 @@ impl VHost {
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
         };
-        if src.unbind(&binding) && src.auto_delete {
-            self.auto_delete_exchange(source);
-        }
+        self.unbind(&src, &binding);
         Ok(())
+    }
+
+    fn unbind(&self, src: &Exchange, binding: &Binding) {
+        if let Some((store, key)) = self.stored_binding(
+            src,
+            &binding.destination,
+            &binding.routing_key,
+            &binding.arguments,
+        ) {
+            store.delete_binding(&key);
+        }
+        if src.unbind(binding) && src.auto_delete {
+            self.auto_delete_exchange(&src.name);
+        }
     }
 
     fn validate_binding(x: &Exchange, arguments: &FieldTable) -> BrokerResult<()> {
@@ -378,6 +511,14 @@ impl VHost {
             let (m, c) = (q.message_count(), q.consumer_count());
             return Ok((q, m, c));
         }
+        let stored = match &self.store {
+            Some(store) if d.durable && !d.exclusive => {
+                let id = store.new_queue_id();
+                store.put_queue(&self.name, d.name, id, d.auto_delete, d.arguments);
+                Some((store.clone(), id))
+            }
+            _ => None,
+        };
         let q = Arc::new(Queue::new(
             ShortString::from(d.name),
             self.name.clone(),
@@ -385,6 +526,7 @@ impl VHost {
             d.exclusive.then_some(d.connection_id),
             d.auto_delete,
             d.arguments.clone(),
+            stored,
         ));
         queues.insert(d.name.to_owned(), q.clone());
         Ok((q, 0, 0))
@@ -404,11 +546,17 @@ impl VHost {
         let q = self.queue(queue, connection_id)?;
         let x = self.exchange(exchange)?;
         Self::validate_binding(&x, arguments)?;
-        x.bind(Binding {
+        let binding = Binding {
             destination: Destination::Queue(q),
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
-        });
+        };
+        if let Some((store, key)) =
+            self.stored_binding(&x, &binding.destination, routing_key, arguments)
+        {
+            store.put_binding(&key);
+        }
+        x.bind(binding);
         Ok(())
     }
 
@@ -436,9 +584,7 @@ impl VHost {
             routing_key: routing_key.to_owned(),
             arguments: arguments.clone(),
         };
-        if x.unbind(&binding) && x.auto_delete {
-            self.auto_delete_exchange(exchange);
-        }
+        self.unbind(&x, &binding);
         Ok(())
     }
 

@@ -59,14 +59,18 @@ struct TxPublish {
 struct Tx {
     publishes: Vec<TxPublish>,
     settles: Vec<(Vec<Unacked>, Settle)>,
+    /// Store tickets that commit-oks wait for, in the order of the commits.
+    commit_oks: VecDeque<u64>,
 }
 
 #[derive(Default)]
 struct Confirms {
     /// Sequence number of the last publish.
     published: u64,
-    /// Highest sequence number acknowledged to the client.
+    /// Highest sequence number acknowledged (or nacked) to the client.
     sent: u64,
+    /// Publishes waiting for a store commit: (sequence number, store ticket).
+    waiting: VecDeque<(u64, u64)>,
 }
 
 pub struct Channel {
@@ -325,24 +329,57 @@ impl Channel {
         }
     }
 
-    /// Sends the publisher confirms accumulated since the last flush, as one
-    /// basic.ack with `multiple` when several are due.
+    /// Whether replies wait for a store commit.
+    pub fn waiting_on_store(&self) -> bool {
+        self.confirms
+            .as_ref()
+            .is_some_and(|c| !c.waiting.is_empty())
+            || self.tx.as_ref().is_some_and(|t| !t.commit_oks.is_empty())
+    }
+
+    /// Sends what became due: publisher confirms (one basic.ack with `multiple` when
+    /// several are due; basic.nack for publishes whose store commit failed) and
+    /// tx.commit-oks whose commit reached the disk.
     pub fn flush_confirms(&mut self, s: &mut Session) {
+        if self.closing {
+            return;
+        }
+        if let Some(t) = self.tx.as_mut() {
+            while t
+                .commit_oks
+                .front()
+                .is_some_and(|ticket| *ticket <= s.committed)
+            {
+                t.commit_oks.pop_front();
+                s.send(
+                    self.id,
+                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                );
+            }
+        }
         let Some(c) = self.confirms.as_mut() else {
             return;
         };
-        if c.published > c.sent && !self.closing {
-            let multiple = c.published - c.sent > 1;
-            c.sent = c.published;
-            let tag = c.sent;
-            s.send(
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                    delivery_tag: tag,
-                    multiple,
-                })),
-            );
+        while let Some(&(seq, ticket)) = c.waiting.front() {
+            if ticket > s.committed {
+                break;
+            }
+            c.waiting.pop_front();
+            if s.store.as_ref().is_some_and(|st| st.failed(ticket)) {
+                send_ack(s, self.id, c, seq - 1);
+                s.send(
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                        delivery_tag: seq,
+                        multiple: false,
+                        requeue: false,
+                    })),
+                );
+                c.sent = seq;
+            }
         }
+        let ready = c.waiting.front().map_or(c.published, |(seq, _)| seq - 1);
+        send_ack(s, self.id, c, ready);
     }
 
     fn reply(&self, s: &mut Session, nowait: bool, method: AMQPClass) {
@@ -570,16 +607,16 @@ impl Channel {
                 };
                 let publishes = std::mem::take(&mut t.publishes);
                 let settles = std::mem::take(&mut t.settles);
+                let mut ticket = 0;
                 for p in publishes {
-                    self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory);
+                    ticket = ticket.max(self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory));
                 }
                 for (items, how) in settles {
                     self.settle(items, how);
                 }
-                s.send(
-                    self.id,
-                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-                );
+                if let Some(t) = self.tx.as_mut() {
+                    t.commit_oks.push_back(ticket);
+                }
             }
             tx::AMQPMethod::Rollback(_) => {
                 let Some(t) = self.tx.as_mut() else {
@@ -667,7 +704,9 @@ impl Channel {
                             &entry.msg.body,
                             s.frame_max,
                         );
-                        if !g.no_ack {
+                        if g.no_ack {
+                            queue.remove_stored(&entry);
+                        } else {
                             self.unacked.push_back(Unacked {
                                 tag,
                                 queue,
@@ -794,25 +833,33 @@ impl Channel {
                 all.freeze()
             }
         };
-        let msg = Arc::new(Message {
-            exchange: publish.exchange,
-            routing_key: publish.routing_key,
-            properties: header.properties,
-            raw_properties: header.raw_properties,
-            body,
-        });
         let mut routed = std::mem::take(&mut self.routed);
         routed.clear();
         let result = s.vhost.route(
-            msg.exchange.as_str(),
-            msg.routing_key.as_str(),
-            msg.properties.headers().as_ref(),
+            publish.exchange.as_str(),
+            publish.routing_key.as_str(),
+            header.properties.headers().as_ref(),
             &mut routed,
         );
         if let Err(e) = result {
             self.routed = routed;
             return Err(Exception::from_broker(e, 60, 40));
         }
+        let persistent = header.properties.delivery_mode() == &Some(2);
+        let store_id = match &s.store {
+            Some(store) if persistent && routed.iter().any(|q| q.store_id().is_some()) => {
+                store.new_message_id()
+            }
+            _ => 0,
+        };
+        let msg = Arc::new(Message {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            properties: header.properties,
+            raw_properties: header.raw_properties,
+            body,
+            store_id,
+        });
         if let Some(t) = self.tx.as_mut() {
             t.publishes.push(TxPublish {
                 queues: routed.clone(),
@@ -820,25 +867,38 @@ impl Channel {
                 mandatory: publish.mandatory,
             });
         } else {
-            self.deliver_to_queues(s, &routed, msg, publish.mandatory);
+            let ticket = self.deliver_to_queues(s, &routed, msg, publish.mandatory);
             if let Some(c) = self.confirms.as_mut() {
                 c.published += 1;
+                if ticket != 0 {
+                    c.waiting.push_back((c.published, ticket));
+                }
             }
         }
         self.routed = routed;
         Ok(())
     }
 
+    /// Enqueues a routed message (storing it first if it is persistent and durable
+    /// queues take it); returns the store ticket its confirm waits for (0: none).
     fn deliver_to_queues(
         &mut self,
         s: &mut Session,
         queues: &[Arc<Queue>],
         msg: Arc<Message>,
         mandatory: bool,
-    ) {
+    ) -> u64 {
+        let mut ticket = 0;
+        if let (Some(store), true) = (&s.store, msg.store_id != 0) {
+            let refs = queues.iter().filter(|q| q.store_id().is_some()).count() as u32;
+            ticket = store.put_message(msg.store_id, refs, msg.clone());
+        }
         let mut delivered = false;
         for queue in queues {
-            delivered |= queue.publish(msg.clone());
+            if let Some(t) = queue.publish(msg.clone()) {
+                delivered = true;
+                ticket = ticket.max(t);
+            }
         }
         if !delivered && mandatory {
             s.send(
@@ -858,6 +918,7 @@ impl Channel {
                 s.frame_max,
             );
         }
+        ticket
     }
 
     /// Removes deliveries from the unacked list: one tag, or with `multiple` every
@@ -892,6 +953,7 @@ impl Channel {
             }
             match how {
                 Settle::Ack | Settle::Drop => {
+                    u.queue.remove_stored(&u.entry);
                     if !touched.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
                         touched.push(u.queue);
                     }
@@ -934,6 +996,21 @@ enum Failure {
 impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
         Failure::Broker(e)
+    }
+}
+
+/// Acknowledges every publish up to `upto` not yet confirmed.
+fn send_ack(s: &mut Session, channel: u16, c: &mut Confirms, upto: u64) {
+    if upto > c.sent {
+        let multiple = upto - c.sent > 1;
+        c.sent = upto;
+        s.send(
+            channel,
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: upto,
+                multiple,
+            })),
+        );
     }
 }
 

@@ -39,6 +39,9 @@ pub(crate) struct Session {
     pub frame_max: u32,
     pub events: mpsc::UnboundedSender<ConsumerEvent>,
     pub consumer_cancel_notify: bool,
+    pub store: Option<Arc<crate::store::Store>>,
+    /// The highest store ticket known to be committed.
+    pub committed: u64,
 }
 
 impl Session {
@@ -133,6 +136,8 @@ pub async fn serve(
             frame_max: negotiated.frame_max,
             events: events_tx,
             consumer_cancel_notify: negotiated.consumer_cancel_notify,
+            store: ctx.broker.store().cloned(),
+            committed: 0,
         },
         channels: HashMap::new(),
         channel_max: negotiated.channel_max,
@@ -209,6 +214,10 @@ impl Connection {
         mut events: mpsc::UnboundedReceiver<ConsumerEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Ending {
+        let mut committed = match &self.session.store {
+            Some(store) => store.committed(),
+            None => watch::channel(u64::MAX).1,
+        };
         let mut last_read = Instant::now();
         let timeout = Duration::from_secs(u64::from(self.heartbeat) * 2);
         let mut ticker = tokio::time::interval(if self.heartbeat == 0 {
@@ -217,8 +226,10 @@ impl Connection {
             Duration::from_secs(u64::from(self.heartbeat))
         });
         loop {
+            let waiting = self.channels.values().any(|c| c.waiting_on_store());
             tokio::select! {
                 biased;
+                Ok(()) = committed.changed(), if waiting => {}
                 _ = shutdown.changed() => {
                     let e = Exception::new(320, "broker forced connection closure with reason 'shutdown'", 0, 0);
                     return self.close_with(reader, &e).await;
@@ -274,6 +285,7 @@ impl Connection {
                     }
                 }
             }
+            self.session.committed = *committed.borrow_and_update();
             self.flush_confirms();
             self.flush();
         }

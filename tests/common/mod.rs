@@ -14,7 +14,8 @@ pub struct TestBroker {
     pub uri: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: Option<tempfile::TempDir>,
+    config: Option<Config>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TestBroker {
@@ -30,7 +31,8 @@ impl TestBroker {
                 uri,
                 shutdown: None,
                 task: None,
-                _dir: None,
+                config: None,
+                dir: None,
             };
         }
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -40,7 +42,11 @@ impl TestBroker {
             ..Config::default()
         };
         adjust(&mut config);
-        let server = Server::bind(config).await.expect("broker binds");
+        Self::launch(config, dir).await
+    }
+
+    async fn launch(config: Config, dir: tempfile::TempDir) -> TestBroker {
+        let server = Server::bind(config.clone()).await.expect("broker binds");
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -56,8 +62,23 @@ impl TestBroker {
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             shutdown: Some(tx),
             task: Some(task),
-            _dir: Some(dir),
+            config: Some(config),
+            dir: Some(dir),
         }
+    }
+
+    /// Stops the broker cleanly and starts a new one on the same data directory (on a
+    /// new port: connect again with the new `uri`).
+    pub async fn restart(mut self) -> TestBroker {
+        let config = self.config.take().expect("an in-process broker");
+        let dir = self.dir.take().expect("an in-process broker");
+        self.stop().await;
+        Self::launch(config, dir).await
+    }
+
+    /// The data directory of an in-process broker.
+    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.path().to_owned())
     }
 
     /// The URI with other credentials or vhost, e.g. `uri_with("guest", "bad", "%2f")`.

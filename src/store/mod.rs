@@ -1,0 +1,436 @@
+//! Durable storage on redb: one file, `warren.redb`, under the data directory.
+//!
+//! One writer thread owns all writes. Connections and queues send it operations; it
+//! drains every operation waiting, applies them in one write transaction and commits
+//! (one fsync), then publishes the ticket of the last operation committed. Publisher
+//! confirms and tx.commit-ok wait for that ticket: under load one fsync covers
+//! thousands of messages, and when idle a single publish is committed at once.
+
+mod codec;
+mod recovery;
+
+use crate::broker::Message;
+use amq_protocol::types::FieldTable;
+use codec::{put_bytes, put_table};
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::watch;
+
+pub use recovery::{Recovered, RecoveredBinding, RecoveredExchange, RecoveredQueue};
+
+/// Version of the layout below, recorded in the file.
+pub const FORMAT_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const EXCHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("exchanges");
+const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
+const BINDINGS: TableDefinition<&[u8], ()> = TableDefinition::new("bindings");
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+/// Reference counts of messages held by more than one queue (absent means one).
+const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
+/// (queue id, position) -> (message id, redelivered).
+const INDEX: TableDefinition<(u64, u64), (u64, bool)> = TableDefinition::new("index");
+
+/// Why the store failed.
+#[derive(Debug)]
+pub enum StoreError {
+    Open(PathBuf, String),
+    Io(PathBuf, String),
+    Format(PathBuf, String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Open(p, e) => write!(f, "cannot open store {}: {e}", p.display()),
+            StoreError::Io(p, e) => write!(f, "store {} failed: {e}", p.display()),
+            StoreError::Format(p, e) => write!(f, "store {} is unusable: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A durable binding as stored: both ends durable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingKey {
+    pub vhost: String,
+    pub source: String,
+    /// true: the destination is a queue; false: an exchange.
+    pub to_queue: bool,
+    pub destination: String,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+impl BindingKey {
+    fn encode(&self) -> Vec<u8> {
+        let mut k = Vec::new();
+        put_bytes(&mut k, self.vhost.as_bytes());
+        put_bytes(&mut k, self.source.as_bytes());
+        k.push(u8::from(self.to_queue));
+        put_bytes(&mut k, self.destination.as_bytes());
+        put_bytes(&mut k, self.routing_key.as_bytes());
+        put_table(&mut k, &self.arguments);
+        k
+    }
+}
+
+fn entity_key(vhost: &str, name: &str) -> String {
+    format!("{vhost}\0{name}")
+}
+
+enum Op {
+    PutExchange(String, Vec<u8>),
+    DeleteExchange {
+        vhost: String,
+        name: String,
+    },
+    PutQueue(String, Vec<u8>),
+    DeleteQueue {
+        vhost: String,
+        name: String,
+        id: u64,
+    },
+    PutBinding(Vec<u8>),
+    DeleteBinding(Vec<u8>),
+    PutMessage {
+        id: u64,
+        refs: u32,
+        msg: Arc<Message>,
+    },
+    Enqueue {
+        queue: u64,
+        seq: u64,
+        msg: u64,
+    },
+    Remove {
+        queue: u64,
+        seq: u64,
+        msg: u64,
+    },
+    SetRedelivered {
+        queue: u64,
+        seq: u64,
+    },
+    SetClean(bool),
+}
+
+struct Sender {
+    tx: mpsc::Sender<(u64, Op)>,
+    next_ticket: u64,
+}
+
+/// The handle everyone shares; cheap to call from any thread.
+pub struct Store {
+    path: PathBuf,
+    sender: Mutex<Option<Sender>>,
+    committed: watch::Receiver<u64>,
+    /// Tickets whose commit failed, as inclusive ranges; their confirms become nacks.
+    failed: Arc<Mutex<Vec<(u64, u64)>>>,
+    next_message_id: AtomicU64,
+    next_queue_id: AtomicU64,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (or creates) `data_dir/warren.redb` and reads back everything durable.
+    pub fn open(data_dir: &Path) -> Result<(Arc<Store>, Recovered), StoreError> {
+        let path = data_dir.join("warren.redb");
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Open(path.clone(), format!("cannot create data directory: {e}"))
+        })?;
+        let opened = std::panic::catch_unwind(|| Database::create(&path));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => return Err(StoreError::Open(path, e.to_string())),
+            Err(_) => {
+                return Err(StoreError::Open(
+                    path,
+                    "the file is corrupt (not a readable redb database)".into(),
+                ));
+            }
+        };
+        let recovered = recovery::recover(&db, &path)?;
+        let (committed_tx, committed) = watch::channel(0);
+        let (tx, rx) = mpsc::channel();
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let failed = failed.clone();
+            let file = path.clone();
+            std::thread::Builder::new()
+                .name("warren-store".into())
+                .spawn(move || writer(db, rx, committed_tx, failed, file))
+                .map_err(|e| StoreError::Open(path.clone(), e.to_string()))?
+        };
+        let store = Arc::new(Store {
+            path,
+            sender: Mutex::new(Some(Sender { tx, next_ticket: 1 })),
+            committed,
+            failed,
+            next_message_id: AtomicU64::new(recovered.next_message_id),
+            next_queue_id: AtomicU64::new(recovered.next_queue_id),
+            writer: Mutex::new(Some(writer)),
+        });
+        // Until a clean stop says otherwise, the next start treats the file as crashed.
+        store.send(Op::SetClean(false));
+        Ok((store, recovered))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues an operation; returns its ticket (0 if the store is closed).
+    fn send(&self, op: Op) -> u64 {
+        let mut guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = guard.as_mut() else {
+            return 0;
+        };
+        let ticket = s.next_ticket;
+        s.next_ticket += 1;
+        if s.tx.send((ticket, op)).is_err() {
+            return 0;
+        }
+        ticket
+    }
+
+    /// A receiver of the highest committed ticket.
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Whether the commit holding `ticket` failed.
+    pub fn failed(&self, ticket: u64) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.iter().any(|(lo, hi)| (*lo..=*hi).contains(&ticket))
+    }
+
+    pub fn new_message_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn new_queue_id(&self) -> u64 {
+        self.next_queue_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn put_exchange(
+        &self,
+        vhost: &str,
+        name: &str,
+        kind: &str,
+        auto_delete: bool,
+        internal: bool,
+        arguments: &FieldTable,
+    ) {
+        let mut v = Vec::new();
+        put_bytes(&mut v, kind.as_bytes());
+        v.push(u8::from(auto_delete));
+        v.push(u8::from(internal));
+        put_table(&mut v, arguments);
+        self.send(Op::PutExchange(entity_key(vhost, name), v));
+    }
+
+    pub fn delete_exchange(&self, vhost: &str, name: &str) {
+        self.send(Op::DeleteExchange {
+            vhost: vhost.into(),
+            name: name.into(),
+        });
+    }
+
+    pub fn put_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+        id: u64,
+        auto_delete: bool,
+        arguments: &FieldTable,
+    ) {
+        let mut v = Vec::new();
+        v.extend_from_slice(&id.to_be_bytes());
+        v.push(u8::from(auto_delete));
+        put_table(&mut v, arguments);
+        self.send(Op::PutQueue(entity_key(vhost, name), v));
+    }
+
+    pub fn delete_queue(&self, vhost: &str, name: &str, id: u64) -> u64 {
+        self.send(Op::DeleteQueue {
+            vhost: vhost.into(),
+            name: name.into(),
+            id,
+        })
+    }
+
+    pub fn put_binding(&self, b: &BindingKey) {
+        self.send(Op::PutBinding(b.encode()));
+    }
+
+    pub fn delete_binding(&self, b: &BindingKey) {
+        self.send(Op::DeleteBinding(b.encode()));
+    }
+
+    /// Stores a message body once, for `refs` durable queues.
+    pub fn put_message(&self, id: u64, refs: u32, msg: Arc<Message>) -> u64 {
+        self.send(Op::PutMessage { id, refs, msg })
+    }
+
+    pub fn enqueue(&self, queue: u64, seq: u64, msg: u64) -> u64 {
+        self.send(Op::Enqueue { queue, seq, msg })
+    }
+
+    pub fn remove(&self, queue: u64, seq: u64, msg: u64) -> u64 {
+        self.send(Op::Remove { queue, seq, msg })
+    }
+
+    pub fn set_redelivered(&self, queue: u64, seq: u64) {
+        self.send(Op::SetRedelivered { queue, seq });
+    }
+
+    /// Marks the stop as clean, commits everything pending and stops the writer.
+    pub fn close(&self) {
+        self.send(Op::SetClean(true));
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(sender);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Most operations applied in one transaction.
+const MAX_BATCH: usize = 16_384;
+
+fn writer(
+    db: Database,
+    rx: mpsc::Receiver<(u64, Op)>,
+    committed: watch::Sender<u64>,
+    failed: Arc<Mutex<Vec<(u64, u64)>>>,
+    path: PathBuf,
+) {
+    let mut batch: Vec<(u64, Op)> = Vec::with_capacity(1024);
+    let mut scratch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
+        match apply(&db, &mut batch, &mut scratch) {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "store commit failed");
+                failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((lo, hi));
+            }
+        }
+        batch.clear();
+        committed.send_replace(hi);
+    }
+    if let Err(error) = db.close() {
+        tracing::error!(file = %path.display(), %error, "store close failed");
+    }
+}
+
+fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let mut exchanges = txn.open_table(EXCHANGES)?;
+        let mut queues = txn.open_table(QUEUES)?;
+        let mut bindings = txn.open_table(BINDINGS)?;
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut refs = txn.open_table(REFS)?;
+        let mut index = txn.open_table(INDEX)?;
+        for (_, op) in batch.iter() {
+            match op {
+                Op::PutExchange(k, v) => {
+                    exchanges.insert(k.as_str(), v.as_slice())?;
+                }
+                Op::DeleteExchange { vhost, name } => {
+                    exchanges.remove(entity_key(vhost, name).as_str())?;
+                    bindings.retain(|k, ()| !recovery::binding_touches_exchange(k, vhost, name))?;
+                }
+                Op::PutQueue(k, v) => {
+                    queues.insert(k.as_str(), v.as_slice())?;
+                }
+                Op::DeleteQueue { vhost, name, id } => {
+                    queues.remove(entity_key(vhost, name).as_str())?;
+                    bindings.retain(|k, ()| !recovery::binding_touches_queue(k, vhost, name))?;
+                    let mut gone = Vec::new();
+                    for entry in index.extract_from_if((*id, 0)..=(*id, u64::MAX), |_, _| true)? {
+                        let (_, v) = entry?;
+                        gone.push(v.value().0);
+                    }
+                    for msg in gone {
+                        release(&mut messages, &mut refs, msg)?;
+                    }
+                }
+                Op::PutBinding(k) => {
+                    bindings.insert(k.as_slice(), ())?;
+                }
+                Op::DeleteBinding(k) => {
+                    bindings.remove(k.as_slice())?;
+                }
+                Op::PutMessage { id, refs: n, msg } => {
+                    scratch.clear();
+                    put_bytes(scratch, msg.exchange.as_str().as_bytes());
+                    put_bytes(scratch, msg.routing_key.as_str().as_bytes());
+                    put_bytes(scratch, &msg.raw_properties);
+                    scratch.extend_from_slice(&msg.body);
+                    messages.insert(*id, scratch.as_slice())?;
+                    if *n > 1 {
+                        refs.insert(*id, *n)?;
+                    }
+                }
+                Op::Enqueue { queue, seq, msg } => {
+                    index.insert((*queue, *seq), (*msg, false))?;
+                }
+                Op::Remove { queue, seq, msg } => {
+                    if index.remove((*queue, *seq))?.is_some() {
+                        release(&mut messages, &mut refs, *msg)?;
+                    }
+                }
+                Op::SetRedelivered { queue, seq } => {
+                    let current = index.get((*queue, *seq))?.map(|v| v.value().0);
+                    if let Some(msg) = current {
+                        index.insert((*queue, *seq), (msg, true))?;
+                    }
+                }
+                Op::SetClean(clean) => {
+                    meta.insert("clean", u64::from(*clean))?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Drops one reference to a stored message, deleting it with the last one.
+fn release(
+    messages: &mut redb::Table<u64, &[u8]>,
+    refs: &mut redb::Table<u64, u32>,
+    msg: u64,
+) -> Result<(), redb::Error> {
+    let n = refs.get(msg)?.map(|v| v.value());
+    match n {
+        Some(n) if n > 2 => {
+            refs.insert(msg, n - 1)?;
+        }
+        Some(_) => {
+            refs.remove(msg)?;
+        }
+        None => {
+            messages.remove(msg)?;
+        }
+    }
+    Ok(())
+}

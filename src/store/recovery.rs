@@ -1,0 +1,242 @@
+//! Reading the store back at start: definitions first, then every queue's index in
+//! position order, with message bodies shared between the queues that hold them.
+
+use super::codec::Reader;
+use super::{
+    BINDINGS, BindingKey, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
+    StoreError,
+};
+use crate::broker::Message;
+use amq_protocol::protocol::basic::parse_properties;
+use amq_protocol::types::{FieldTable, ShortString};
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct RecoveredExchange {
+    pub vhost: String,
+    pub name: String,
+    pub kind: String,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+pub struct RecoveredQueue {
+    pub vhost: String,
+    pub name: String,
+    pub id: u64,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    /// (position, message, redelivered), in position order.
+    pub messages: Vec<(u64, Arc<Message>, bool)>,
+}
+
+pub type RecoveredBinding = BindingKey;
+
+/// Everything durable, as found at start.
+pub struct Recovered {
+    pub exchanges: Vec<RecoveredExchange>,
+    pub queues: Vec<RecoveredQueue>,
+    pub bindings: Vec<RecoveredBinding>,
+    /// The previous run stopped cleanly.
+    pub clean: bool,
+    pub next_message_id: u64,
+    pub next_queue_id: u64,
+}
+
+fn split_key(k: &str) -> (String, String) {
+    match k.split_once('\0') {
+        Some((v, n)) => (v.to_owned(), n.to_owned()),
+        None => (String::new(), k.to_owned()),
+    }
+}
+
+pub fn decode_binding(k: &[u8]) -> Option<BindingKey> {
+    let mut r = Reader::new(k);
+    Some(BindingKey {
+        vhost: r.string()?,
+        source: r.string()?,
+        to_queue: r.u8()? == 1,
+        destination: r.string()?,
+        routing_key: r.string()?,
+        arguments: r.table()?,
+    })
+}
+
+pub fn binding_touches_exchange(k: &[u8], vhost: &str, name: &str) -> bool {
+    decode_binding(k).is_some_and(|b| {
+        b.vhost == vhost && (b.source == name || (!b.to_queue && b.destination == name))
+    })
+}
+
+pub fn binding_touches_queue(k: &[u8], vhost: &str, name: &str) -> bool {
+    decode_binding(k).is_some_and(|b| b.vhost == vhost && b.to_queue && b.destination == name)
+}
+
+fn decode_message(data: &[u8]) -> Option<Message> {
+    let mut r = Reader::new(data);
+    let exchange = r.string()?;
+    let routing_key = r.string()?;
+    let raw = r.bytes()?;
+    let (_, properties) = parse_properties(raw).ok()?;
+    Some(Message {
+        exchange: ShortString::try_new(exchange).ok()?,
+        routing_key: ShortString::try_new(routing_key).ok()?,
+        properties,
+        raw_properties: Bytes::copy_from_slice(raw),
+        body: Bytes::copy_from_slice(r.rest()),
+        store_id: 0,
+    })
+}
+
+pub fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
+    let io = |e: redb::Error| StoreError::Io(path.to_owned(), e.to_string());
+    let corrupt =
+        |what: &str| StoreError::Format(path.to_owned(), format!("corrupt {what} record"));
+
+    // Create the tables and record the format on a new file; refuse a newer format.
+    {
+        let txn = db.begin_write().map_err(|e| io(e.into()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| io(e.into()))?;
+            let format = meta
+                .get("format")
+                .map_err(|e| io(e.into()))?
+                .map(|v| v.value());
+            match format {
+                None => {
+                    meta.insert("format", FORMAT_VERSION)
+                        .map_err(|e| io(e.into()))?;
+                }
+                Some(v) if v > FORMAT_VERSION => {
+                    return Err(StoreError::Format(
+                        path.to_owned(),
+                        format!(
+                            "written by a newer Warren (format {v}; this build reads up to {FORMAT_VERSION})"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+            txn.open_table(EXCHANGES).map_err(|e| io(e.into()))?;
+            txn.open_table(QUEUES).map_err(|e| io(e.into()))?;
+            txn.open_table(BINDINGS).map_err(|e| io(e.into()))?;
+            txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
+            txn.open_table(REFS).map_err(|e| io(e.into()))?;
+            txn.open_table(INDEX).map_err(|e| io(e.into()))?;
+        }
+        txn.commit().map_err(|e| io(e.into()))?;
+    }
+
+    let txn = db.begin_read().map_err(|e| io(e.into()))?;
+    let meta = txn.open_table(META).map_err(|e| io(e.into()))?;
+    let clean = meta
+        .get("clean")
+        .map_err(|e| io(e.into()))?
+        .is_none_or(|v| v.value() == 1);
+
+    let mut exchanges = Vec::new();
+    for row in txn
+        .open_table(EXCHANGES)
+        .map_err(|e| io(e.into()))?
+        .iter()
+        .map_err(|e| io(e.into()))?
+    {
+        let (k, v) = row.map_err(|e| io(e.into()))?;
+        let (vhost, name) = split_key(k.value());
+        let mut r = Reader::new(v.value());
+        let x = (|| {
+            Some(RecoveredExchange {
+                vhost,
+                name,
+                kind: r.string()?,
+                auto_delete: r.u8()? == 1,
+                internal: r.u8()? == 1,
+                arguments: r.table()?,
+            })
+        })()
+        .ok_or_else(|| corrupt("exchange"))?;
+        exchanges.push(x);
+    }
+
+    let messages_table = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
+    let index = txn.open_table(INDEX).map_err(|e| io(e.into()))?;
+    let mut loaded: HashMap<u64, Arc<Message>> = HashMap::new();
+    let mut queues = Vec::new();
+    let mut next_queue_id = 1;
+    for row in txn
+        .open_table(QUEUES)
+        .map_err(|e| io(e.into()))?
+        .iter()
+        .map_err(|e| io(e.into()))?
+    {
+        let (k, v) = row.map_err(|e| io(e.into()))?;
+        let (vhost, name) = split_key(k.value());
+        let mut r = Reader::new(v.value());
+        let (id, auto_delete, arguments) =
+            (|| Some((r.u64()?, r.u8()? == 1, r.table()?)))().ok_or_else(|| corrupt("queue"))?;
+        next_queue_id = next_queue_id.max(id + 1);
+        let mut msgs = Vec::new();
+        for entry in index
+            .range((id, 0)..=(id, u64::MAX))
+            .map_err(|e| io(e.into()))?
+        {
+            let (k, v) = entry.map_err(|e| io(e.into()))?;
+            let (_, seq) = k.value();
+            let (msg_id, redelivered) = v.value();
+            let msg = match loaded.get(&msg_id) {
+                Some(m) => m.clone(),
+                None => {
+                    let Some(data) = messages_table.get(msg_id).map_err(|e| io(e.into()))? else {
+                        tracing::warn!(
+                            queue = name,
+                            msg_id,
+                            "index entry without message, skipped"
+                        );
+                        continue;
+                    };
+                    let mut m = decode_message(data.value()).ok_or_else(|| corrupt("message"))?;
+                    m.store_id = msg_id;
+                    let m = Arc::new(m);
+                    loaded.insert(msg_id, m.clone());
+                    m
+                }
+            };
+            msgs.push((seq, msg, redelivered || !clean));
+        }
+        queues.push(RecoveredQueue {
+            vhost,
+            name,
+            id,
+            auto_delete,
+            arguments,
+            messages: msgs,
+        });
+    }
+    let next_message_id = messages_table
+        .last()
+        .map_err(|e| io(e.into()))?
+        .map_or(1, |(k, _)| k.value() + 1);
+
+    let mut bindings = Vec::new();
+    for row in txn
+        .open_table(BINDINGS)
+        .map_err(|e| io(e.into()))?
+        .iter()
+        .map_err(|e| io(e.into()))?
+    {
+        let (k, _) = row.map_err(|e| io(e.into()))?;
+        bindings.push(decode_binding(k.value()).ok_or_else(|| corrupt("binding"))?);
+    }
+    Ok(Recovered {
+        exchanges,
+        queues,
+        bindings,
+        clean,
+        next_message_id,
+        next_queue_id,
+    })
+}

@@ -1,0 +1,312 @@
+//! Durability: what survives a restart of the broker on the same data directory.
+
+mod common;
+
+use common::TestBroker;
+use lapin::Confirmation;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+
+fn persistent() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2)
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert!(matches!(
+        confirm,
+        Confirmation::Ack(_) | Confirmation::NotRequested
+    ));
+}
+
+/// Takes every ready message with basic.get (acking each); returns (body, redelivered).
+async fn drain(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+    {
+        out.push((m.delivery.data.clone(), m.delivery.redelivered));
+        m.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+    }
+    out
+}
+
+async fn passive_queue(ch: &Channel, name: &str) -> Result<u32, lapin::Error> {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .map(|q| q.message_count())
+}
+
+#[tokio::test]
+async fn durable_entities_survive_restart_and_transient_ones_do_not() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    let mut args = FieldTable::default();
+    args.insert("x-custom".into(), AMQPValue::LongString("kept".into()));
+    ch.exchange_declare(
+        "dx".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("durable exchange");
+    ch.exchange_declare(
+        "tx".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("transient exchange");
+    ch.queue_declare("dq".into(), durable(), args.clone())
+        .await
+        .expect("durable queue");
+    ch.queue_declare(
+        "tq".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("transient queue");
+    ch.queue_bind(
+        "dq".into(),
+        "dx".into(),
+        "a.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    // The durable queue is back with its arguments: redeclaring with them is accepted...
+    ch.queue_declare("dq".into(), durable(), args)
+        .await
+        .expect("durable queue recovered with its arguments");
+    // ...and the binding routes again.
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    publish(&ch, "dx", "a.b", b"routed", persistent()).await;
+    assert_eq!(drain(&ch, "dq").await, vec![(b"routed".to_vec(), false)]);
+    let err = passive_queue(&ch, "tq")
+        .await
+        .expect_err("transient queue gone");
+    assert!(err.to_string().contains("NOT_FOUND"), "{err}");
+    let (_conn, ch) = broker.channel().await;
+    let err = ch
+        .exchange_declare(
+            "tx".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("transient exchange gone");
+    assert!(err.to_string().contains("NOT_FOUND"), "{err}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn persistent_messages_survive_restart_in_order_and_transient_ones_do_not() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    ch.queue_declare("q".into(), durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    for i in 0..20u32 {
+        let props = if i % 2 == 0 {
+            persistent().with_message_id(format!("m{i}").into())
+        } else {
+            BasicProperties::default()
+        };
+        publish(&ch, "", "q", format!("body-{i}").as_bytes(), props).await;
+    }
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    assert_eq!(passive_queue(&ch, "q").await.expect("queue"), 10);
+    let mut expected = Vec::new();
+    for i in (0..20u32).step_by(2) {
+        expected.push((format!("body-{i}").into_bytes(), false));
+    }
+    let first = ch
+        .basic_get("q".into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("a message");
+    assert_eq!(
+        first
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("m0"),
+        "properties survive"
+    );
+    assert_eq!(first.delivery.properties.delivery_mode(), &Some(2));
+    assert_eq!(drain(&ch, "q").await, expected[1..].to_vec());
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn unacked_messages_come_back_redelivered_and_acked_ones_do_not() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    ch.queue_declare("q".into(), durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    for i in 0..5u8 {
+        publish(&ch, "", "q", &[i], persistent()).await;
+    }
+    // Take 0 and 1 and ack them; take 2 without acking; leave 3 and 4 ready.
+    for _ in 0..2 {
+        let m = ch
+            .basic_get("q".into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("message");
+        m.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+    }
+    let _unacked = ch
+        .basic_get("q".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("message");
+    // A synchronous round trip, so the acks above have been processed.
+    passive_queue(&ch, "q").await.expect("queue");
+    drop(conn);
+
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    assert_eq!(
+        drain(&ch, "q").await,
+        vec![(vec![2], true), (vec![3], false), (vec![4], false)]
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn message_routed_to_two_durable_queues_is_kept_for_each() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    ch.exchange_declare(
+        "fan".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    for q in ["a", "b"] {
+        ch.queue_declare(q.into(), durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        ch.queue_bind(
+            q.into(),
+            "fan".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    }
+    publish(&ch, "fan", "", b"shared", persistent()).await;
+    assert_eq!(drain(&ch, "a").await, vec![(b"shared".to_vec(), false)]);
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    assert_eq!(drain(&ch, "a").await, vec![]);
+    assert_eq!(drain(&ch, "b").await, vec![(b"shared".to_vec(), false)]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn purged_and_deleted_queues_leave_nothing_behind() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    for q in ["purged", "deleted"] {
+        ch.queue_declare(q.into(), durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        publish(&ch, "", q, b"x", persistent()).await;
+    }
+    let purged = ch
+        .queue_purge("purged".into(), QueuePurgeOptions::default())
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+    ch.queue_delete("deleted".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    assert_eq!(passive_queue(&ch, "purged").await.expect("queue"), 0);
+    let (_conn, ch) = broker.channel().await;
+    assert!(passive_queue(&ch, "deleted").await.is_err());
+    broker.stop().await;
+}
