@@ -59,8 +59,6 @@ struct TxPublish {
 struct Tx {
     publishes: Vec<TxPublish>,
     settles: Vec<(Vec<Unacked>, Settle)>,
-    /// Store tickets that commit-oks wait for, in the order of the commits.
-    commit_oks: VecDeque<u64>,
 }
 
 #[derive(Default)]
@@ -90,6 +88,8 @@ pub struct Channel {
     /// The last queue declared, used when a method names the queue "".
     last_queue: Option<ShortString>,
     routed: Vec<Arc<Queue>>,
+    /// Replies waiting for a store commit (ticket, reply), in order.
+    deferred: VecDeque<(u64, AMQPClass)>,
 }
 
 fn random_suffix() -> String {
@@ -117,6 +117,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             routed: Vec::new(),
+            deferred: VecDeque::new(),
         }
     }
 
@@ -334,27 +335,22 @@ impl Channel {
         self.confirms
             .as_ref()
             .is_some_and(|c| !c.waiting.is_empty())
-            || self.tx.as_ref().is_some_and(|t| !t.commit_oks.is_empty())
+            || !self.deferred.is_empty()
     }
 
     /// Sends what became due: publisher confirms (one basic.ack with `multiple` when
     /// several are due; basic.nack for publishes whose store commit failed) and
-    /// tx.commit-oks whose commit reached the disk.
+    /// replies whose store commit reached the disk.
     pub fn flush_confirms(&mut self, s: &mut Session) {
         if self.closing {
             return;
         }
-        if let Some(t) = self.tx.as_mut() {
-            while t
-                .commit_oks
-                .front()
-                .is_some_and(|ticket| *ticket <= s.committed)
-            {
-                t.commit_oks.pop_front();
-                s.send(
-                    self.id,
-                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-                );
+        while let Some((ticket, _)) = self.deferred.front() {
+            if *ticket > s.committed {
+                break;
+            }
+            if let Some((_, method)) = self.deferred.pop_front() {
+                s.send(self.id, method);
             }
         }
         let Some(c) = self.confirms.as_mut() else {
@@ -382,9 +378,28 @@ impl Channel {
         send_ack(s, self.id, c, ready);
     }
 
-    fn reply(&self, s: &mut Session, nowait: bool, method: AMQPClass) {
+    fn reply(&mut self, s: &mut Session, nowait: bool, method: AMQPClass) {
         if !nowait {
+            self.defer(s, 0, method);
+        }
+    }
+
+    /// Replies once everything the store was asked so far is on disk: a durable
+    /// declare, bind or delete is acknowledged only when it would survive a crash.
+    fn reply_stored(&mut self, s: &mut Session, nowait: bool, method: AMQPClass) {
+        if !nowait {
+            let ticket = s.store.as_ref().map_or(0, |st| st.last_ticket());
+            self.defer(s, ticket, method);
+        }
+    }
+
+    /// Sends a reply now, or after store ticket `ticket` commits; replies keep
+    /// their order either way.
+    fn defer(&mut self, s: &mut Session, ticket: u64, method: AMQPClass) {
+        if self.deferred.is_empty() && ticket <= s.committed {
             s.send(self.id, method);
+        } else {
+            self.deferred.push_back((ticket, method));
         }
     }
 
@@ -438,7 +453,7 @@ impl Channel {
                         internal: d.internal,
                         arguments: &d.arguments,
                     })?;
-                    self.reply(
+                    self.reply_stored(
                         s,
                         d.nowait,
                         AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
@@ -448,7 +463,7 @@ impl Channel {
                 }
                 exchange::AMQPMethod::Delete(d) => {
                     s.vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
-                    self.reply(
+                    self.reply_stored(
                         s,
                         d.nowait,
                         AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
@@ -461,7 +476,7 @@ impl Channel {
                         b.routing_key.as_str(),
                         &b.arguments,
                     )?;
-                    self.reply(
+                    self.reply_stored(
                         s,
                         b.nowait,
                         AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
@@ -474,7 +489,7 @@ impl Channel {
                         b.routing_key.as_str(),
                         &b.arguments,
                     )?;
-                    self.reply(
+                    self.reply_stored(
                         s,
                         b.nowait,
                         AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
@@ -502,7 +517,7 @@ impl Channel {
                             server_named,
                         })?;
                     self.last_queue = Some(name.clone());
-                    self.reply(
+                    self.reply_stored(
                         s,
                         d.nowait,
                         AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
@@ -521,7 +536,7 @@ impl Channel {
                         &b.arguments,
                         conn_id,
                     )?;
-                    self.reply(
+                    self.reply_stored(
                         s,
                         b.nowait,
                         AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})),
@@ -536,15 +551,16 @@ impl Channel {
                         &b.arguments,
                         conn_id,
                     )?;
-                    s.send(
-                        self.id,
+                    self.reply_stored(
+                        s,
+                        false,
                         AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})),
                     );
                 }
                 q::AMQPMethod::Purge(p) => {
                     let name = self.queue_name(&p.queue)?;
                     let message_count = s.vhost.queue(name.as_str(), conn_id)?.purge();
-                    self.reply(
+                    self.reply_stored(
                         s,
                         p.nowait,
                         AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk { message_count })),
@@ -555,7 +571,7 @@ impl Channel {
                     let message_count =
                         s.vhost
                             .delete_queue(name.as_str(), d.if_unused, d.if_empty, conn_id)?;
-                    self.reply(
+                    self.reply_stored(
                         s,
                         d.nowait,
                         AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk { message_count })),
@@ -614,9 +630,11 @@ impl Channel {
                 for (items, how) in settles {
                     self.settle(items, how);
                 }
-                if let Some(t) = self.tx.as_mut() {
-                    t.commit_oks.push_back(ticket);
-                }
+                self.defer(
+                    s,
+                    ticket,
+                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                );
             }
             tx::AMQPMethod::Rollback(_) => {
                 let Some(t) = self.tx.as_mut() else {

@@ -197,6 +197,12 @@ impl Store {
         ticket
     }
 
+    /// The ticket of the last operation queued so far.
+    pub fn last_ticket(&self) -> u64 {
+        let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map_or(0, |s| s.next_ticket - 1)
+    }
+
     /// A receiver of the highest committed ticket.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
