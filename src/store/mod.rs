@@ -142,6 +142,9 @@ impl Store {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Open(path.clone(), format!("cannot create data directory: {e}"))
         })?;
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+            recovery::check_read_only(&path)?;
+        }
         let opened = std::panic::catch_unwind(|| Database::create(&path));
         let db = match opened {
             Ok(Ok(db)) => db,

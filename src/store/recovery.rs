@@ -92,6 +92,45 @@ fn decode_message(data: &[u8]) -> Option<Message> {
     })
 }
 
+/// Checks an existing file without writing to it: it must be a redb database whose
+/// format this build understands. A file that only needs redb's crash repair passes
+/// (the read-write open repairs it).
+pub fn check_read_only(path: &Path) -> Result<(), StoreError> {
+    let opened = std::panic::catch_unwind(|| redb::ReadOnlyDatabase::open(path));
+    let db = match opened {
+        Ok(Ok(db)) => db,
+        Ok(Err(redb::DatabaseError::RepairAborted)) => return Ok(()),
+        Ok(Err(e)) => return Err(StoreError::Open(path.to_owned(), e.to_string())),
+        Err(_) => {
+            return Err(StoreError::Open(
+                path.to_owned(),
+                "the file is corrupt (not a readable redb database)".into(),
+            ));
+        }
+    };
+    let format = (|| -> Result<Option<u64>, redb::Error> {
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(meta.get("format")?.map(|v| v.value()))
+    })()
+    .map_err(|e| StoreError::Open(path.to_owned(), e.to_string()))?;
+    if let Some(v) = format
+        && v > FORMAT_VERSION
+    {
+        return Err(StoreError::Format(
+            path.to_owned(),
+            format!(
+                "written by a newer Warren (format {v}; this build reads up to {FORMAT_VERSION})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
     let io = |e: redb::Error| StoreError::Io(path.to_owned(), e.to_string());
     let corrupt =
