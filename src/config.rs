@@ -32,6 +32,9 @@ pub struct Config {
     pub heartbeat: u16,
     /// Largest message body accepted, in bytes.
     pub max_message_size: u64,
+    /// Message memory above which publishers are blocked (connection.blocked), in
+    /// bytes; 0 means 40% of physical memory.
+    pub memory_high_watermark: u64,
     /// Most client connections open at once.
     pub max_connections: usize,
     /// Seconds a closing connection waits for the peer's close-ok.
@@ -54,6 +57,7 @@ impl Default for Config {
             channel_max: 2047,
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
+            memory_high_watermark: 0,
             max_connections: 65_536,
             close_timeout_secs: 3,
             handshake_timeout_secs: 10,

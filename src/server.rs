@@ -25,7 +25,12 @@ impl Server {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let started = std::time::Instant::now();
-        let (store, recovered) = crate::store::Store::open(&config.data_dir)
+        let watermark = match config.memory_high_watermark {
+            0 => crate::broker::memory::default_high_watermark(),
+            n => n as usize,
+        };
+        let memory = crate::broker::memory::MemoryGauge::new(watermark);
+        let (store, recovered) = crate::store::Store::open(&config.data_dir, &memory)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let queues = recovered.queues.len();
         let messages: usize = recovered.queues.iter().map(|q| q.messages.len()).sum();
@@ -35,6 +40,7 @@ impl Server {
             &config.default_pass,
             &config.default_vhost,
             Some((store.clone(), recovered)),
+            memory,
         );
         tracing::info!(
             file = %store.path().display(),

@@ -1,5 +1,6 @@
 //! A published message. It is reference-counted: routed to ten queues, it exists once.
 
+use crate::broker::memory::MemoryCharge;
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::ShortString;
 use bytes::Bytes;
@@ -14,6 +15,8 @@ pub struct Message {
     pub body: Bytes,
     /// Id of the stored copy (persistent messages in durable queues); 0 if none.
     pub store_id: u64,
+    /// This message's share of the memory alarm's account.
+    pub charge: MemoryCharge,
 }
 
 impl Message {

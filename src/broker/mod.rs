@@ -3,6 +3,7 @@
 //! deliveries back to connections through each consumer's event sender.
 
 pub mod exchange;
+pub mod memory;
 pub mod message;
 pub mod queue;
 pub mod vhost;
@@ -14,6 +15,13 @@ use std::sync::Arc;
 pub use message::Message;
 pub use queue::{Consumer, ConsumerEvent, Queue, QueueEntry};
 pub use vhost::VHost;
+
+/// A random url-safe name suffix, as RabbitMQ's generated names use.
+pub fn random_name() -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
 
 /// What a broker operation can fail with; `protocol::error` maps each to its reply code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +40,7 @@ pub type BrokerResult<T> = Result<T, BrokerError>;
 
 /// Users and virtual hosts of one broker.
 pub struct Broker {
+    pub memory: Arc<memory::MemoryGauge>,
     vhosts: HashMap<String, Arc<VHost>>,
     users: HashMap<String, String>,
     store: Option<Arc<Store>>,
@@ -45,6 +54,7 @@ impl Broker {
         pass: &str,
         vhost: &str,
         store: Option<(Arc<Store>, Recovered)>,
+        memory: Arc<memory::MemoryGauge>,
     ) -> Broker {
         let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let (store, recovered) = match store {
@@ -81,6 +91,7 @@ impl Broker {
         let mut users = HashMap::new();
         users.insert(user.to_owned(), pass.to_owned());
         Broker {
+            memory,
             vhosts,
             users,
             store,

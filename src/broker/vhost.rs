@@ -9,9 +9,14 @@ use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// The pseudo-queue of direct reply-to (RabbitMQ's `amq.rabbitmq.reply-to`).
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
 pub struct VHost {
     pub name: Arc<str>,
     store: Option<Arc<Store>>,
+    /// Direct reply-to consumers, by the name publishers reply to.
+    replies: RwLock<HashMap<String, Arc<Queue>>>,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
 }
@@ -106,6 +111,7 @@ impl VHost {
         let vhost = VHost {
             name: Arc::from(name),
             store,
+            replies: RwLock::new(HashMap::new()),
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
         };
@@ -624,6 +630,27 @@ impl VHost {
         count
     }
 
+    /// Creates the private queue behind a direct reply-to consumer.
+    pub fn add_reply_queue(&self, connection_id: u64) -> Arc<Queue> {
+        let name = format!("{REPLY_TO}.{}", crate::broker::random_name());
+        let q = Arc::new(Queue::new(
+            ShortString::from(name.as_str()),
+            self.name.clone(),
+            false,
+            Some(connection_id),
+            false,
+            FieldTable::default(),
+            None,
+        ));
+        write(&self.replies).insert(name, q.clone());
+        q
+    }
+
+    pub fn remove_reply_queue(&self, q: &Arc<Queue>) {
+        write(&self.replies).remove(q.name.as_str());
+        q.mark_deleted();
+    }
+
     /// Deletes the exclusive queues of a closing connection.
     pub fn remove_exclusive_queues(&self, connection_id: u64) {
         let owned: Vec<Arc<Queue>> = read(&self.queues)
@@ -646,9 +673,12 @@ impl VHost {
         out: &mut Vec<Arc<Queue>>,
     ) -> BrokerResult<()> {
         if exchange.is_empty() {
-            if let Some(q) = read(&self.queues).get(routing_key) {
-                out.push(q.clone());
-            }
+            let found = if routing_key.starts_with(REPLY_TO) {
+                read(&self.replies).get(routing_key).cloned()
+            } else {
+                read(&self.queues).get(routing_key).cloned()
+            };
+            out.extend(found);
             return Ok(());
         }
         let exchanges = read(&self.exchanges);

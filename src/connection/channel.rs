@@ -3,8 +3,9 @@
 //! their acknowledgements.
 
 use crate::broker::queue::Credit;
+use crate::broker::vhost::REPLY_TO;
 use crate::broker::vhost::{ExchangeDeclare, QueueDeclare};
-use crate::broker::{BrokerError, Consumer, Message, Queue, QueueEntry};
+use crate::broker::{BrokerError, Consumer, Message, Queue, QueueEntry, random_name};
 use crate::connection::{Session, short};
 use crate::protocol::Exception;
 use crate::protocol::codec::{ContentHeader, write_content};
@@ -90,12 +91,8 @@ pub struct Channel {
     routed: Vec<Arc<Queue>>,
     /// Replies waiting for a store commit (ticket, reply), in order.
     deferred: VecDeque<(u64, AMQPClass)>,
-}
-
-fn random_suffix() -> String {
-    use base64::Engine;
-    let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    /// The private queue of this channel's direct reply-to consumer.
+    reply_queue: Option<Arc<Queue>>,
 }
 
 fn precondition(detail: impl Into<String>) -> BrokerError {
@@ -118,6 +115,7 @@ impl Channel {
             last_queue: None,
             routed: Vec::new(),
             deferred: VecDeque::new(),
+            reply_queue: None,
         }
     }
 
@@ -272,9 +270,17 @@ impl Channel {
     }
 
     fn remove_consumer(&mut self, s: &mut Session, tag: &ShortString) {
-        if let Some((consumer, queue)) = self.consumers.remove(tag)
-            && queue.remove_consumer(&consumer)
+        let Some((consumer, queue)) = self.consumers.remove(tag) else {
+            return;
+        };
+        if self
+            .reply_queue
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &queue))
         {
+            self.reply_queue = None;
+            s.vhost.remove_reply_queue(&queue);
+        } else if queue.remove_consumer(&consumer) {
             s.vhost.remove_queue(&queue);
         }
     }
@@ -499,9 +505,21 @@ impl Channel {
             },
             AMQPClass::Queue(m) => match m {
                 q::AMQPMethod::Declare(d) => {
+                    if d.passive && d.queue.as_str() == REPLY_TO {
+                        self.reply(
+                            s,
+                            d.nowait,
+                            AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                                queue: d.queue,
+                                message_count: 0,
+                                consumer_count: 0,
+                            })),
+                        );
+                        return Ok(After::Continue);
+                    }
                     let server_named = d.queue.as_str().is_empty() && !d.passive;
                     let name = if server_named {
-                        ShortString::from(format!("amq.gen-{}", random_suffix()))
+                        ShortString::from(format!("amq.gen-{}", random_name()))
                     } else {
                         self.queue_name(&d.queue)?
                     };
@@ -664,6 +682,7 @@ impl Channel {
                         "immediate=true".into(),
                     )));
                 }
+                s.publisher = true;
                 self.incoming = Some(Incoming {
                     publish: p,
                     header: None,
@@ -783,9 +802,8 @@ impl Channel {
 
     fn consume(&mut self, s: &mut Session, c: basic::Consume) -> Result<(), Failure> {
         let name = self.queue_name(&c.queue)?;
-        let queue = s.vhost.queue(name.as_str(), s.id)?;
         let tag = if c.consumer_tag.as_str().is_empty() {
-            ShortString::from(format!("amq.ctag-{}", random_suffix()))
+            ShortString::from(format!("amq.ctag-{}", random_name()))
         } else {
             c.consumer_tag.clone()
         };
@@ -794,6 +812,19 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             ))));
         }
+        let queue = if name.as_str() == REPLY_TO {
+            if !c.no_ack {
+                return Err(precondition("reply consumer cannot acknowledge").into());
+            }
+            if self.reply_queue.is_some() {
+                return Err(precondition("reply consumer already set").into());
+            }
+            let q = s.vhost.add_reply_queue(s.id);
+            self.reply_queue = Some(q.clone());
+            q
+        } else {
+            s.vhost.queue(name.as_str(), s.id)?
+        };
         let priority = match c.arguments.inner().get("x-priority") {
             None => 0,
             Some(v) => integer(v).ok_or_else(|| {
@@ -851,6 +882,23 @@ impl Channel {
                 all.freeze()
             }
         };
+        let mut header = header;
+        if header
+            .properties
+            .reply_to()
+            .as_ref()
+            .is_some_and(|r| r.as_str() == REPLY_TO)
+        {
+            let Some(reply) = &self.reply_queue else {
+                return Err(Exception::from_broker(
+                    precondition("fast reply consumer does not exist"),
+                    60,
+                    40,
+                ));
+            };
+            header.properties = header.properties.clone().with_reply_to(reply.name.clone());
+            header.raw_properties = crate::protocol::codec::encode_properties(&header.properties);
+        }
         let mut routed = std::mem::take(&mut self.routed);
         routed.clear();
         let result = s.vhost.route(
@@ -870,13 +918,19 @@ impl Channel {
             }
             _ => 0,
         };
+        let charge = s
+            .ctx
+            .broker
+            .memory
+            .charge(body.len() + header.raw_properties.len());
         let msg = Arc::new(Message {
             exchange: publish.exchange,
             routing_key: publish.routing_key,
             properties: header.properties,
             raw_properties: header.raw_properties,
-            body,
             store_id,
+            charge,
+            body,
         });
         if let Some(t) = self.tx.as_mut() {
             t.publishes.push(TxPublish {

@@ -18,6 +18,8 @@ pub struct Negotiated {
     pub heartbeat: u16,
     /// The client handles server-sent basic.cancel.
     pub consumer_cancel_notify: bool,
+    /// The client handles connection.blocked / unblocked.
+    pub blocked_notify: bool,
 }
 
 /// Why the handshake did not complete.
@@ -283,5 +285,6 @@ pub async fn negotiate(
         frame_max,
         heartbeat: tune_ok.heartbeat,
         consumer_cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
+        blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
     })
 }

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::protocol::codec::{FrameReader, PROTOCOL_HEADER, write_method};
 use crate::protocol::{Exception, Frame, ProtocolError};
 use amq_protocol::protocol::{AMQPClass, channel as chan, connection};
+use amq_protocol::types::ShortString;
 use channel::Channel;
 use handshake::HandshakeError;
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ pub(crate) struct Session {
     pub frame_max: u32,
     pub events: mpsc::UnboundedSender<ConsumerEvent>,
     pub consumer_cancel_notify: bool,
+    /// This connection has published: the memory alarm blocks it.
+    pub publisher: bool,
     pub store: Option<Arc<crate::store::Store>>,
     /// The highest store ticket known to be committed.
     pub committed: u64,
@@ -136,12 +139,14 @@ pub async fn serve(
             frame_max: negotiated.frame_max,
             events: events_tx,
             consumer_cancel_notify: negotiated.consumer_cancel_notify,
+            publisher: false,
             store: ctx.broker.store().cloned(),
             committed: 0,
         },
         channels: HashMap::new(),
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
+        blocked_notify: negotiated.blocked_notify,
         outbox: outbox.clone(),
     };
     let ending = conn.run(&mut reader, events_rx, shutdown).await;
@@ -204,6 +209,7 @@ struct Connection {
     channels: HashMap<u16, Channel>,
     channel_max: u16,
     heartbeat: u16,
+    blocked_notify: bool,
     outbox: Arc<Outbox>,
 }
 
@@ -218,6 +224,10 @@ impl Connection {
             Some(store) => store.committed(),
             None => watch::channel(u64::MAX).1,
         };
+        let mut alarm = self.session.ctx.broker.memory.subscribe();
+        let mut blocked = *alarm.borrow_and_update();
+        // Only connections that publish are blocked and told so, as in RabbitMQ.
+        let mut told_blocked = false;
         let mut last_read = Instant::now();
         let timeout = Duration::from_secs(u64::from(self.heartbeat) * 2);
         let mut ticker = tokio::time::interval(if self.heartbeat == 0 {
@@ -230,11 +240,14 @@ impl Connection {
             tokio::select! {
                 biased;
                 Ok(()) = committed.changed(), if waiting => {}
+                Ok(()) = alarm.changed() => {
+                    blocked = *alarm.borrow_and_update();
+                }
                 _ = shutdown.changed() => {
                     let e = Exception::new(320, "broker forced connection closure with reason 'shutdown'", 0, 0);
                     return self.close_with(reader, &e).await;
                 }
-                frame = reader.next() => {
+                frame = reader.next(), if !(blocked && self.session.publisher) => {
                     last_read = Instant::now();
                     let mut frame = frame;
                     loop {
@@ -276,7 +289,10 @@ impl Connection {
                     }
                 }
                 _ = ticker.tick() => {
-                    if self.heartbeat != 0 && last_read.elapsed() > timeout {
+                    if blocked && self.session.publisher {
+                        // Not reading while blocked: the peer's heartbeats wait unread.
+                        last_read = Instant::now();
+                    } else if self.heartbeat != 0 && last_read.elapsed() > timeout {
                         tracing::warn!(
                             timeout_secs = self.heartbeat,
                             "missed heartbeats from client, closing connection"
@@ -285,10 +301,30 @@ impl Connection {
                     }
                 }
             }
+            let block = blocked && self.session.publisher;
+            if block != told_blocked {
+                told_blocked = block;
+                self.notify_blocked(block);
+            }
             self.session.committed = *committed.borrow_and_update();
             self.flush_confirms();
             self.flush();
         }
+    }
+
+    /// Tells a client that supports it that publishing is blocked or resumes.
+    fn notify_blocked(&mut self, blocked: bool) {
+        if !self.blocked_notify {
+            return;
+        }
+        let method = if blocked {
+            connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: ShortString::from("low on memory"),
+            })
+        } else {
+            connection::AMQPMethod::Unblocked(connection::Unblocked {})
+        };
+        self.session.send(0, AMQPClass::Connection(method));
     }
 
     fn flush(&mut self) {

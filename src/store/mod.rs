@@ -137,7 +137,10 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) `data_dir/warren.redb` and reads back everything durable.
-    pub fn open(data_dir: &Path) -> Result<(Arc<Store>, Recovered), StoreError> {
+    pub fn open(
+        data_dir: &Path,
+        memory: &Arc<crate::broker::memory::MemoryGauge>,
+    ) -> Result<(Arc<Store>, Recovered), StoreError> {
         let path = data_dir.join("warren.redb");
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Open(path.clone(), format!("cannot create data directory: {e}"))
@@ -156,7 +159,7 @@ impl Store {
                 ));
             }
         };
-        let recovered = recovery::recover(&db, &path)?;
+        let recovered = recovery::recover(&db, &path, memory)?;
         let (committed_tx, committed) = watch::channel(0);
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(Mutex::new(Vec::new()));

@@ -7,6 +7,7 @@ use super::{
     StoreError,
 };
 use crate::broker::Message;
+use crate::broker::memory::MemoryGauge;
 use amq_protocol::protocol::basic::parse_properties;
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;
@@ -76,7 +77,7 @@ pub fn binding_touches_queue(k: &[u8], vhost: &str, name: &str) -> bool {
     decode_binding(k).is_some_and(|b| b.vhost == vhost && b.to_queue && b.destination == name)
 }
 
-fn decode_message(data: &[u8]) -> Option<Message> {
+fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<Message> {
     let mut r = Reader::new(data);
     let exchange = r.string()?;
     let routing_key = r.string()?;
@@ -89,6 +90,7 @@ fn decode_message(data: &[u8]) -> Option<Message> {
         raw_properties: Bytes::copy_from_slice(raw),
         body: Bytes::copy_from_slice(r.rest()),
         store_id: 0,
+        charge: memory.charge(data.len()),
     })
 }
 
@@ -131,7 +133,11 @@ pub fn check_read_only(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
+pub fn recover(
+    db: &Database,
+    path: &Path,
+    memory: &Arc<MemoryGauge>,
+) -> Result<Recovered, StoreError> {
     let io = |e: redb::Error| StoreError::Io(path.to_owned(), e.to_string());
     let corrupt =
         |what: &str| StoreError::Format(path.to_owned(), format!("corrupt {what} record"));
@@ -237,7 +243,8 @@ pub fn recover(db: &Database, path: &Path) -> Result<Recovered, StoreError> {
                         );
                         continue;
                     };
-                    let mut m = decode_message(data.value()).ok_or_else(|| corrupt("message"))?;
+                    let mut m =
+                        decode_message(data.value(), memory).ok_or_else(|| corrupt("message"))?;
                     m.store_id = msg_id;
                     let m = Arc::new(m);
                     loaded.insert(msg_id, m.clone());
