@@ -635,8 +635,10 @@ impl Queue {
                 continue;
             }
             if ttl {
-                // Expired messages are never delivered.
-                let now = now_ms();
+                // Expired messages are never delivered. A message published with a
+                // TTL of 0 expires in the millisecond it arrived: it may still go to
+                // a consumer that is ready now, so only earlier expiries count here.
+                let now = now_ms().saturating_sub(1);
                 if state.ready.next_expiry().is_some_and(|t| t <= now) {
                     let mut dead = std::mem::take(&mut state.dead);
                     state.ready.drop_expired(now, &mut dead);

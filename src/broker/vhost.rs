@@ -89,19 +89,57 @@ fn show_arg(v: Option<&AMQPValue>) -> String {
     }
 }
 
-/// RabbitMQ compares arguments of a redeclare key by key, ignoring arguments it does
-/// not interpret (anything not starting with `x-`, except `alternate-exchange`).
-fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> BrokerResult<()> {
-    let relevant = |k: &str| k.starts_with("x-") || k == "alternate-exchange";
-    let keys = current
-        .inner()
-        .keys()
-        .chain(received.inner().keys())
-        .map(|k| k.as_str())
-        .filter(|k| relevant(k));
-    for key in keys {
+/// The queue arguments RabbitMQ compares on redeclare, in the order it checks them.
+const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
+    "x-queue-leader-locator",
+];
+
+/// The only exchange argument RabbitMQ compares on redeclare.
+const EXCHANGE_EQUIVALENCE_KEYS: &[&str] = &["alternate-exchange"];
+
+/// Whether two argument values are equivalent: integers of any width compare by
+/// value, as RabbitMQ's type classes do.
+fn same_arg(a: Option<&AMQPValue>, b: Option<&AMQPValue>, key: &str) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => match (
+            crate::broker::args::integer(x),
+            crate::broker::args::integer(y),
+        ) {
+            (Some(i), Some(j)) => i == j,
+            _ => x == y,
+        },
+        // A classic queue may or may not carry its type.
+        (None, Some(v)) | (Some(v), None) => {
+            key == "x-queue-type"
+                && matches!(v, AMQPValue::LongString(s) if s.as_bytes() == b"classic")
+        }
+    }
+}
+
+/// RabbitMQ compares the arguments it interprets of a redeclare, key by key.
+fn check_args(
+    what: &str,
+    current: &FieldTable,
+    received: &FieldTable,
+    keys: &[&str],
+) -> BrokerResult<()> {
+    for &key in keys {
         let (c, r) = (current.inner().get(key), received.inner().get(key));
-        if c != r {
+        if !same_arg(c, r, key) {
             return Err(BrokerError::PreconditionFailed(format!(
                 "inequivalent arg '{key}' for {what}: received {} but current is {}",
                 show_arg(r),
@@ -203,7 +241,7 @@ impl VHost {
             if x.internal != d.internal {
                 return Err(mismatch("internal", flag(d.internal), flag(x.internal)));
             }
-            return check_args(&what, &x.arguments, d.arguments);
+            return check_args(&what, &x.arguments, d.arguments, EXCHANGE_EQUIVALENCE_KEYS);
         }
         let x = Exchange::new(
             d.name,
@@ -538,7 +576,7 @@ impl VHost {
                     flag(q.auto_delete)
                 )));
             }
-            check_args(&what, &q.arguments, d.arguments)?;
+            check_args(&what, &q.arguments, d.arguments, QUEUE_EQUIVALENCE_KEYS)?;
             q.touch();
             let (m, c) = (q.message_count(), q.consumer_count());
             return Ok((q, m, c));
