@@ -153,10 +153,16 @@ impl QueueArgs {
                     out.message_ttl = Some(expiry(int_arg(v)?)?);
                     Ok(())
                 })())?,
-                "x-dead-letter-exchange" => check((|| {
-                    out.dead_letter_exchange = Some(string_arg(v)?);
-                    Ok(())
-                })())?,
+                "x-dead-letter-exchange" => match string(v) {
+                    Some(x) => out.dead_letter_exchange = Some(x),
+                    // RabbitMQ checks this one before the others, with its own text.
+                    None => {
+                        return Err(BrokerError::PreconditionFailed(format!(
+                            "invalid type '{}' for arg '{key}' in {what}",
+                            type_name(v)
+                        )));
+                    }
+                },
                 "x-dead-letter-routing-key" => check((|| {
                     let rk = string_arg(v)?;
                     if !table.contains_key("x-dead-letter-exchange") {

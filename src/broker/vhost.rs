@@ -211,6 +211,16 @@ impl VHost {
                 d.name
             )));
         }
+        if let Some(v) = d.arguments.inner().get("alternate-exchange")
+            && !matches!(v, AMQPValue::LongString(_) | AMQPValue::ShortString(_))
+        {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid type '{}' for arg 'alternate-exchange' in exchange '{}' in vhost '{}'",
+                type_name(v),
+                d.name,
+                self.name
+            )));
+        }
         let Some(kind) = ExchangeKind::parse(d.kind) else {
             return Err(BrokerError::PreconditionFailed(format!(
                 "invalid exchange type '{}'",
