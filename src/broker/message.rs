@@ -5,6 +5,18 @@ use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::ShortString;
 use bytes::Bytes;
 
+/// A queued message: in memory, or paged out to the store (only what the queue's
+/// index needs stays in memory).
+#[derive(Debug, Clone)]
+pub enum Slot {
+    Loaded(std::sync::Arc<Message>),
+    Paged {
+        store_id: u64,
+        body_len: u32,
+        priority: u8,
+    },
+}
+
 #[derive(Debug)]
 pub struct Message {
     pub exchange: ShortString,

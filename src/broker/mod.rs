@@ -14,7 +14,7 @@ use crate::store::{Recovered, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use message::Message;
+pub use message::{Message, Slot};
 pub use queue::{Consumer, ConsumerEvent, Enqueued, Queue, QueueEntry};
 pub use vhost::VHost;
 

@@ -10,7 +10,7 @@
 
 use crate::broker::args::{Overflow, QueueArgs};
 use crate::broker::deadletter::Reason;
-use crate::broker::{BrokerError, BrokerResult, Message, VHost, now_ms};
+use crate::broker::{BrokerError, BrokerResult, Message, Slot, VHost, now_ms};
 use crate::store::Store;
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::VecDeque;
@@ -29,6 +29,52 @@ pub struct QueueEntry {
     /// When the message expires, in milliseconds since the Unix epoch; 0: never.
     pub expires: u64,
 }
+
+/// A ready message as the queue keeps it: possibly paged out to the store.
+#[derive(Debug, Clone)]
+struct ReadyEntry {
+    seq: u64,
+    slot: Slot,
+    redelivered: bool,
+    expires: u64,
+}
+
+impl ReadyEntry {
+    fn store_id(&self) -> u64 {
+        match &self.slot {
+            Slot::Loaded(m) => m.store_id,
+            Slot::Paged { store_id, .. } => *store_id,
+        }
+    }
+
+    fn body_len(&self) -> u64 {
+        match &self.slot {
+            Slot::Loaded(m) => m.body.len() as u64,
+            Slot::Paged { body_len, .. } => u64::from(*body_len),
+        }
+    }
+
+    fn priority(&self) -> u8 {
+        match &self.slot {
+            Slot::Loaded(m) => m.properties.priority().unwrap_or(0),
+            Slot::Paged { priority, .. } => *priority,
+        }
+    }
+}
+
+impl From<QueueEntry> for ReadyEntry {
+    fn from(e: QueueEntry) -> Self {
+        ReadyEntry {
+            seq: e.seq,
+            slot: Slot::Loaded(e.msg),
+            redelivered: e.redelivered,
+            expires: e.expires,
+        }
+    }
+}
+
+/// How many paged-out messages one read of the store brings back.
+const PAGE_IN_BATCH: usize = 256;
 
 /// What became of a message offered to a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +222,7 @@ pub struct Queue {
 
 /// Ready messages in delivery order: one FIFO, or one per priority level.
 struct Ready {
-    levels: Vec<VecDeque<QueueEntry>>,
+    levels: Vec<VecDeque<ReadyEntry>>,
     len: usize,
     /// Body bytes of the ready messages (`x-max-length-bytes`).
     bytes: u64,
@@ -192,42 +238,41 @@ impl Ready {
         }
     }
 
-    fn level(&self, e: &QueueEntry) -> usize {
+    fn level(&self, e: &ReadyEntry) -> usize {
         if self.levels.len() == 1 {
             return 0;
         }
-        let p = e.msg.properties.priority().unwrap_or(0);
-        usize::from(p).min(self.levels.len() - 1)
+        usize::from(e.priority()).min(self.levels.len() - 1)
     }
 
     fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    fn added(&mut self, e: &QueueEntry) {
+    fn added(&mut self, e: &ReadyEntry) {
         self.len += 1;
-        self.bytes += e.msg.body.len() as u64;
+        self.bytes += e.body_len();
     }
 
-    fn removed(&mut self, e: &QueueEntry) {
+    fn removed(&mut self, e: &ReadyEntry) {
         self.len -= 1;
-        self.bytes -= e.msg.body.len() as u64;
+        self.bytes -= e.body_len();
     }
 
-    fn push_back(&mut self, e: QueueEntry) {
+    fn push_back(&mut self, e: ReadyEntry) {
         self.added(&e);
         let l = self.level(&e);
         self.levels[l].push_back(e);
     }
 
-    fn push_front(&mut self, e: QueueEntry) {
+    fn push_front(&mut self, e: ReadyEntry) {
         self.added(&e);
         let l = self.level(&e);
         self.levels[l].push_front(e);
     }
 
     /// Puts a message back at its original position.
-    fn insert(&mut self, e: QueueEntry) {
+    fn insert(&mut self, e: ReadyEntry) {
         self.added(&e);
         let l = self.level(&e);
         let level = &mut self.levels[l];
@@ -235,14 +280,14 @@ impl Ready {
         level.insert(at, e);
     }
 
-    fn pop_front(&mut self) -> Option<QueueEntry> {
+    fn pop_front(&mut self) -> Option<ReadyEntry> {
         let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
         self.removed(&e);
         Some(e)
     }
 
     /// Removes the messages at the heads whose time ran out.
-    fn drop_expired(&mut self, now: u64, out: &mut Vec<(QueueEntry, Reason)>) {
+    fn drop_expired(&mut self, now: u64, out: &mut Vec<(ReadyEntry, Reason)>) {
         for l in 0..self.levels.len() {
             while self.levels[l]
                 .front()
@@ -264,14 +309,30 @@ impl Ready {
             .min()
     }
 
-    fn take_all(&mut self) -> Vec<QueueEntry> {
+    fn take_all(&mut self) -> Vec<ReadyEntry> {
         self.len = 0;
         self.bytes = 0;
         self.levels.iter_mut().flat_map(std::mem::take).collect()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &QueueEntry> {
+    fn iter(&self) -> impl Iterator<Item = &ReadyEntry> {
         self.levels.iter().flatten()
+    }
+
+    /// The paged-out messages at the head, in delivery order: (level, index, id).
+    fn paged_ahead(&self, n: usize) -> Vec<(usize, usize, u64)> {
+        let mut out = Vec::new();
+        for l in (0..self.levels.len()).rev() {
+            for (i, e) in self.levels[l].iter().enumerate().take(n - out.len()) {
+                if let Slot::Paged { store_id, .. } = e.slot {
+                    out.push((l, i, store_id));
+                }
+            }
+            if out.len() >= n {
+                break;
+            }
+        }
+        out
     }
 }
 
@@ -284,7 +345,10 @@ struct QueueState {
     had_consumer: bool,
     deleted: bool,
     /// Messages to dead-letter (or drop) once the lock is released.
-    dead: Vec<(QueueEntry, Reason)>,
+    dead: Vec<(ReadyEntry, Reason)>,
+    /// Paged-out messages whose store write may not be committed yet, so they
+    /// cannot be read back from the store: (store ticket, message).
+    recent: VecDeque<(u64, Arc<Message>)>,
     /// When the pending expiry timer fires (ms since the epoch); 0: none pending.
     ttl_timer: u64,
     /// Last time the queue was used, for `x-expires`.
@@ -301,6 +365,7 @@ impl Queue {
             had_consumer: false,
             deleted: false,
             dead: Vec::new(),
+            recent: VecDeque::new(),
             ttl_timer: 0,
             last_used: 0,
             expires_timer: false,
@@ -363,9 +428,9 @@ impl Queue {
                 .is_some_and(|m| state.ready.bytes + size > m);
         if over && self.args.overflow != Overflow::DropHead {
             if self.args.overflow == Overflow::RejectPublishDlx {
-                let entry = QueueEntry {
+                let entry = ReadyEntry {
                     seq: 0,
-                    msg,
+                    slot: Slot::Loaded(msg),
                     redelivered: false,
                     expires: 0,
                 };
@@ -378,15 +443,29 @@ impl Queue {
         state.next_seq += 1;
         let expires = self.expiry_of(&msg);
         // Sent under the lock, so the store sees the enqueue before any ack of it.
-        let ticket = match &self.stored {
-            Some((store, id)) if msg.store_id != 0 => {
-                store.enqueue(*id, seq, msg.store_id, expires)
+        let mut slot = Slot::Loaded(msg);
+        let mut ticket = 0;
+        if let (Some((store, id)), Slot::Loaded(msg)) = (&self.stored, &slot)
+            && msg.store_id != 0
+        {
+            ticket = store.enqueue(*id, seq, msg.store_id, expires);
+            if state.ready.len >= store.page_after() {
+                // Past the in-memory budget: only the index entry stays in memory.
+                let committed = store.committed_now();
+                while state.recent.front().is_some_and(|(t, _)| *t <= committed) {
+                    state.recent.pop_front();
+                }
+                state.recent.push_back((ticket, msg.clone()));
+                slot = Slot::Paged {
+                    store_id: msg.store_id,
+                    body_len: msg.body.len() as u32,
+                    priority: msg.properties.priority().unwrap_or(0),
+                };
             }
-            _ => 0,
-        };
-        state.ready.push_back(QueueEntry {
+        }
+        state.ready.push_back(ReadyEntry {
             seq,
-            msg,
+            slot,
             redelivered: false,
             expires,
         });
@@ -431,15 +510,82 @@ impl Queue {
     }
 
     /// Dead-letters messages through the queue's dead-letter exchange, or drops them.
-    fn dead_letter(&self, dead: Vec<(QueueEntry, Reason)>) {
+    fn dead_letter(&self, dead: Vec<(ReadyEntry, Reason)>) {
         if self.args.dead_letter_exchange.is_some()
             && let Some(vhost) = self.vhost.upgrade()
         {
-            vhost.dead_letter(self, &dead);
+            let mut loaded = Vec::with_capacity(dead.len());
+            for (e, reason) in &dead {
+                let msg = match &e.slot {
+                    Slot::Loaded(m) => Some(m.clone()),
+                    Slot::Paged { store_id, .. } => {
+                        let mut state = self.lock();
+                        self.page_in(&mut state, *store_id)
+                    }
+                };
+                if let Some(msg) = msg {
+                    let entry = QueueEntry {
+                        seq: e.seq,
+                        msg,
+                        redelivered: e.redelivered,
+                        expires: e.expires,
+                    };
+                    loaded.push((entry, *reason));
+                }
+            }
+            vhost.dead_letter(self, &loaded);
         }
         for (entry, _) in &dead {
-            self.remove_stored(entry);
+            self.remove_stored_id(entry.seq, entry.store_id());
         }
+    }
+
+    /// Takes the head message, reading it back from the store if it was paged out.
+    fn pop_loaded(&self, state: &mut QueueState) -> Option<QueueEntry> {
+        loop {
+            let e = state.ready.pop_front()?;
+            let msg = match &e.slot {
+                Slot::Loaded(m) => Some(m.clone()),
+                Slot::Paged { store_id, .. } => self.page_in(state, *store_id),
+            };
+            match msg {
+                Some(msg) => {
+                    return Some(QueueEntry {
+                        seq: e.seq,
+                        msg,
+                        redelivered: e.redelivered,
+                        expires: e.expires,
+                    });
+                }
+                None => {
+                    tracing::error!(queue = %self.name, seq = e.seq, "paged message unreadable, dropped");
+                    self.remove_stored_id(e.seq, e.store_id());
+                }
+            }
+        }
+    }
+
+    /// Reads a paged-out message back, with the paged messages right behind it at
+    /// the head of the queue in the same store read.
+    fn page_in(&self, state: &mut QueueState, first: u64) -> Option<Arc<Message>> {
+        if let Some((_, m)) = state.recent.iter().find(|(_, m)| m.store_id == first) {
+            return Some(m.clone());
+        }
+        let (store, _) = self.stored.as_ref()?;
+        let ahead = state.ready.paged_ahead(PAGE_IN_BATCH);
+        let mut ids: Vec<u64> = Vec::with_capacity(ahead.len() + 1);
+        ids.push(first);
+        ids.extend(ahead.iter().map(|&(_, _, id)| id));
+        let mut loaded = store.load(&ids).into_iter();
+        let first_msg = loaded.next().flatten();
+        for ((l, i, _), m) in ahead.into_iter().zip(loaded) {
+            if let Some(m) = m
+                && let Some(e) = state.ready.levels[l].get_mut(i)
+            {
+                e.slot = Slot::Loaded(m);
+            }
+        }
+        first_msg
     }
 
     /// Makes sure a timer will drop the head when it expires.
@@ -517,13 +663,13 @@ impl Queue {
     }
 
     /// Puts recovered messages back, in position order, before any client connects.
-    pub fn restore(&self, messages: Vec<(u64, Arc<Message>, bool, u64)>) {
+    pub fn restore(&self, messages: Vec<(u64, Slot, bool, u64)>) {
         let mut state = self.lock();
-        for (seq, msg, redelivered, expires) in messages {
+        for (seq, slot, redelivered, expires) in messages {
             state.next_seq = state.next_seq.max(seq + 1);
-            state.ready.push_back(QueueEntry {
+            state.ready.push_back(ReadyEntry {
                 seq,
-                msg,
+                slot,
                 redelivered,
                 expires,
             });
@@ -540,10 +686,14 @@ impl Queue {
 
     /// Forgets the stored copy of a message that was acknowledged or dropped.
     pub fn remove_stored(&self, entry: &QueueEntry) {
+        self.remove_stored_id(entry.seq, entry.msg.store_id);
+    }
+
+    fn remove_stored_id(&self, seq: u64, store_id: u64) {
         if let Some((store, id)) = &self.stored
-            && entry.msg.store_id != 0
+            && store_id != 0
         {
-            store.remove(*id, entry.seq, entry.msg.store_id);
+            store.remove(*id, seq, store_id);
         }
     }
 
@@ -555,7 +705,10 @@ impl Queue {
             }
             return;
         }
-        let dead = entries.into_iter().map(|e| (e, Reason::Rejected)).collect();
+        let dead = entries
+            .into_iter()
+            .map(|e| (ReadyEntry::from(e), Reason::Rejected))
+            .collect();
         self.dead_letter(dead);
     }
 
@@ -568,7 +721,7 @@ impl Queue {
         for e in state
             .ready
             .iter()
-            .filter(|e| e.redelivered && e.msg.store_id != 0)
+            .filter(|e| e.redelivered && e.store_id() != 0)
         {
             store.set_redelivered(*id, e.seq);
         }
@@ -584,7 +737,7 @@ impl Queue {
             state.ready.drop_expired(now, &mut dead);
             state.dead = dead;
         }
-        let got = state.ready.pop_front().map(|e| {
+        let got = self.pop_loaded(&mut state).map(|e| {
             let left = state.ready.len as u32;
             (e, left)
         });
@@ -605,7 +758,7 @@ impl Queue {
         }
         for mut entry in entries {
             entry.redelivered |= redelivered;
-            state.ready.insert(entry);
+            state.ready.insert(ReadyEntry::from(entry));
         }
         self.dispatch_locked(&mut state);
         self.finish(state);
@@ -645,7 +798,7 @@ impl Queue {
                     state.dead = dead;
                 }
             }
-            let Some(entry) = state.ready.pop_front() else {
+            let Some(entry) = self.pop_loaded(state) else {
                 state.consumers[idx].release();
                 return;
             };
@@ -667,7 +820,7 @@ impl Queue {
                     } = failed.0
                     {
                         consumer.release();
-                        state.ready.push_front(entry);
+                        state.ready.push_front(ReadyEntry::from(entry));
                     }
                     state.consumers.remove(idx);
                 }
@@ -735,9 +888,10 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut state = self.lock();
         let all = state.ready.take_all();
+        state.recent.clear();
         drop(state);
         for entry in &all {
-            self.remove_stored(entry);
+            self.remove_stored_id(entry.seq, entry.store_id());
         }
         all.len() as u32
     }
@@ -773,6 +927,7 @@ impl Queue {
         }
         let n = state.ready.len as u32;
         state.ready.take_all();
+        state.recent.clear();
         if let Some((store, id)) = &self.stored {
             store.delete_queue(&self.vhost_name, self.name.as_str(), *id);
         }
