@@ -32,7 +32,7 @@ def declare():
 
 def routing():
     got = {}
-    for ex, key, pub in [("amq.direct", "a", "a"), ("amq.fanout", "", "zzz"), ("amq.topic", "x.*", "x.y")]:
+    for ex, key, pub in [("amq.direct", "a", "a"), ("amq.fanout", "ignored", "zzz"), ("amq.topic", "x.*", "x.y")]:
         q = f"{P}.r.{ex}"
         c = consumer("-q", q, "-e", ex, "-r", key, count=1)
         time.sleep(0.5)
