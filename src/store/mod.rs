@@ -30,8 +30,8 @@ const BINDINGS: TableDefinition<&[u8], ()> = TableDefinition::new("bindings");
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 /// Reference counts of messages held by more than one queue (absent means one).
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
-/// (queue id, position) -> (message id, redelivered).
-const INDEX: TableDefinition<(u64, u64), (u64, bool)> = TableDefinition::new("index");
+/// (queue id, position) -> (message id, redelivered, expiry in ms since the epoch or 0).
+const INDEX: TableDefinition<(u64, u64), (u64, bool, u64)> = TableDefinition::new("index");
 
 /// Why the store failed.
 #[derive(Debug)]
@@ -105,7 +105,10 @@ enum Op {
         queue: u64,
         seq: u64,
         msg: u64,
+        expires: u64,
     },
+    /// Drops one reference to a message that a queue refused.
+    Unref(u64),
     Remove {
         queue: u64,
         seq: u64,
@@ -288,8 +291,19 @@ impl Store {
         self.send(Op::PutMessage { id, refs, msg })
     }
 
-    pub fn enqueue(&self, queue: u64, seq: u64, msg: u64) -> u64 {
-        self.send(Op::Enqueue { queue, seq, msg })
+    pub fn enqueue(&self, queue: u64, seq: u64, msg: u64, expires: u64) -> u64 {
+        self.send(Op::Enqueue {
+            queue,
+            seq,
+            msg,
+            expires,
+        })
+    }
+
+    /// Gives back the reference a durable queue would have held on a stored message
+    /// it refused (a full queue).
+    pub fn unref(&self, msg: u64) {
+        self.send(Op::Unref(msg));
     }
 
     pub fn remove(&self, queue: u64, seq: u64, msg: u64) -> u64 {
@@ -402,8 +416,16 @@ fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Resul
                         refs.insert(*id, *n)?;
                     }
                 }
-                Op::Enqueue { queue, seq, msg } => {
-                    index.insert((*queue, *seq), (*msg, false))?;
+                Op::Enqueue {
+                    queue,
+                    seq,
+                    msg,
+                    expires,
+                } => {
+                    index.insert((*queue, *seq), (*msg, false, *expires))?;
+                }
+                Op::Unref(msg) => {
+                    release(&mut messages, &mut refs, *msg)?;
                 }
                 Op::Remove { queue, seq, msg } => {
                     if index.remove((*queue, *seq))?.is_some() {
@@ -411,9 +433,9 @@ fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Resul
                     }
                 }
                 Op::SetRedelivered { queue, seq } => {
-                    let current = index.get((*queue, *seq))?.map(|v| v.value().0);
-                    if let Some(msg) = current {
-                        index.insert((*queue, *seq), (msg, true))?;
+                    let current = index.get((*queue, *seq))?.map(|v| v.value());
+                    if let Some((msg, _, expires)) = current {
+                        index.insert((*queue, *seq), (msg, true, expires))?;
                     }
                 }
                 Op::SetClean(clean) => {

@@ -31,8 +31,8 @@ pub struct RecoveredQueue {
     pub id: u64,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// (position, message, redelivered), in position order.
-    pub messages: Vec<(u64, Arc<Message>, bool)>,
+    /// (position, message, redelivered, expiry in ms since the epoch or 0).
+    pub messages: Vec<(u64, Arc<Message>, bool, u64)>,
 }
 
 pub type RecoveredBinding = BindingKey;
@@ -231,7 +231,7 @@ pub fn recover(
         {
             let (k, v) = entry.map_err(|e| io(e.into()))?;
             let (_, seq) = k.value();
-            let (msg_id, redelivered) = v.value();
+            let (msg_id, redelivered, expires) = v.value();
             let msg = match loaded.get(&msg_id) {
                 Some(m) => m.clone(),
                 None => {
@@ -251,7 +251,7 @@ pub fn recover(
                     m
                 }
             };
-            msgs.push((seq, msg, redelivered || !clean));
+            msgs.push((seq, msg, redelivered || !clean, expires));
         }
         queues.push(RecoveredQueue {
             vhost,
