@@ -137,10 +137,14 @@ pub struct Store {
     next_queue_id: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Read access for paging message bodies back in; the writer thread writes.
-    db: Mutex<Option<Arc<Database>>>,
+    db: Arc<DbSlot>,
     memory: Arc<crate::broker::memory::MemoryGauge>,
     page_after: usize,
 }
+
+/// The open database, shared by the writer thread (which replaces it after a write
+/// failure) and the readers that page messages back in.
+type DbSlot = Mutex<Option<Arc<Database>>>;
 
 /// Tunables of the store.
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +188,7 @@ impl Store {
             }
         };
         let recovered = recovery::recover(&db, &path, memory, options.page_after)?;
-        let db = Arc::new(db);
+        let db: Arc<DbSlot> = Arc::new(Mutex::new(Some(Arc::new(db))));
         let (committed_tx, committed) = watch::channel(0);
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(Mutex::new(Vec::new()));
@@ -194,7 +198,15 @@ impl Store {
             let db = db.clone();
             std::thread::Builder::new()
                 .name("warren-store".into())
-                .spawn(move || writer(&db, rx, committed_tx, failed, file, options.max_batch))
+                .spawn(move || {
+                    let w = Writer {
+                        db,
+                        path: file,
+                        cache_bytes: options.cache_bytes,
+                        max_batch: options.max_batch,
+                    };
+                    w.run(rx, committed_tx, failed)
+                })
                 .map_err(|e| StoreError::Open(path.clone(), e.to_string()))?
         };
         let store = Arc::new(Store {
@@ -205,7 +217,7 @@ impl Store {
             next_message_id: AtomicU64::new(recovered.next_message_id),
             next_queue_id: AtomicU64::new(recovered.next_queue_id),
             writer: Mutex::new(Some(writer)),
-            db: Mutex::new(Some(db)),
+            db,
             memory: memory.clone(),
             page_after: options.page_after,
         });
@@ -396,37 +408,74 @@ impl Store {
     }
 }
 
-fn writer(
-    db: &Database,
-    rx: mpsc::Receiver<(u64, Op)>,
-    committed: watch::Sender<u64>,
-    failed: Arc<Mutex<Vec<(u64, u64)>>>,
+/// The thread that owns all writes.
+struct Writer {
+    db: Arc<DbSlot>,
     path: PathBuf,
+    cache_bytes: usize,
     max_batch: usize,
-) {
-    let mut batch: Vec<(u64, Op)> = Vec::with_capacity(1024);
-    let mut scratch = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+}
+
+impl Writer {
+    fn run(
+        self,
+        rx: mpsc::Receiver<(u64, Op)>,
+        committed: watch::Sender<u64>,
+        failed: Arc<Mutex<Vec<(u64, u64)>>>,
+    ) {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut batch: Vec<(u64, Op)> = Vec::with_capacity(1024);
+        let mut scratch = Vec::new();
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
             }
-        }
-        let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
-        match apply(db, &mut batch, &mut scratch) {
-            Ok(()) => {}
-            Err(error) => {
-                tracing::error!(file = %path.display(), %error, "store commit failed");
+            let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
+            if db.is_none() {
+                db = self.reopen();
+            }
+            let result = match &db {
+                Some(d) => apply(d, &mut batch, &mut scratch).map_err(|e| e.to_string()),
+                None => Err("the store is unavailable since a failed write".to_owned()),
+            };
+            if let Err(error) = result {
+                tracing::error!(file = %self.path.display(), %error, "store commit failed");
                 failed
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push((lo, hi));
+                // After a failed write (a full disk, say) redb refuses further writes
+                // until the file is opened again; the next batch tries that.
+                if db.take().is_some() {
+                    *self.db.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+            }
+            batch.clear();
+            committed.send_replace(hi);
+        }
+    }
+
+    /// Opens the file again after a write failure; None while that still fails.
+    fn reopen(&self) -> Option<Arc<Database>> {
+        match Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)
+        {
+            Ok(d) => {
+                let d = Arc::new(d);
+                *self.db.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+                tracing::info!(file = %self.path.display(), "store writable again");
+                Some(d)
+            }
+            Err(error) => {
+                tracing::warn!(file = %self.path.display(), %error, "store still unavailable");
+                None
             }
         }
-        batch.clear();
-        committed.send_replace(hi);
     }
 }
 

@@ -1,0 +1,120 @@
+//! A full disk while running: publishers waiting on confirms get basic.nack, nothing
+//! confirmed is lost, and the broker takes writes again once space returns.
+//!
+//! The "full disk" is the process's file size limit (RLIMIT_FSIZE) set to the store
+//! file's current size: the store's writes beyond it fail as they would on a full
+//! disk. This file holds one test, because the limit applies to the whole process.
+
+mod common;
+
+use common::TestBroker;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation};
+
+fn set_file_limit(bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit only reads the struct passed by reference.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) };
+    assert_eq!(rc, 0, "setrlimit");
+}
+
+async fn publish(ch: &Channel, body: &[u8]) -> Confirmation {
+    ch.basic_publish(
+        "".into(),
+        "precious".into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm")
+}
+
+#[tokio::test]
+async fn full_disk_nacks_publishes_and_recovers_when_space_returns() {
+    // SAFETY: ignoring SIGXFSZ makes an over-limit write fail with EFBIG instead of
+    // killing the process; nothing else in this test binary handles that signal.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let broker = TestBroker::start().await;
+    let Some(dir) = broker.data_dir() else {
+        return;
+    };
+    let (_conn, ch) = broker.channel().await;
+    ch.queue_declare(
+        "precious".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let mut confirmed: Vec<Vec<u8>> = Vec::new();
+    for i in 0..10u8 {
+        let body = vec![i; 100];
+        assert!(matches!(publish(&ch, &body).await, Confirmation::Ack(_)));
+        confirmed.push(body);
+    }
+
+    // The disk fills up.
+    let size = std::fs::metadata(dir.join("warren.redb"))
+        .expect("store file")
+        .len();
+    set_file_limit(size);
+    let mut nacked = 0;
+    for i in 0..64u8 {
+        match publish(&ch, &vec![100 + i; 64 * 1024]).await {
+            Confirmation::Nack(_) => nacked += 1,
+            Confirmation::Ack(_) => confirmed.push(vec![100 + i; 64 * 1024]),
+            Confirmation::NotRequested => panic!("confirms are on"),
+        }
+    }
+    assert!(nacked > 0, "writes past the full disk are nacked");
+
+    // Space returns: new publishes are confirmed again.
+    set_file_limit(libc::RLIM_INFINITY);
+    let mut recovered = false;
+    for _ in 0..50 {
+        let body = b"after".to_vec();
+        if let Confirmation::Ack(_) = publish(&ch, &body).await {
+            confirmed.push(body);
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the store takes writes again");
+
+    // Everything confirmed is there after a restart; nacked messages may or may not be.
+    drop(ch);
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    let mut found = Vec::new();
+    while let Some(m) = ch
+        .basic_get("precious".into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+    {
+        found.push(m.delivery.data);
+    }
+    for body in &confirmed {
+        assert!(
+            found.contains(body),
+            "a confirmed message of {} bytes is missing",
+            body.len()
+        );
+    }
+    broker.stop().await;
+}
