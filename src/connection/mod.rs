@@ -86,8 +86,8 @@ pub async fn serve(
         }
     }
     let (read_half, write_half) = socket.into_split();
-    let outbox = Arc::new(Outbox::default());
-    let writer = tokio::spawn(writer::run(outbox.clone(), write_half));
+    let outbox = Arc::new(Outbox::new(write_half));
+    let writer = tokio::spawn(writer::run(outbox.clone()));
     let mut reader = FrameReader::new(read_half, ctx.config.frame_max);
     let mut out = Vec::new();
 

@@ -1,35 +1,47 @@
-//! The writer task: the only owner of a socket's write half.
+//! Writing to a socket.
 //!
 //! The connection task encodes frames into its own buffer and hands the whole buffer
-//! to the [`Outbox`] once per wake-up; the writer swaps it out and writes it with one
-//! syscall (or a few, for large bodies). When nothing has been written for a
-//! heartbeat interval, it sends a heartbeat frame.
+//! to the [`Outbox`] once per wake-up. When nothing is queued or being written, the
+//! outbox writes it straight away with a non-blocking write (the common case: no
+//! task switch); whatever the socket does not take goes to the writer task, which
+//! waits for the socket and writes the rest in order. When nothing has been written
+//! for a heartbeat interval, the writer sends a heartbeat frame.
 
 use crate::protocol::codec::write_heartbeat;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 #[derive(Default)]
 struct Pending {
     buf: Vec<u8>,
+    /// The writer task holds bytes it has not written yet: nothing may overtake them.
+    writing: bool,
     /// Write what is pending, then shut the socket down and stop.
     close: bool,
 }
 
 /// The hand-off point between a connection task and its writer.
-#[derive(Default)]
 pub struct Outbox {
     pending: Mutex<Pending>,
     notify: Notify,
+    socket: OwnedWriteHalf,
     /// Seconds of write silence before a heartbeat is sent (0: never).
     heartbeat: AtomicU32,
 }
 
 impl Outbox {
+    pub fn new(socket: OwnedWriteHalf) -> Outbox {
+        Outbox {
+            pending: Mutex::new(Pending::default()),
+            notify: Notify::new(),
+            socket,
+            heartbeat: AtomicU32::new(0),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // Only plain buffer operations happen under this lock; poison cannot leave
         // the buffer half-written in a way that matters more than the panic itself.
@@ -44,7 +56,20 @@ impl Outbox {
         }
         {
             let mut p = self.lock();
-            if p.buf.is_empty() {
+            if p.buf.is_empty() && !p.writing && !p.close {
+                // Nothing queued: try the socket now, under the lock so that nothing
+                // can be queued meanwhile and overtake these bytes.
+                let written = match self.socket.try_write(frames) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                    // The writer task finds the same error and ends the connection.
+                    Err(_) => 0,
+                };
+                if written == frames.len() {
+                    frames.clear();
+                    return;
+                }
+                frames.drain(..written);
                 std::mem::swap(&mut p.buf, frames);
             } else {
                 p.buf.append(frames);
@@ -66,16 +91,17 @@ impl Outbox {
 }
 
 /// Runs until the outbox is closed or the socket fails.
-pub async fn run(outbox: Arc<Outbox>, mut socket: OwnedWriteHalf) {
+pub async fn run(outbox: Arc<Outbox>) {
     let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         let (close, wrote) = {
             let mut p = outbox.lock();
             std::mem::swap(&mut p.buf, &mut spare);
-            (p.close, !spare.is_empty())
+            p.writing = !spare.is_empty();
+            (p.close, p.writing)
         };
         if wrote {
-            if let Err(error) = socket.write_all(&spare).await {
+            if let Err(error) = write_all(&outbox.socket, &spare).await {
                 tracing::debug!(%error, "socket write failed");
                 return;
             }
@@ -86,7 +112,7 @@ pub async fn run(outbox: Arc<Outbox>, mut socket: OwnedWriteHalf) {
             continue;
         }
         if close {
-            let _ = socket.shutdown().await;
+            // Dropping the last handle of the write half shuts the socket down.
             return;
         }
         let heartbeat = outbox.heartbeat.load(Ordering::Relaxed);
@@ -103,4 +129,18 @@ pub async fn run(outbox: Arc<Outbox>, mut socket: OwnedWriteHalf) {
             }
         }
     }
+}
+
+/// Writes a whole buffer, waiting for the socket whenever it is full.
+async fn write_all(socket: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
