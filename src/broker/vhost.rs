@@ -59,25 +59,46 @@ fn flag(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-/// How RabbitMQ shows an argument value in an "inequivalent arg" error.
+/// An argument's AMQP type name and its value as RabbitMQ prints it (`~ts` for
+/// strings, `~tp` for the rest).
+fn arg_parts(v: &AMQPValue) -> (&'static str, String) {
+    match v {
+        AMQPValue::LongString(s) => ("longstr", s.to_string()),
+        AMQPValue::ShortString(s) => ("shortstr", s.to_string()),
+        AMQPValue::Boolean(b) => ("bool", b.to_string()),
+        AMQPValue::ShortShortInt(i) => ("byte", i.to_string()),
+        AMQPValue::ShortShortUInt(i) => ("unsignedbyte", i.to_string()),
+        AMQPValue::ShortInt(i) => ("short", i.to_string()),
+        AMQPValue::ShortUInt(i) => ("unsignedshort", i.to_string()),
+        AMQPValue::LongInt(i) => ("signedint", i.to_string()),
+        AMQPValue::LongUInt(i) => ("unsignedint", i.to_string()),
+        AMQPValue::LongLongInt(i) => ("long", i.to_string()),
+        AMQPValue::Timestamp(i) => ("timestamp", i.to_string()),
+        other => ("table", format!("{other:?}")),
+    }
+}
+
+/// The integer value of an integer-class argument (RabbitMQ's `type_class` int).
+fn int_value(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(i) => i128::from(*i),
+        AMQPValue::ShortShortUInt(i) => i128::from(*i),
+        AMQPValue::ShortInt(i) => i128::from(*i),
+        AMQPValue::ShortUInt(i) => i128::from(*i),
+        AMQPValue::LongInt(i) => i128::from(*i),
+        AMQPValue::LongUInt(i) => i128::from(*i),
+        AMQPValue::LongLongInt(i) => i128::from(*i),
+        _ => return None,
+    })
+}
+
+/// How RabbitMQ shows an argument value in an "inequivalent arg" error
+/// (`rabbit_misc:val/1` on a `{Type, Value}` pair or `undefined`).
 fn show_arg(v: Option<&AMQPValue>) -> String {
     match v {
         None => "none".into(),
         Some(v) => {
-            let (kind, value) = match v {
-                AMQPValue::LongString(s) => ("longstr", format!("<<\"{s}\">>")),
-                AMQPValue::ShortString(s) => ("shortstr", format!("<<\"{s}\">>")),
-                AMQPValue::Boolean(b) => ("bool", b.to_string()),
-                AMQPValue::ShortShortInt(i) => ("byte", i.to_string()),
-                AMQPValue::ShortShortUInt(i) => ("unsignedbyte", i.to_string()),
-                AMQPValue::ShortInt(i) => ("short", i.to_string()),
-                AMQPValue::ShortUInt(i) => ("unsignedshort", i.to_string()),
-                AMQPValue::LongInt(i) => ("signedint", i.to_string()),
-                AMQPValue::LongUInt(i) => ("unsignedint", i.to_string()),
-                AMQPValue::LongLongInt(i) => ("long", i.to_string()),
-                AMQPValue::Timestamp(i) => ("timestamp", i.to_string()),
-                other => ("table", format!("{other:?}")),
-            };
+            let (kind, value) = arg_parts(v);
             format!("the value '{value}' of type '{kind}'")
         }
     }
@@ -85,6 +106,8 @@ fn show_arg(v: Option<&AMQPValue>) -> String {
 
 /// RabbitMQ compares arguments of a redeclare key by key, ignoring arguments it does
 /// not interpret (anything not starting with `x-`, except `alternate-exchange`).
+/// Integers of different widths are equivalent when their values are equal; two values
+/// of the same type class are shown without their type (`rabbit_misc`).
 fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> BrokerResult<()> {
     let relevant = |k: &str| k.starts_with("x-") || k == "alternate-exchange";
     let keys = current
@@ -95,13 +118,24 @@ fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> Broker
         .filter(|k| relevant(k));
     for key in keys {
         let (c, r) = (current.inner().get(key), received.inner().get(key));
-        if c != r {
-            return Err(BrokerError::PreconditionFailed(format!(
-                "inequivalent arg '{key}' for {what}: received {} but current is {}",
-                show_arg(r),
-                show_arg(c)
-            )));
+        if c == r {
+            continue;
         }
+        let (shown_r, shown_c) = match (c, r) {
+            (Some(cv), Some(rv)) => match (int_value(cv), int_value(rv)) {
+                (Some(a), Some(b)) if a == b => continue,
+                (Some(a), Some(b)) => (format!("'{b}'"), format!("'{a}'")),
+                _ if arg_parts(cv).0 == arg_parts(rv).0 => (
+                    format!("'{}'", arg_parts(rv).1),
+                    format!("'{}'", arg_parts(cv).1),
+                ),
+                _ => (show_arg(r), show_arg(c)),
+            },
+            _ => (show_arg(r), show_arg(c)),
+        };
+        return Err(BrokerError::PreconditionFailed(format!(
+            "inequivalent arg '{key}' for {what}: received {shown_r} but current is {shown_c}"
+        )));
     }
     Ok(())
 }
@@ -168,7 +202,7 @@ impl VHost {
         }
         let Some(kind) = ExchangeKind::parse(d.kind) else {
             return Err(BrokerError::PreconditionFailed(format!(
-                "invalid exchange type '{}'",
+                "unknown exchange type '{}'",
                 d.kind
             )));
         };
