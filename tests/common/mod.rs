@@ -125,3 +125,24 @@ pub fn unique(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The reply code and reply text of the channel.close or connection.close behind `e`.
+pub fn amqp_error(e: &lapin::Error) -> (u16, String) {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a) => (a.get_id(), a.get_message().to_string()),
+        other => panic!("expected an AMQP error, got {other:?}"),
+    }
+}
+
+/// Awaits an operation that must fail with an AMQP error; returns its code and text.
+pub async fn expect_amqp_error<T: std::fmt::Debug>(
+    op: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> (u16, String) {
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), op)
+        .await
+        .expect("the broker answers in time");
+    match result {
+        Ok(v) => panic!("expected an AMQP error, got Ok({v:?})"),
+        Err(e) => amqp_error(&e),
+    }
+}
