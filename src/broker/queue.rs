@@ -388,7 +388,7 @@ impl Queue {
         }
         if if_empty && !state.ready.is_empty() {
             return Err(BrokerError::PreconditionFailed(format!(
-                "queue '{}' in vhost '{}' is not empty",
+                "queue '{}' in vhost '{}' not empty",
                 self.name, self.vhost
             )));
         }
