@@ -882,6 +882,19 @@ impl Channel {
                 all.freeze()
             }
         };
+        // rabbit_access_control:check_user_id: a user_id must name the connection's user.
+        if let Some(claimed) = header.properties.user_id()
+            && claimed.as_str() != s.user
+        {
+            return Err(Exception::from_broker(
+                precondition(format!(
+                    "user_id property set to '{claimed}' but authenticated user was '{}'",
+                    s.user
+                )),
+                60,
+                40,
+            ));
+        }
         let mut header = header;
         if header
             .properties

@@ -33,6 +33,8 @@ pub struct ServerContext {
 /// Connection-wide state that channel handlers need besides their own channel.
 pub(crate) struct Session {
     pub id: u64,
+    /// The authenticated user (a published user_id must match it).
+    pub user: String,
     pub ctx: Arc<ServerContext>,
     pub vhost: Arc<VHost>,
     /// Frames encoded during the current wake-up, handed to the writer in one piece.
@@ -133,6 +135,7 @@ pub async fn serve(
     let mut conn = Connection {
         session: Session {
             id,
+            user: negotiated.user.clone(),
             ctx: ctx.clone(),
             vhost: negotiated.vhost.clone(),
             out,
