@@ -505,6 +505,7 @@ async fn publishing_to_an_internal_exchange_is_403() {
     )
     .await
     .expect("declare");
+    let watch = common::watch_close(&ch).await;
     ch.basic_publish(
         x.as_str().into(),
         "".into(),
@@ -515,12 +516,7 @@ async fn publishing_to_an_internal_exchange_is_403() {
     .await
     .expect("publish is sent");
     // The channel.close comes asynchronously; the next synchronous method sees it.
-    let (code, text) = expect_amqp_error(ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    ))
-    .await;
+    let (code, text) = watch.error().await;
     assert_eq!(code, 403);
     assert_eq!(
         text,
@@ -649,6 +645,7 @@ async fn binding_a_missing_queue_or_to_a_missing_exchange_is_404() {
         format!("NOT_FOUND - no exchange '{missing_x}' in vhost '/'")
     );
     let ch = conn.create_channel().await.expect("channel");
+    let watch = common::watch_close(&ch).await;
     ch.basic_publish(
         missing_x.as_str().into(),
         "k".into(),
@@ -658,12 +655,7 @@ async fn binding_a_missing_queue_or_to_a_missing_exchange_is_404() {
     )
     .await
     .expect("publish is sent");
-    let (code, text) = expect_amqp_error(ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    ))
-    .await;
+    let (code, text) = watch.error().await;
     assert_eq!(code, 404);
     assert_eq!(
         text,

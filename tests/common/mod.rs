@@ -146,3 +146,50 @@ pub async fn expect_amqp_error<T: std::fmt::Debug>(
         Err(e) => amqp_error(&e),
     }
 }
+
+/// Observes an asynchronous close of a channel, one caused by a method that has no
+/// reply (basic.publish, basic.ack...). lapin hands the channel.close (or the
+/// connection.close) to the channel's consumers, so this holds one on a private queue.
+pub struct CloseWatch(lapin::Consumer);
+
+/// Arms a [`CloseWatch`] on `ch`; call it before the offending method.
+pub async fn watch_close(ch: &Channel) -> CloseWatch {
+    let q = ch
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("watch queue");
+    let consumer = ch
+        .basic_consume(
+            q.name().as_str().into(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("watch consumer");
+    CloseWatch(consumer)
+}
+
+impl CloseWatch {
+    /// Waits for the close and returns its reply code and text.
+    pub async fn error(mut self) -> (u16, String) {
+        use futures_lite::StreamExt;
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.0.next())
+            .await
+            .expect("the channel is closed in time")
+        {
+            Some(Err(e)) => amqp_error(&e),
+            other => panic!("expected the channel to close with an error, got {other:?}"),
+        }
+    }
+}
