@@ -3,6 +3,8 @@
 //! against another broker (for example a reference RabbitMQ) instead.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
