@@ -153,12 +153,8 @@ impl Channel {
                     } else {
                         "expected content body, got non content body frame instead"
                     };
-                    return Err(Exception::new(
-                        505,
-                        detail,
-                        m.get_amqp_class_id(),
-                        m.get_amqp_method_id(),
-                    ));
+                    // RabbitMQ names the method whose content was cut short.
+                    return Err(Exception::new(505, detail, 60, 40));
                 }
                 let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
                 self.handle_method(s, *m).map_err(|e| match e {
@@ -216,10 +212,7 @@ impl Channel {
                 if incoming.received > header.body_size {
                     return Err(Exception::new(
                         501,
-                        format_args!(
-                            "content body exceeds the size announced in its header ({} > {})",
-                            incoming.received, header.body_size
-                        ),
+                        "content body frame exceeds remaining content size",
                         60,
                         40,
                     ));

@@ -396,9 +396,10 @@ impl Connection {
             };
         }
         if let Frame::Heartbeat(_) = frame {
+            // rabbit_reader: a heartbeat off channel 0 is an unexpected frame.
             return Err(FrameOutcome::Close(Exception::new(
-                501,
-                "heartbeat frame on a non-zero channel",
+                505,
+                "type 8, all octets = <<>>",
                 0,
                 0,
             )));
