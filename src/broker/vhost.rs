@@ -354,7 +354,7 @@ impl VHost {
         }
         if name.starts_with("amq.") {
             return Err(BrokerError::AccessRefused(format!(
-                "deletion of system exchange '{name}' in vhost '{}' refused",
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
                 self.name
             )));
         }

@@ -436,15 +436,18 @@ impl Connection {
         let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
         match *m {
             AMQPClass::Channel(chan::AMQPMethod::Open(_)) => {
-                if channel_id > self.channel_max {
+                // rabbit_reader:create_channel limits how many channels are open,
+                // whatever their numbers.
+                if self.channels.len() >= usize::from(self.channel_max) {
                     return Err(FrameOutcome::Close(Exception::new(
-                        504,
+                        530,
                         format_args!(
-                            "channel number {channel_id} exceeds the negotiated channel_max {}",
+                            "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                            self.channels.len(),
                             self.channel_max
                         ),
-                        class_id,
-                        method_id,
+                        0,
+                        0,
                     )));
                 }
                 self.channels.insert(channel_id, Channel::new(channel_id));
