@@ -914,3 +914,19 @@ async fn alternate_exchange_takes_unroutable_messages() {
     assert_eq!(drain(&ch, &spill).await, ["spilled", "mandatory-spilled"]);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn system_exchanges_cannot_be_deleted() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    let (code, text) = expect_amqp_error(
+        ch.exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default()),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        text,
+        "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"
+    );
+    broker.stop().await;
+}

@@ -921,3 +921,17 @@ async fn a_channel_error_closes_only_that_channel() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn channel_flow_inactive_is_540() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    let (code, text) =
+        expect_amqp_error(ch.channel_flow(ChannelFlowOptions { active: false })).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (540, "NOT_IMPLEMENTED - active=false")
+    );
+    assert!(!conn.status().connected(), "540 closes the connection");
+    broker.stop().await;
+}

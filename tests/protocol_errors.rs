@@ -368,3 +368,31 @@ async fn many_violations_leave_the_broker_serving() {
     let _ = Got::Eof;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn channel_max_limits_open_channels_not_their_numbers() {
+    // rabbit_reader:create_channel counts open channels against channel_max; any
+    // number up to 65535 may be used.
+    let broker = TestBroker::start().await;
+    let (_conn, ch, q) = bystander(&broker).await;
+    let mut raw = Raw::open(&broker.uri, 2, FRAME_MAX, 0).await;
+    raw.open_channel(7).await;
+    raw.open_channel(900).await;
+    raw.send_method(
+        3,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    let (code, text, class, method) = raw.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str(), class, method),
+        (
+            530,
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)",
+            0,
+            0
+        )
+    );
+    still_fine(&ch, &q).await;
+    broker.stop().await;
+}
