@@ -104,21 +104,46 @@ fn show_arg(v: Option<&AMQPValue>) -> String {
     }
 }
 
-/// RabbitMQ compares arguments of a redeclare key by key, ignoring arguments it does
-/// not interpret (anything not starting with `x-`, except `alternate-exchange`).
+/// The only exchange argument RabbitMQ compares on redeclare (rabbit_exchange).
+const EXCHANGE_ARGS: &[&str] = &["alternate-exchange"];
+
+/// The queue arguments RabbitMQ compares on redeclare, in its order
+/// (rabbit_classic_queue `queue_arguments`); any other argument is not compared.
+const QUEUE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
+    "x-queue-leader-locator",
+];
+
+/// RabbitMQ compares the arguments of a redeclare key by key, over a fixed list of
+/// keys (`rabbit_misc:assert_args_equivalence`), reporting the first that differs.
 /// Integers of different widths are equivalent when their values are equal; two values
-/// of the same type class are shown without their type (`rabbit_misc`).
-fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> BrokerResult<()> {
-    let relevant = |k: &str| k.starts_with("x-") || k == "alternate-exchange";
-    let keys = current
-        .inner()
-        .keys()
-        .chain(received.inner().keys())
-        .map(|k| k.as_str())
-        .filter(|k| relevant(k));
-    for key in keys {
+/// of the same type class are shown without their type.
+fn check_args(
+    what: &str,
+    keys: &[&str],
+    current: &FieldTable,
+    received: &FieldTable,
+) -> BrokerResult<()> {
+    for &key in keys {
         let (c, r) = (current.inner().get(key), received.inner().get(key));
         if c == r {
+            continue;
+        }
+        // A classic queue declared without x-queue-type equals one declared "classic".
+        let classic = |v: Option<&AMQPValue>| matches!(v, Some(AMQPValue::LongString(s)) if s.as_bytes() == b"classic");
+        if key == "x-queue-type" && (c.is_none() || classic(c)) && (r.is_none() || classic(r)) {
             continue;
         }
         let (shown_r, shown_c) = match (c, r) {
@@ -230,7 +255,7 @@ impl VHost {
             if x.internal != d.internal {
                 return Err(mismatch("internal", flag(d.internal), flag(x.internal)));
             }
-            return check_args(&what, &x.arguments, d.arguments);
+            return check_args(&what, EXCHANGE_ARGS, &x.arguments, d.arguments);
         }
         let x = Exchange::new(
             d.name,
@@ -547,7 +572,7 @@ impl VHost {
                     flag(q.auto_delete)
                 )));
             }
-            check_args(&what, &q.arguments, d.arguments)?;
+            check_args(&what, QUEUE_ARGS, &q.arguments, d.arguments)?;
             let (m, c) = (q.message_count(), q.consumer_count());
             return Ok((q, m, c));
         }
