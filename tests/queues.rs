@@ -477,3 +477,35 @@ async fn consumers_of_a_deleted_queue_get_basic_cancel() {
     declare(&ch, "", QueueDeclareOptions::default()).await;
     broker.stop().await;
 }
+
+/// RabbitMQ compares only the arguments it interprets: rabbit_classic_queue's
+/// queue_arguments for queues, alternate-exchange for exchanges.
+#[tokio::test]
+async fn unknown_arguments_are_not_compared_on_redeclare() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    let q = unique("custom");
+    let arg = |v: &str| {
+        let mut t = FieldTable::default();
+        t.insert("x-custom".into(), AMQPValue::LongString(v.into()));
+        t
+    };
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), arg("a"))
+        .await
+        .expect("declare");
+    ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), arg("b"))
+        .await
+        .expect("RabbitMQ ignores x-custom when comparing");
+    let x = unique("customx");
+    for v in ["a", "b"] {
+        ch.exchange_declare(
+            x.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            arg(v),
+        )
+        .await
+        .expect("RabbitMQ compares only alternate-exchange for exchanges");
+    }
+    broker.stop().await;
+}
