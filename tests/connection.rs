@@ -313,10 +313,16 @@ async fn broker_shutdown_sends_320_connection_forced() {
 }
 
 #[tokio::test]
-async fn sigterm_sends_320_to_clients_of_the_binary() {
+async fn sigterm_and_ctrl_c_send_320_to_clients_of_the_binary() {
     if external() {
         return;
     }
+    for signal in ["-TERM", "-INT"] {
+        signal_sends_320(signal).await;
+    }
+}
+
+async fn signal_sends_320(signal: &str) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         l.local_addr().expect("addr").port()
@@ -342,7 +348,7 @@ async fn sigterm_sends_320_to_clients_of_the_binary() {
     let ch = conn.create_channel().await.expect("channel");
     let watch = common::watch_close(&ch).await;
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
@@ -356,7 +362,7 @@ async fn sigterm_sends_320_to_clients_of_the_binary() {
         .await
         .expect("join")
         .expect("wait");
-    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    assert!(exit.success(), "clean exit on {signal}: {exit:?}");
 }
 
 #[test]
