@@ -935,3 +935,82 @@ async fn channel_flow_inactive_is_540() {
     assert!(!conn.status().connected(), "540 closes the connection");
     broker.stop().await;
 }
+
+/// Confirms on the wire: every publish is covered exactly once, in order, by
+/// basic.ack frames that may use `multiple` (RabbitMQ coalesces them).
+#[tokio::test]
+async fn confirms_on_the_wire_cover_every_publish_once() {
+    use amq_protocol::frame::AMQPFrame;
+    use amq_protocol::protocol::{AMQPClass, basic, confirm, queue};
+    use common::raw::{Got, Raw, method_frame, raw_frame};
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
+    raw.open_channel(1).await;
+    raw.send_method(
+        1,
+        AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+            nowait: false,
+        })),
+    )
+    .await;
+    match raw.next_method().await {
+        Some((1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))) => {}
+        other => panic!("expected confirm.select-ok, got {other:?}"),
+    }
+    let q = unique("wire");
+    raw.send_method(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: q.as_str().into(),
+            passive: false,
+            durable: false,
+            exclusive: true,
+            auto_delete: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+    )
+    .await;
+    match raw.next_method().await {
+        Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))) => {}
+        other => panic!("expected queue.declare-ok, got {other:?}"),
+    }
+    // 200 publishes in one write: header with empty properties, one body byte each.
+    let mut bytes = Vec::new();
+    for _ in 0..200 {
+        bytes.extend(method_frame(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "".into(),
+                routing_key: q.as_str().into(),
+                mandatory: false,
+                immediate: false,
+            })),
+        ));
+        let mut header = 60u16.to_be_bytes().to_vec();
+        header.extend_from_slice(&0u16.to_be_bytes());
+        header.extend_from_slice(&1u64.to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        bytes.extend(raw_frame(2, 1, &header));
+        bytes.extend(raw_frame(3, 1, b"x"));
+    }
+    raw.send(&bytes).await;
+    let mut confirmed = 0u64;
+    while confirmed < 200 {
+        match raw.next().await {
+            Got::Frame(AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Ack(a)))) => {
+                if a.multiple {
+                    assert!(a.delivery_tag > confirmed, "{a:?} after {confirmed}");
+                } else {
+                    assert_eq!(a.delivery_tag, confirmed + 1, "acks in order");
+                }
+                confirmed = a.delivery_tag;
+            }
+            Got::Frame(AMQPFrame::Heartbeat) => {}
+            other => panic!("expected basic.ack, got {other:?}"),
+        }
+    }
+    assert_eq!(confirmed, 200);
+    drop(raw); // or stopping waits for this client's close-ok
+    broker.stop().await;
+}
