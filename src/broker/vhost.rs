@@ -64,33 +64,57 @@ fn flag(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-/// How RabbitMQ shows an argument value in an "inequivalent arg" error.
+/// An argument's AMQP type name and its value as RabbitMQ prints it (`~ts` for
+/// strings, `~tp` for the rest).
+fn arg_parts(v: &AMQPValue) -> (&'static str, String) {
+    match v {
+        AMQPValue::LongString(s) => ("longstr", s.to_string()),
+        AMQPValue::ShortString(s) => ("shortstr", s.to_string()),
+        AMQPValue::Boolean(b) => ("bool", b.to_string()),
+        AMQPValue::ShortShortInt(i) => ("byte", i.to_string()),
+        AMQPValue::ShortShortUInt(i) => ("unsignedbyte", i.to_string()),
+        AMQPValue::ShortInt(i) => ("short", i.to_string()),
+        AMQPValue::ShortUInt(i) => ("unsignedshort", i.to_string()),
+        AMQPValue::LongInt(i) => ("signedint", i.to_string()),
+        AMQPValue::LongUInt(i) => ("unsignedint", i.to_string()),
+        AMQPValue::LongLongInt(i) => ("long", i.to_string()),
+        AMQPValue::Timestamp(i) => ("timestamp", i.to_string()),
+        other => ("table", format!("{other:?}")),
+    }
+}
+
+/// The integer value of an integer-class argument (RabbitMQ's `type_class` int).
+fn int_value(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(i) => i128::from(*i),
+        AMQPValue::ShortShortUInt(i) => i128::from(*i),
+        AMQPValue::ShortInt(i) => i128::from(*i),
+        AMQPValue::ShortUInt(i) => i128::from(*i),
+        AMQPValue::LongInt(i) => i128::from(*i),
+        AMQPValue::LongUInt(i) => i128::from(*i),
+        AMQPValue::LongLongInt(i) => i128::from(*i),
+        _ => return None,
+    })
+}
+
+/// How RabbitMQ shows an argument value in an "inequivalent arg" error
+/// (`rabbit_misc:val/1` on a `{Type, Value}` pair or `undefined`).
 fn show_arg(v: Option<&AMQPValue>) -> String {
     match v {
         None => "none".into(),
         Some(v) => {
-            let value = match v {
-                AMQPValue::LongString(s) => format!("<<\"{s}\">>"),
-                AMQPValue::ShortString(s) => format!("<<\"{s}\">>"),
-                AMQPValue::Boolean(b) => b.to_string(),
-                AMQPValue::ShortShortInt(i) => i.to_string(),
-                AMQPValue::ShortShortUInt(i) => i.to_string(),
-                AMQPValue::ShortInt(i) => i.to_string(),
-                AMQPValue::ShortUInt(i) => i.to_string(),
-                AMQPValue::LongInt(i) => i.to_string(),
-                AMQPValue::LongUInt(i) => i.to_string(),
-                AMQPValue::LongLongInt(i) => i.to_string(),
-                AMQPValue::Timestamp(i) => i.to_string(),
-                other => format!("{other:?}"),
-            };
-            let kind = type_name(v);
+            let (kind, value) = arg_parts(v);
             format!("the value '{value}' of type '{kind}'")
         }
     }
 }
 
-/// The queue arguments RabbitMQ compares on redeclare, in the order it checks them.
-const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
+/// The only exchange argument RabbitMQ compares on redeclare (rabbit_exchange).
+const EXCHANGE_ARGS: &[&str] = &["alternate-exchange"];
+
+/// The queue arguments RabbitMQ compares on redeclare, in its order
+/// (rabbit_classic_queue `queue_arguments`); any other argument is not compared.
+const QUEUE_ARGS: &[&str] = &[
     "x-expires",
     "x-message-ttl",
     "x-dead-letter-exchange",
@@ -107,45 +131,41 @@ const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
     "x-queue-leader-locator",
 ];
 
-/// The only exchange argument RabbitMQ compares on redeclare.
-const EXCHANGE_EQUIVALENCE_KEYS: &[&str] = &["alternate-exchange"];
-
-/// Whether two argument values are equivalent: integers of any width compare by
-/// value, as RabbitMQ's type classes do.
-fn same_arg(a: Option<&AMQPValue>, b: Option<&AMQPValue>, key: &str) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(x), Some(y)) => match (
-            crate::broker::args::integer(x),
-            crate::broker::args::integer(y),
-        ) {
-            (Some(i), Some(j)) => i == j,
-            _ => x == y,
-        },
-        // A classic queue may or may not carry its type.
-        (None, Some(v)) | (Some(v), None) => {
-            key == "x-queue-type"
-                && matches!(v, AMQPValue::LongString(s) if s.as_bytes() == b"classic")
-        }
-    }
-}
-
-/// RabbitMQ compares the arguments it interprets of a redeclare, key by key.
+/// RabbitMQ compares the arguments of a redeclare key by key, over a fixed list of
+/// keys (`rabbit_misc:assert_args_equivalence`), reporting the first that differs.
+/// Integers of different widths are equivalent when their values are equal; two values
+/// of the same type class are shown without their type.
 fn check_args(
     what: &str,
+    keys: &[&str],
     current: &FieldTable,
     received: &FieldTable,
-    keys: &[&str],
 ) -> BrokerResult<()> {
     for &key in keys {
         let (c, r) = (current.inner().get(key), received.inner().get(key));
-        if !same_arg(c, r, key) {
-            return Err(BrokerError::PreconditionFailed(format!(
-                "inequivalent arg '{key}' for {what}: received {} but current is {}",
-                show_arg(r),
-                show_arg(c)
-            )));
+        if c == r {
+            continue;
         }
+        // A classic queue declared without x-queue-type equals one declared "classic".
+        let classic = |v: Option<&AMQPValue>| matches!(v, Some(AMQPValue::LongString(s)) if s.as_bytes() == b"classic");
+        if key == "x-queue-type" && (c.is_none() || classic(c)) && (r.is_none() || classic(r)) {
+            continue;
+        }
+        let (shown_r, shown_c) = match (c, r) {
+            (Some(cv), Some(rv)) => match (int_value(cv), int_value(rv)) {
+                (Some(a), Some(b)) if a == b => continue,
+                (Some(a), Some(b)) => (format!("'{b}'"), format!("'{a}'")),
+                _ if arg_parts(cv).0 == arg_parts(rv).0 => (
+                    format!("'{}'", arg_parts(rv).1),
+                    format!("'{}'", arg_parts(cv).1),
+                ),
+                _ => (show_arg(r), show_arg(c)),
+            },
+            _ => (show_arg(r), show_arg(c)),
+        };
+        return Err(BrokerError::PreconditionFailed(format!(
+            "inequivalent arg '{key}' for {what}: received {shown_r} but current is {shown_c}"
+        )));
     }
     Ok(())
 }
@@ -223,7 +243,7 @@ impl VHost {
         }
         let Some(kind) = ExchangeKind::parse(d.kind) else {
             return Err(BrokerError::PreconditionFailed(format!(
-                "invalid exchange type '{}'",
+                "unknown exchange type '{}'",
                 d.kind
             )));
         };
@@ -251,7 +271,7 @@ impl VHost {
             if x.internal != d.internal {
                 return Err(mismatch("internal", flag(d.internal), flag(x.internal)));
             }
-            return check_args(&what, &x.arguments, d.arguments, EXCHANGE_EQUIVALENCE_KEYS);
+            return check_args(&what, EXCHANGE_ARGS, &x.arguments, d.arguments);
         }
         let x = Exchange::new(
             d.name,
@@ -389,7 +409,7 @@ impl VHost {
         }
         if name.starts_with("amq.") {
             return Err(BrokerError::AccessRefused(format!(
-                "deletion of system exchange '{name}' in vhost '{}' refused",
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
                 self.name
             )));
         }
@@ -586,7 +606,7 @@ impl VHost {
                     flag(q.auto_delete)
                 )));
             }
-            check_args(&what, &q.arguments, d.arguments, QUEUE_EQUIVALENCE_KEYS)?;
+            check_args(&what, QUEUE_ARGS, &q.arguments, d.arguments)?;
             q.touch();
             let (m, c) = (q.message_count(), q.consumer_count());
             return Ok((q, m, c));

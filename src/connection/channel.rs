@@ -156,12 +156,8 @@ impl Channel {
                     } else {
                         "expected content body, got non content body frame instead"
                     };
-                    return Err(Exception::new(
-                        505,
-                        detail,
-                        m.get_amqp_class_id(),
-                        m.get_amqp_method_id(),
-                    ));
+                    // RabbitMQ names the method whose content was cut short.
+                    return Err(Exception::new(505, detail, 60, 40));
                 }
                 let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
                 self.handle_method(s, *m).map_err(|e| match e {
@@ -219,10 +215,7 @@ impl Channel {
                 if incoming.received > header.body_size {
                     return Err(Exception::new(
                         501,
-                        format_args!(
-                            "content body exceeds the size announced in its header ({} > {})",
-                            incoming.received, header.body_size
-                        ),
+                        "content body frame exceeds remaining content size",
                         60,
                         40,
                     ));
@@ -886,6 +879,19 @@ impl Channel {
                 all.freeze()
             }
         };
+        // rabbit_access_control:check_user_id: a user_id must name the connection's user.
+        if let Some(claimed) = header.properties.user_id()
+            && claimed.as_str() != s.user
+        {
+            return Err(Exception::from_broker(
+                precondition(format!(
+                    "user_id property set to '{claimed}' but authenticated user was '{}'",
+                    s.user
+                )),
+                60,
+                40,
+            ));
+        }
         let mut header = header;
         if header
             .properties

@@ -227,37 +227,38 @@ pub async fn negotiate(
         HandshakeError::Close(Exception::from_protocol(
             &ProtocolError::NotAllowed(detail),
             10,
-            31,
+            30,
         ))
     };
-    if tune_ok.frame_max != 0 && tune_ok.frame_max < 4096 {
-        return Err(not_allowed(format!(
-            "frame_max={} < 4096 min",
-            tune_ok.frame_max
-        )));
-    }
-    if tune_ok.frame_max > config.frame_max {
-        return Err(not_allowed(format!(
-            "frame_max={} > {} max",
-            tune_ok.frame_max, config.frame_max
-        )));
-    }
-    if tune_ok.channel_max > config.channel_max {
-        return Err(not_allowed(format!(
-            "channel_max={} > {} max",
-            tune_ok.channel_max, config.channel_max
-        )));
-    }
-    let frame_max = if tune_ok.frame_max == 0 {
-        config.frame_max
-    } else {
-        tune_ok.frame_max
+    // rabbit_reader:validate_negotiated_integer_value: a value under the minimum, or
+    // over the server's limit (0, "no limit", counts as over it), is refused.
+    let negotiate = |field: &str, min: u32, server: u32, client: u32| {
+        let detail = if field == "channel_max" && client == 0 {
+            " (no limit)"
+        } else {
+            ""
+        };
+        if client != 0 && client < min {
+            Err(not_allowed(format!(
+                "negotiated {field} = {client}{detail} is lower than the minimum allowed value ({min})"
+            )))
+        } else if server != 0 && (client == 0 || client > server) {
+            Err(not_allowed(format!(
+                "negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})"
+            )))
+        } else {
+            Ok(())
+        }
     };
-    let channel_max = if tune_ok.channel_max == 0 {
-        config.channel_max
-    } else {
-        tune_ok.channel_max
-    };
+    negotiate("frame_max", 4096, config.frame_max, tune_ok.frame_max)?;
+    negotiate(
+        "channel_max",
+        1,
+        u32::from(config.channel_max),
+        u32::from(tune_ok.channel_max),
+    )?;
+    let frame_max = tune_ok.frame_max;
+    let channel_max = tune_ok.channel_max;
     reader.decoder.frame_max = frame_max;
     let open = match expect_method(reader, "open").await? {
         connection::AMQPMethod::Open(o) => o,

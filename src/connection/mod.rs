@@ -33,6 +33,8 @@ pub struct ServerContext {
 /// Connection-wide state that channel handlers need besides their own channel.
 pub(crate) struct Session {
     pub id: u64,
+    /// The authenticated user (a published user_id must match it).
+    pub user: String,
     pub ctx: Arc<ServerContext>,
     pub vhost: Arc<VHost>,
     /// Frames encoded during the current wake-up, handed to the writer in one piece.
@@ -133,6 +135,7 @@ pub async fn serve(
     let mut conn = Connection {
         session: Session {
             id,
+            user: negotiated.user.clone(),
             ctx: ctx.clone(),
             vhost: negotiated.vhost.clone(),
             out,
@@ -393,9 +396,10 @@ impl Connection {
             };
         }
         if let Frame::Heartbeat(_) = frame {
+            // rabbit_reader: a heartbeat off channel 0 is an unexpected frame.
             return Err(FrameOutcome::Close(Exception::new(
-                501,
-                "heartbeat frame on a non-zero channel",
+                505,
+                "type 8, all octets = <<>>",
                 0,
                 0,
             )));
@@ -432,15 +436,18 @@ impl Connection {
         let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
         match *m {
             AMQPClass::Channel(chan::AMQPMethod::Open(_)) => {
-                if channel_id > self.channel_max {
+                // rabbit_reader:create_channel limits how many channels are open,
+                // whatever their numbers.
+                if self.channels.len() >= usize::from(self.channel_max) {
                     return Err(FrameOutcome::Close(Exception::new(
-                        504,
+                        530,
                         format_args!(
-                            "channel number {channel_id} exceeds the negotiated channel_max {}",
+                            "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                            self.channels.len(),
                             self.channel_max
                         ),
-                        class_id,
-                        method_id,
+                        0,
+                        0,
                     )));
                 }
                 self.channels.insert(channel_id, Channel::new(channel_id));

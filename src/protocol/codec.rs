@@ -70,16 +70,9 @@ impl Decoder for FrameDecoder {
         let kind = src[0];
         let channel = u16::from_be_bytes([src[1], src[2]]);
         let size = u32::from_be_bytes([src[3], src[4], src[5], src[6]]) as usize;
-        if !matches!(
-            kind,
-            FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-        ) {
-            return Err(ProtocolError::Frame(format!(
-                "type {kind}, first 16 octets = {:?}: unknown_frame",
-                &src[..src.len().min(16)]
-            )));
-        }
-        if self.frame_max != 0 && size + FRAME_OVERHEAD > self.frame_max as usize {
+        // Like RabbitMQ, accept payloads up to frame_max itself: clients often get the
+        // limit wrong by the 8 bytes of frame overhead (rabbit_reader FRAME_SIZE_FUDGE).
+        if self.frame_max != 0 && size > self.frame_max as usize {
             return Err(ProtocolError::Frame(format!(
                 "type {kind}, all octets = <<>>: {{frame_too_large,{size},{}}}",
                 self.frame_max as usize - FRAME_OVERHEAD
@@ -89,6 +82,15 @@ impl Decoder for FrameDecoder {
         if src.len() < total {
             src.reserve(total - src.len());
             return Ok(None);
+        }
+        if !matches!(
+            kind,
+            FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+        ) {
+            return Err(ProtocolError::Frame(format!(
+                "type {kind}, {}: unknown_frame",
+                payload_snippet(&src[7..total - 1])
+            )));
         }
         if src[total - 1] != FRAME_END {
             return Err(ProtocolError::Frame(format!(
@@ -147,6 +149,33 @@ impl Decoder for FrameDecoder {
             }
         }
     }
+}
+
+/// A frame payload the way RabbitMQ quotes it in frame errors: `all octets = <<...>>`
+/// up to 16 bytes, else `first 16 octets = <<...>>`, printed as Erlang's `~tp` prints
+/// a binary (`<<"text">>` when printable, `<<1,2,3>>` otherwise).
+pub fn payload_snippet(payload: &[u8]) -> String {
+    let (which, bytes) = if payload.len() <= 16 {
+        ("all", payload)
+    } else {
+        ("first 16", &payload[..16])
+    };
+    let printable = !bytes.is_empty() && bytes.iter().all(|b| (0x20..0x7f).contains(b));
+    let shown = if printable {
+        let text: String = bytes
+            .iter()
+            .map(|&b| match b {
+                b'"' => "\\\"".to_string(),
+                b'\\' => "\\\\".to_string(),
+                b => (b as char).to_string(),
+            })
+            .collect();
+        format!("<<\"{text}\">>")
+    } else {
+        let list: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
+        format!("<<{}>>", list.join(","))
+    };
+    format!("{which} octets = {shown}")
 }
 
 /// Whether (class, method) exists in AMQP 0-9-1 with RabbitMQ's extensions.

@@ -3,6 +3,8 @@
 //! against another broker (for example a reference RabbitMQ) instead.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
@@ -124,4 +126,72 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The reply code and reply text of the channel.close or connection.close behind `e`.
+pub fn amqp_error(e: &lapin::Error) -> (u16, String) {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a) => (a.get_id(), a.get_message().to_string()),
+        other => panic!("expected an AMQP error, got {other:?}"),
+    }
+}
+
+/// Awaits an operation that must fail with an AMQP error; returns its code and text.
+pub async fn expect_amqp_error<T: std::fmt::Debug>(
+    op: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> (u16, String) {
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), op)
+        .await
+        .expect("the broker answers in time");
+    match result {
+        Ok(v) => panic!("expected an AMQP error, got Ok({v:?})"),
+        Err(e) => amqp_error(&e),
+    }
+}
+
+/// Observes an asynchronous close of a channel, one caused by a method that has no
+/// reply (basic.publish, basic.ack...). lapin hands the channel.close (or the
+/// connection.close) to the channel's consumers, so this holds one on a private queue.
+pub struct CloseWatch(lapin::Consumer);
+
+/// Arms a [`CloseWatch`] on `ch`; call it before the offending method.
+pub async fn watch_close(ch: &Channel) -> CloseWatch {
+    let q = ch
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("watch queue");
+    let consumer = ch
+        .basic_consume(
+            q.name().as_str().into(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("watch consumer");
+    CloseWatch(consumer)
+}
+
+impl CloseWatch {
+    /// Waits for the close and returns its reply code and text.
+    pub async fn error(mut self) -> (u16, String) {
+        use futures_lite::StreamExt;
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.0.next())
+            .await
+            .expect("the channel is closed in time")
+        {
+            Some(Err(e)) => amqp_error(&e),
+            other => panic!("expected the channel to close with an error, got {other:?}"),
+        }
+    }
 }

@@ -1,0 +1,231 @@
+//! A bare AMQP client on a plain TCP socket, for tests that must send what a real client
+//! never would (bad frames, silence instead of heartbeats). Frames are built and parsed
+//! with `amq-protocol`, the same crate lapin uses.
+
+use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame, parse_frame};
+use amq_protocol::protocol::{AMQPClass, connection};
+use amq_protocol::types::{FieldTable, LongString, ShortString};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest a raw test waits for the broker to say or do something (only against hangs).
+pub const RAW_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+/// What came back from the socket.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Got {
+    Frame(AMQPFrame),
+    /// The broker closed the socket.
+    Eof,
+}
+
+/// `host:port` of an amqp:// URI.
+pub fn addr_of(uri: &str) -> String {
+    let rest = uri.rsplit_once('@').map(|(_, r)| r).unwrap_or(uri);
+    rest.split('/').next().unwrap_or("").to_owned()
+}
+
+pub fn encode(frame: &AMQPFrame) -> Vec<u8> {
+    gen_frame(frame)(WriteContext::from(Vec::new()))
+        .expect("frame encodes")
+        .into_inner()
+        .0
+}
+
+pub fn method_frame(channel: u16, method: AMQPClass) -> Vec<u8> {
+    encode(&AMQPFrame::Method(channel, method))
+}
+
+/// A frame written by hand: type, channel, payload, frame-end.
+pub fn raw_frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![kind];
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f.push(0xCE);
+    f
+}
+
+impl Raw {
+    pub async fn connect(uri: &str) -> Raw {
+        let stream = TcpStream::connect(addr_of(uri)).await.expect("tcp connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Raw { stream }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    pub async fn send_method(&mut self, channel: u16, method: AMQPClass) {
+        let bytes = method_frame(channel, method);
+        self.send(&bytes).await;
+    }
+
+    /// The next frame, or Eof. Panics if nothing comes within [`RAW_WAIT`].
+    pub async fn next(&mut self) -> Got {
+        tokio::time::timeout(RAW_WAIT, self.read_frame())
+            .await
+            .expect("the broker answers in time")
+    }
+
+    async fn read_frame(&mut self) -> Got {
+        let mut head = [0u8; 7];
+        if let Err(e) = self.stream.read_exact(&mut head).await {
+            return match e.kind() {
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => Got::Eof,
+                _ => panic!("read: {e}"),
+            };
+        }
+        let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+        let mut rest = vec![0u8; size + 1];
+        if self.stream.read_exact(&mut rest).await.is_err() {
+            return Got::Eof;
+        }
+        let mut whole = head.to_vec();
+        whole.extend_from_slice(&rest);
+        match parse_frame(&whole[..]) {
+            Ok((_, frame)) => Got::Frame(frame),
+            Err(e) => panic!("unparsable frame from the broker: {e:?} {whole:?}"),
+        }
+    }
+
+    /// The next method frame, skipping heartbeats.
+    pub async fn next_method(&mut self) -> Option<(u16, AMQPClass)> {
+        loop {
+            match self.next().await {
+                Got::Frame(AMQPFrame::Method(ch, m)) => return Some((ch, m)),
+                Got::Frame(AMQPFrame::Heartbeat) => continue,
+                Got::Frame(other) => panic!("expected a method frame, got {other:?}"),
+                Got::Eof => return None,
+            }
+        }
+    }
+
+    /// Sends the protocol header and reads connection.start.
+    pub async fn start(uri: &str) -> (Raw, connection::Start) {
+        let mut raw = Raw::connect(uri).await;
+        raw.send(b"AMQP\x00\x00\x09\x01").await;
+        match raw.next_method().await {
+            Some((0, AMQPClass::Connection(connection::AMQPMethod::Start(s)))) => (raw, s),
+            other => panic!("expected connection.start, got {other:?}"),
+        }
+    }
+
+    /// A whole handshake as guest/guest on vhost "/", answering tune with the given
+    /// values; returns once connection.open-ok arrived.
+    pub async fn open(uri: &str, channel_max: u16, frame_max: u32, heartbeat: u16) -> Raw {
+        let mut raw = Raw::send_until_open(uri, channel_max, frame_max, heartbeat).await;
+        match raw.next_method().await {
+            Some((0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))) => raw,
+            other => panic!("expected connection.open-ok, got {other:?}"),
+        }
+    }
+
+    /// A handshake whose tune-ok carries values the broker may refuse: sends
+    /// everything up to connection.open and returns without reading further.
+    pub async fn open_expecting_close(uri: &str, channel_max: u16, frame_max: u32) -> Raw {
+        Raw::send_until_open(uri, channel_max, frame_max, 0).await
+    }
+
+    async fn send_until_open(uri: &str, channel_max: u16, frame_max: u32, heartbeat: u16) -> Raw {
+        let (mut raw, _) = Raw::start(uri).await;
+        let mut caps = FieldTable::default();
+        caps.insert("authentication_failure_close".into(), true.into());
+        let mut props = FieldTable::default();
+        props.insert("capabilities".into(), caps.into());
+        raw.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: props,
+                mechanism: ShortString::from("PLAIN"),
+                response: LongString::from(&b"\0guest\0guest"[..]),
+                locale: ShortString::from("en_US"),
+            })),
+        )
+        .await;
+        match raw.next_method().await {
+            Some((0, AMQPClass::Connection(connection::AMQPMethod::Tune(_)))) => {}
+            other => panic!("expected connection.tune, got {other:?}"),
+        }
+        raw.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max,
+                frame_max,
+                heartbeat,
+            })),
+        )
+        .await;
+        raw.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: ShortString::from("/"),
+            })),
+        )
+        .await;
+        raw
+    }
+
+    /// Opens channel `id` and waits for open-ok.
+    pub async fn open_channel(&mut self, id: u16) {
+        use amq_protocol::protocol::channel;
+        self.send_method(
+            id,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )
+        .await;
+        match self.next_method().await {
+            Some((ch, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))) if ch == id => {}
+            other => panic!("expected channel.open-ok, got {other:?}"),
+        }
+    }
+
+    /// Waits for connection.close (skipping other frames), answers close-ok, and checks
+    /// that the broker then closes the socket. Returns (code, text, class, method).
+    pub async fn expect_connection_close(&mut self) -> (u16, String, u16, u16) {
+        loop {
+            match self.next().await {
+                Got::Frame(AMQPFrame::Method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::Close(c)),
+                )) => {
+                    // The broker may already have closed the socket (RabbitMQ does
+                    // after handshake errors), so a failed write is fine here.
+                    let close_ok = method_frame(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                            connection::CloseOk {},
+                        )),
+                    );
+                    let _ = self.stream.write_all(&close_ok).await;
+                    self.expect_eof().await;
+                    return (
+                        c.reply_code,
+                        c.reply_text.to_string(),
+                        c.class_id,
+                        c.method_id,
+                    );
+                }
+                Got::Frame(_) => continue,
+                Got::Eof => panic!("socket closed without connection.close"),
+            }
+        }
+    }
+
+    /// Reads until the broker closes the socket (frames before that are ignored).
+    pub async fn expect_eof(&mut self) {
+        loop {
+            match self.next().await {
+                Got::Eof => return,
+                Got::Frame(_) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Connections: connection.start's server-properties, authentication, virtual hosts,
+//! tune negotiation, heartbeats both ways, closes from either side (including the
+//! 320 a shutting-down broker sends), and the binary's configuration surface.
+
+mod common;
+
+use common::raw::{Got, Raw};
+use common::{TestBroker, unique};
+use futures_lite::StreamExt;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn external() -> bool {
+    std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok()
+}
+
+async fn connect_err(uri: &str) -> (u16, String) {
+    let result = tokio::time::timeout(
+        WAIT,
+        Connection::connect(uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("the broker answers in time");
+    match result {
+        Ok(_) => panic!("expected the connection to be refused"),
+        Err(e) => common::amqp_error(&e),
+    }
+}
+
+#[tokio::test]
+async fn connection_start_advertises_rabbitmq_shaped_server_properties() {
+    let broker = TestBroker::start().await;
+    let (_raw, start) = Raw::start(&broker.uri).await;
+    assert_eq!((start.version_major, start.version_minor), (0, 9));
+    let mechanisms = start.mechanisms.to_string();
+    let mechanisms: Vec<&str> = mechanisms.split(' ').collect();
+    assert!(mechanisms.contains(&"PLAIN"), "{mechanisms:?}");
+    assert!(mechanisms.contains(&"AMQPLAIN"), "{mechanisms:?}");
+    assert_eq!(start.locales.to_string(), "en_US");
+    let props = start.server_properties.inner();
+    for key in ["product", "version", "platform", "cluster_name"] {
+        match props.get(key) {
+            Some(AMQPValue::LongString(s)) => assert!(!s.as_bytes().is_empty(), "{key}"),
+            other => panic!("{key} should be a non-empty longstr, got {other:?}"),
+        }
+    }
+    if !external() {
+        assert_eq!(
+            props.get("product"),
+            Some(&AMQPValue::LongString("Warren".into()))
+        );
+        assert_eq!(
+            props.get("version"),
+            Some(&AMQPValue::LongString(env!("CARGO_PKG_VERSION").into()))
+        );
+    }
+    let Some(AMQPValue::FieldTable(caps)) = props.get("capabilities") else {
+        panic!("capabilities table missing: {props:?}");
+    };
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        assert_eq!(
+            caps.inner().get(cap),
+            Some(&AMQPValue::Boolean(true)),
+            "capability {cap}"
+        );
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn plain_and_amqplain_authenticate() {
+    let broker = TestBroker::start().await;
+    for uri in [
+        broker.uri.clone(),
+        format!("{}?auth_mechanism=plain", broker.uri),
+        format!("{}?auth_mechanism=amqplain", broker.uri),
+    ] {
+        let conn = Connection::connect(&uri, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        assert_eq!(conn.status().username(), "guest");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.close(200, "bye".into()).await.expect("channel.close");
+        conn.close(200, "bye".into())
+            .await
+            .expect("connection.close");
+        assert!(!conn.status().connected());
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_403_via_connection_close() {
+    let broker = TestBroker::start().await;
+    for (query, mechanism) in [("", "PLAIN"), ("?auth_mechanism=amqplain", "AMQPLAIN")] {
+        let uri = format!("{}{query}", broker.uri_with("guest", "wrong", "%2f"));
+        let (code, text) = connect_err(&uri).await;
+        assert_eq!(code, 403);
+        assert_eq!(
+            text,
+            format!(
+                "ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            )
+        );
+        let (code, _) = connect_err(&broker.uri_with("nobody", "guest", "%2f")).await;
+        assert_eq!(code, 403, "unknown user");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_vhost_is_530() {
+    let broker = TestBroker::start().await;
+    let vhost = unique("nope");
+    let (code, text) = connect_err(&broker.uri_with("guest", "guest", &vhost)).await;
+    assert_eq!(code, 530);
+    assert_eq!(text, format!("NOT_ALLOWED - vhost {vhost} not found"));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn tune_takes_the_lower_of_both_offers() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    // RabbitMQ's defaults, which Warren offers too; lapin accepts them.
+    assert_eq!(conn.configuration().channel_max(), 2047);
+    assert_eq!(conn.configuration().frame_max(), 131_072);
+    assert_eq!(conn.configuration().heartbeat(), 60);
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let uri = format!("{}?frame_max=8192&channel_max=3&heartbeat=7", broker.uri);
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .expect("connects");
+    assert_eq!(conn.configuration().channel_max(), 3);
+    assert_eq!(conn.configuration().frame_max(), 8192);
+    assert_eq!(conn.configuration().heartbeat(), 7);
+    let mut channels = Vec::new();
+    for _ in 0..3 {
+        channels.push(conn.create_channel().await.expect("within channel_max"));
+    }
+    assert!(conn.create_channel().await.is_err(), "channel_max reached");
+    broker.stop().await;
+}
+
+/// RabbitMQ 4.x answers a refused tune-ok with connection.close 530 (3.10 closed the
+/// socket without a word).
+#[tokio::test]
+async fn tune_ok_outside_the_limits_is_530() {
+    let broker = TestBroker::start().await;
+    for (channel_max, frame_max, expected) in [
+        (
+            2047,
+            1024,
+            "NOT_ALLOWED - negotiated frame_max = 1024 is lower than the minimum allowed value (4096)",
+        ),
+        (
+            2047,
+            1_000_000,
+            "NOT_ALLOWED - negotiated frame_max = 1000000 is higher than the maximum allowed value (131072)",
+        ),
+        (
+            4000,
+            4096,
+            "NOT_ALLOWED - negotiated channel_max = 4000 is higher than the maximum allowed value (2047)",
+        ),
+        (
+            0,
+            4096,
+            "NOT_ALLOWED - negotiated channel_max = 0 (no limit) is higher than the maximum allowed value (2047)",
+        ),
+        (
+            2047,
+            0,
+            "NOT_ALLOWED - negotiated frame_max = 0 is higher than the maximum allowed value (131072)",
+        ),
+    ] {
+        let mut raw = Raw::open_expecting_close(&broker.uri, channel_max, frame_max).await;
+        let (code, text, class, method) = raw.expect_connection_close().await;
+        assert_eq!((code, text.as_str()), (530, expected));
+        assert_eq!((class, method), (10, 30), "blames connection.tune");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn broker_sends_heartbeats() {
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 1).await;
+    // Keep our side alive while waiting for two heartbeats from the broker.
+    let mut seen = 0;
+    while seen < 2 {
+        raw.send(&[8, 0, 0, 0, 0, 0, 0, 0xCE]).await;
+        match raw.next().await {
+            Got::Frame(amq_protocol::frame::AMQPFrame::Heartbeat) => seen += 1,
+            other => panic!("expected a heartbeat, got {other:?}"),
+        }
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn silent_peer_is_disconnected_after_missed_heartbeats() {
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 1).await;
+    // Say nothing: the broker closes the socket (RabbitMQ: after two missed intervals,
+    // without a connection.close). Its own heartbeats may come first.
+    let start = std::time::Instant::now();
+    loop {
+        match raw.next().await {
+            Got::Eof => break,
+            Got::Frame(amq_protocol::frame::AMQPFrame::Heartbeat) => continue,
+            Got::Frame(other) => panic!("unexpected frame {other:?}"),
+        }
+    }
+    // Not before one full interval has passed (a lower bound, never an upper one).
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    // Other connections are untouched.
+    let (_conn, ch) = broker.channel().await;
+    ch.queue_declare(
+        "".into(),
+        lapin::options::QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("still serving");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn client_close_is_answered_with_close_ok() {
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
+    raw.open_channel(1).await;
+    use amq_protocol::protocol::{AMQPClass, channel, connection};
+    raw.send_method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    )
+    .await;
+    match raw.next_method().await {
+        Some((1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)))) => {}
+        other => panic!("expected channel.close-ok, got {other:?}"),
+    }
+    // The channel number can be opened again.
+    raw.open_channel(1).await;
+    raw.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    )
+    .await;
+    match raw.next_method().await {
+        Some((0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) => {}
+        other => panic!("expected connection.close-ok, got {other:?}"),
+    }
+    // Closing the socket is now up to the client (RabbitMQ leaves it open too).
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn broker_shutdown_sends_320_connection_forced() {
+    if external() {
+        return; // stopping the broker is only possible in-process
+    }
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let watch = common::watch_close(&ch).await;
+    let mut events = conn.events_listener();
+    broker.stop().await;
+    let (code, text) = watch.error().await;
+    assert_eq!(code, 320);
+    assert_eq!(
+        text,
+        "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+    );
+    let event = tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.next().await {
+            if let lapin::Event::Error(e) = e {
+                return Some(e);
+            }
+        }
+        None
+    })
+    .await
+    .expect("the error event in time")
+    .expect("an error event");
+    assert_eq!(common::amqp_error(&event).0, 320);
+    assert!(!conn.status().connected());
+}
+
+#[tokio::test]
+async fn sigterm_and_ctrl_c_send_320_to_clients_of_the_binary() {
+    if external() {
+        return;
+    }
+    for signal in ["-TERM", "-INT"] {
+        signal_sends_320(signal).await;
+    }
+}
+
+async fn signal_sends_320(signal: &str) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .args(["--log-level", "warn"])
+        .spawn()
+        .expect("spawn warren");
+    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let conn = tokio::time::timeout(WAIT, async {
+        loop {
+            match Connection::connect(&uri, ConnectionProperties::default()).await {
+                Ok(c) => return c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("the binary listens");
+    let ch = conn.create_channel().await.expect("channel");
+    let watch = common::watch_close(&ch).await;
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let (code, text) = watch.error().await;
+    assert_eq!(code, 320);
+    assert_eq!(
+        text,
+        "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.success(), "clean exit on {signal}: {exit:?}");
+}
+
+#[test]
+fn rabbitmq_default_env_variables_apply() {
+    let mut config = warren::Config::default();
+    config.apply_env(|k| match k {
+        "RABBITMQ_DEFAULT_USER" => Some("admin".into()),
+        "RABBITMQ_DEFAULT_PASS" => Some("s3cret".into()),
+        "RABBITMQ_DEFAULT_VHOST" => Some("prod".into()),
+        _ => None,
+    });
+    assert_eq!(config.default_user, "admin");
+    assert_eq!(config.default_pass, "s3cret");
+    assert_eq!(config.default_vhost, "prod");
+    let mut untouched = warren::Config::default();
+    untouched.apply_env(|_| None);
+    assert_eq!(untouched.default_user, "guest");
+    assert_eq!(untouched.default_pass, "guest");
+    assert_eq!(untouched.default_vhost, "/");
+}
+
+#[tokio::test]
+async fn default_user_and_vhost_from_config_are_used() {
+    if external() {
+        return;
+    }
+    let broker = TestBroker::start_with(|c| {
+        c.apply_env(|k| match k {
+            "RABBITMQ_DEFAULT_USER" => Some("admin".into()),
+            "RABBITMQ_DEFAULT_PASS" => Some("s3cret".into()),
+            "RABBITMQ_DEFAULT_VHOST" => Some("prod".into()),
+            _ => None,
+        })
+    })
+    .await;
+    let conn = Connection::connect(
+        &broker.uri_with("admin", "s3cret", "prod"),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("the configured user on the configured vhost");
+    assert_eq!(conn.status().vhost().as_str(), "prod");
+    let (code, _) = connect_err(&broker.uri_with("guest", "guest", "prod")).await;
+    assert_eq!(
+        code, 403,
+        "guest is not created when another user is configured"
+    );
+    broker.stop().await;
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--help")
+        .output()
+        .expect("run warren --help");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    for flag in [
+        "--config",
+        "--listen",
+        "--data-dir",
+        "--log-level",
+        "--help",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from:\n{text}");
+    }
+}
