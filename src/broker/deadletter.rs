@@ -105,15 +105,16 @@ fn deaths(headers: Option<&FieldTable>) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Whether dead-lettering a message into `target` would close a cycle that no client
 /// rejection interrupted; RabbitMQ drops such messages instead of looping forever.
-pub fn is_cycle(msg: &Message, target: &str) -> bool {
-    let history = deaths(msg.properties.headers().as_ref());
+pub fn is_cycle(headers: &FieldTable, target: &str) -> bool {
+    let history = deaths(Some(headers));
     let Some(at) = history.iter().position(|(q, _)| q == target.as_bytes()) else {
         return false;
     };
     history[..=at].iter().all(|(_, r)| r != b"rejected")
 }
 
-/// Builds the copy of `msg` that queue `queue` dead-letters to `exchange`.
+/// Builds the copy of `msg` that queue `queue` dead-letters to `exchange`; also
+/// returns its headers (for routing it).
 pub fn dead_letter(
     msg: &Message,
     reason: Reason,
@@ -121,8 +122,9 @@ pub fn dead_letter(
     exchange: &str,
     routing_key: Option<&str>,
     memory: &Arc<MemoryGauge>,
-) -> Message {
-    let mut headers = msg.properties.headers().clone().unwrap_or_default();
+) -> (Message, FieldTable) {
+    let original = msg.properties();
+    let mut headers = original.headers().clone().unwrap_or_default();
     let mut history: Vec<AMQPValue> = match headers.inner().get("x-death") {
         Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
         _ => Vec::new(),
@@ -160,7 +162,7 @@ pub fn dead_letter(
             let mut keys = FieldArray::default();
             keys.push(longstr(msg.routing_key.as_str()));
             t.insert("routing-keys".into(), AMQPValue::FieldArray(keys));
-            if let Some(exp) = msg.properties.expiration() {
+            if let Some(exp) = original.expiration() {
                 t.insert("original-expiration".into(), longstr(exp.as_str()));
             }
             t
@@ -182,16 +184,16 @@ pub fn dead_letter(
         "x-last-death-exchange".into(),
         longstr(msg.exchange.as_str()),
     );
-    let properties = without_expiration(&msg.properties, headers);
+    let properties = without_expiration(&original, headers.clone());
     let raw_properties = encode_properties(&properties);
     let charge = memory.charge(msg.body.len() + raw_properties.len());
-    Message {
-        exchange: ShortString::from(exchange),
-        routing_key: ShortString::from(routing_key.unwrap_or(msg.routing_key.as_str())),
-        properties,
+    let copy = Message::new(
+        ShortString::from(exchange),
+        ShortString::from(routing_key.unwrap_or(msg.routing_key.as_str())),
+        &properties,
         raw_properties,
-        body: msg.body.clone(),
-        store_id: 0,
+        msg.body.clone(),
         charge,
-    }
+    );
+    (copy, headers)
 }

@@ -17,11 +17,14 @@ pub enum Slot {
     },
 }
 
+/// A message as queues hold it. Only the encoded properties are kept (they are sent
+/// verbatim on delivery), with the few decoded fields queues need; the rest is decoded
+/// again in the rare cases that need it (dead-lettering). This keeps a queued message
+/// small: millions of them may sit in memory.
 #[derive(Debug)]
 pub struct Message {
     pub exchange: ShortString,
     pub routing_key: ShortString,
-    pub properties: BasicProperties,
     /// The properties as the publisher encoded them, re-sent verbatim on delivery.
     pub raw_properties: Bytes,
     pub body: Bytes,
@@ -29,19 +32,58 @@ pub struct Message {
     pub store_id: u64,
     /// This message's share of the memory alarm's account.
     pub charge: MemoryCharge,
+    /// delivery_mode = 2.
+    persistent: bool,
+    /// The priority property (0 when absent).
+    priority: u8,
+    /// The message's own time to live (`expiration`), in milliseconds.
+    ttl: Option<u64>,
 }
 
 impl Message {
+    pub fn new(
+        exchange: ShortString,
+        routing_key: ShortString,
+        properties: &BasicProperties,
+        raw_properties: Bytes,
+        body: Bytes,
+        charge: MemoryCharge,
+    ) -> Message {
+        Message {
+            exchange,
+            routing_key,
+            raw_properties,
+            body,
+            store_id: 0,
+            charge,
+            persistent: properties.delivery_mode() == &Some(2),
+            priority: properties.priority().unwrap_or(0),
+            ttl: properties
+                .expiration()
+                .as_ref()
+                .and_then(|e| parse_expiration(e.as_str()).ok()),
+        }
+    }
+
     pub fn is_persistent(&self) -> bool {
-        self.properties.delivery_mode() == &Some(2)
+        self.persistent
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.priority
     }
 
     /// The message's own time to live (`expiration`), in milliseconds.
     pub fn ttl(&self) -> Option<u64> {
-        self.properties
-            .expiration()
-            .as_ref()
-            .and_then(|e| parse_expiration(e.as_str()).ok())
+        self.ttl
+    }
+
+    /// The decoded properties. They were valid when published, so decoding them
+    /// again does not fail; if it ever did, the message is treated as having none.
+    pub fn properties(&self) -> BasicProperties {
+        amq_protocol::protocol::basic::parse_properties(self.raw_properties.as_ref())
+            .map(|(_, p)| p)
+            .unwrap_or_default()
     }
 }
 

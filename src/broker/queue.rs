@@ -56,7 +56,7 @@ impl ReadyEntry {
 
     fn priority(&self) -> u8 {
         match &self.slot {
-            Slot::Loaded(m) => m.properties.priority().unwrap_or(0),
+            Slot::Loaded(m) => m.priority(),
             Slot::Paged { priority, .. } => *priority,
         }
     }
@@ -459,7 +459,7 @@ impl Queue {
                 slot = Slot::Paged {
                     store_id: msg.store_id,
                     body_len: msg.body.len() as u32,
-                    priority: msg.properties.priority().unwrap_or(0),
+                    priority: msg.priority(),
                 };
             }
         }

@@ -793,7 +793,7 @@ impl VHost {
         };
         let mut targets = Vec::new();
         for (entry, reason) in dead {
-            let msg = deadletter::dead_letter(
+            let (msg, headers) = deadletter::dead_letter(
                 &entry.msg,
                 *reason,
                 from.name.as_str(),
@@ -802,21 +802,15 @@ impl VHost {
                 &self.memory,
             );
             targets.clear();
-            let headers = msg.properties.headers().clone();
             if self
-                .route(
-                    dlx,
-                    msg.routing_key.as_str(),
-                    headers.as_ref(),
-                    &mut targets,
-                )
+                .route(dlx, msg.routing_key.as_str(), Some(&headers), &mut targets)
                 .is_err()
             {
                 continue;
             }
             if *reason != Reason::Rejected {
                 targets.retain(|q| {
-                    let cycle = deadletter::is_cycle(&msg, q.name.as_str());
+                    let cycle = deadletter::is_cycle(&headers, q.name.as_str());
                     if cycle {
                         tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
                     }

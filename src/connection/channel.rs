@@ -942,15 +942,16 @@ impl Channel {
             .broker
             .memory
             .charge(body.len() + header.raw_properties.len());
-        let msg = Arc::new(Message {
-            exchange: publish.exchange,
-            routing_key: publish.routing_key,
-            properties: header.properties,
-            raw_properties: header.raw_properties,
-            store_id,
-            charge,
+        let mut msg = Message::new(
+            publish.exchange,
+            publish.routing_key,
+            &header.properties,
+            header.raw_properties,
             body,
-        });
+            charge,
+        );
+        msg.store_id = store_id;
+        let msg = Arc::new(msg);
         if let Some(t) = self.tx.as_mut() {
             t.publishes.push(TxPublish {
                 queues: routed.clone(),

@@ -83,15 +83,14 @@ pub(super) fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<M
     let routing_key = r.string()?;
     let raw = r.bytes()?;
     let (_, properties) = parse_properties(raw).ok()?;
-    Some(Message {
-        exchange: ShortString::try_new(exchange).ok()?,
-        routing_key: ShortString::try_new(routing_key).ok()?,
-        properties,
-        raw_properties: Bytes::copy_from_slice(raw),
-        body: Bytes::copy_from_slice(r.rest()),
-        store_id: 0,
-        charge: memory.charge(data.len()),
-    })
+    Some(Message::new(
+        ShortString::try_new(exchange).ok()?,
+        ShortString::try_new(routing_key).ok()?,
+        &properties,
+        Bytes::copy_from_slice(raw),
+        Bytes::copy_from_slice(r.rest()),
+        memory.charge(data.len()),
+    ))
 }
 
 /// The body length and priority of a stored message, without keeping it.
