@@ -44,7 +44,8 @@ impl ExchangeType {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Spawn a broker command and report the time until it completes an AMQP handshake.
+    /// Spawn a broker command (or wait for one started at --since-ns) and report the time
+    /// until it completes an AMQP handshake.
     Startup(StartupArgs),
     /// Wait until a queue holds at least N messages and one is gettable; report the time.
     WaitQueue(WaitQueueArgs),
@@ -142,8 +143,15 @@ pub struct StartupArgs {
     /// Print a JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Send the broker's stdout and stderr to this file (default: discard them).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Do not spawn anything: wait for a broker that the caller started at this instant
+    /// (Unix time in nanoseconds) and report the time since then.
+    #[arg(long, conflicts_with_all = ["command", "keep_running"])]
+    pub since_ns: Option<u128>,
     /// The broker command and its arguments (started in a new process group).
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present = "since_ns")]
     pub command: Vec<String>,
 }
 

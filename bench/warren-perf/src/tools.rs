@@ -41,42 +41,77 @@ fn stop_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-pub async fn startup(kind: ClientKind, args: StartupArgs) -> Result<()> {
-    let p = parse_uri(&args.uri)?;
-    let addr = format!("{}:{}", p.host, p.port);
-    if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-        bail!("{addr} already accepts connections before the broker was started");
-    }
-    let (program, rest) = args.command.split_first().context("no command")?;
-    let spawned_at = Instant::now();
-    let mut child = Command::new(program)
-        .args(rest)
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("spawn {program}"))?;
-    let deadline = spawned_at + Duration::from_secs_f64(args.timeout);
+/// Retries the handshake until it succeeds, `alive` says the broker is gone, or `deadline`.
+async fn wait_handshake(
+    kind: ClientKind,
+    uri: &str,
+    addr: &str,
+    deadline: Instant,
+    timeout: f64,
+    mut alive: impl FnMut() -> Result<()>,
+) -> Result<u64> {
     let mut attempts = 0u64;
-    let result = loop {
+    loop {
         attempts += 1;
-        match handshake(kind, &args.uri, &addr).await {
-            Ok(()) => break Ok(spawned_at.elapsed()),
+        match handshake(kind, uri, addr).await {
+            Ok(()) => return Ok(attempts),
             Err(e) => {
-                if let Some(status) = child.try_wait()? {
-                    break Err(anyhow!("broker exited with {status} before accepting connections"));
-                }
+                alive()?;
                 if Instant::now() >= deadline {
-                    break Err(anyhow!("no AMQP handshake within {}s (last error: {e})", args.timeout));
+                    bail!("no AMQP handshake within {timeout}s (last error: {e})");
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+}
+
+pub async fn startup(kind: ClientKind, args: StartupArgs) -> Result<()> {
+    let p = parse_uri(&args.uri)?;
+    let addr = format!("{}:{}", p.host, p.port);
+    if let Some(origin_ns) = args.since_ns {
+        let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+        let attempts = wait_handshake(kind, &args.uri, &addr, deadline, args.timeout, || Ok(())).await?;
+        let ms = u128::from(unix_nanos()).saturating_sub(origin_ns) as f64 / 1e6;
+        if args.json {
+            println!("{}", json!({"type": "startup", "startup_ms": ms, "attempts": attempts}));
+        } else {
+            println!("startup: {ms:.1} ms to a completed AMQP handshake ({attempts} attempts)");
+        }
+        return Ok(());
+    }
+    if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        bail!("{addr} already accepts connections before the broker was started");
+    }
+    let (program, rest) = args.command.split_first().context("no command")?;
+    let (out, err) = match &args.log {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            (Stdio::from(f.try_clone()?), Stdio::from(f))
+        }
+        None => (Stdio::null(), Stdio::null()),
     };
+    let spawned_at = Instant::now();
+    let mut child = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("spawn {program}"))?;
+    let deadline = spawned_at + Duration::from_secs_f64(args.timeout);
+    let result = wait_handshake(kind, &args.uri, &addr, deadline, args.timeout, || match child.try_wait()? {
+        Some(status) => Err(anyhow!("broker exited with {status} before accepting connections")),
+        None => Ok(()),
+    })
+    .await
+    .map(|attempts| (spawned_at.elapsed(), attempts));
     let pid = child.id();
     if !args.keep_running || result.is_err() {
         stop_group(&mut child);
     }
-    let elapsed = result?;
+    let (elapsed, attempts) = result?;
     let ms = elapsed.as_secs_f64() * 1e3;
     if args.json {
         println!(
