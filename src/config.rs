@@ -35,6 +35,14 @@ pub struct Config {
     /// Message memory above which publishers are blocked (connection.blocked), in
     /// bytes; 0 means 40% of physical memory.
     pub memory_high_watermark: u64,
+    /// Ready messages a durable queue keeps in memory; persistent messages beyond
+    /// that stay only in the store until they are about to be delivered.
+    pub queue_memory_messages: usize,
+    /// redb's page cache, in MiB.
+    pub store_cache_mb: usize,
+    /// Most store operations committed (and fsynced) together; 1 commits each
+    /// operation on its own.
+    pub store_max_batch: usize,
     /// Most client connections open at once.
     pub max_connections: usize,
     /// Seconds a closing connection waits for the peer's close-ok.
@@ -58,6 +66,9 @@ impl Default for Config {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             memory_high_watermark: 0,
+            queue_memory_messages: 100_000,
+            store_cache_mb: 64,
+            store_max_batch: 16_384,
             max_connections: 65_536,
             close_timeout_secs: 3,
             handshake_timeout_secs: 10,
@@ -117,6 +128,11 @@ impl Config {
         if self.channel_max == 0 {
             return Err(ConfigError::Invalid(
                 "channel_max must be at least 1".into(),
+            ));
+        }
+        if self.store_max_batch == 0 {
+            return Err(ConfigError::Invalid(
+                "store_max_batch must be at least 1".into(),
             ));
         }
         if self.max_connections == 0 {

@@ -30,7 +30,12 @@ impl Server {
             n => n as usize,
         };
         let memory = crate::broker::memory::MemoryGauge::new(watermark);
-        let (store, recovered) = crate::store::Store::open(&config.data_dir, &memory)
+        let options = crate::store::StoreOptions {
+            cache_bytes: config.store_cache_mb.saturating_mul(1024 * 1024),
+            page_after: config.queue_memory_messages,
+            max_batch: config.store_max_batch,
+        };
+        let (store, recovered) = crate::store::Store::open(&config.data_dir, &memory, options)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let queues = recovered.queues.len();
         let messages: usize = recovered.queues.iter().map(|q| q.messages.len()).sum();

@@ -2,6 +2,8 @@
 //! Nothing here knows about sockets or frames; connections call in, and queues hand
 //! deliveries back to connections through each consumer's event sender.
 
+pub mod args;
+pub mod deadletter;
 pub mod exchange;
 pub mod memory;
 pub mod message;
@@ -12,8 +14,8 @@ use crate::store::{Recovered, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use message::Message;
-pub use queue::{Consumer, ConsumerEvent, Queue, QueueEntry};
+pub use message::{Message, Slot};
+pub use queue::{Consumer, ConsumerEvent, Enqueued, Queue, QueueEntry};
 pub use vhost::VHost;
 
 /// A random url-safe name suffix, as RabbitMQ's generated names use.
@@ -21,6 +23,13 @@ pub fn random_name() -> String {
     use base64::Engine;
     let bytes: [u8; 16] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Wall-clock milliseconds since the Unix epoch: message expiry survives restarts.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What a broker operation can fail with; `protocol::error` maps each to its reply code.
@@ -64,7 +73,7 @@ impl Broker {
         let mut vhost_of = |name: &str| {
             vhosts
                 .entry(name.to_owned())
-                .or_insert_with(|| Arc::new(VHost::new(name, store.clone())))
+                .or_insert_with(|| Arc::new(VHost::new(name, store.clone(), memory.clone())))
                 .clone()
         };
         vhost_of(vhost);

@@ -8,12 +8,15 @@
 //! the connection assigns the delivery tag and writes the frames, so tag order always
 //! matches wire order.
 
-use crate::broker::{BrokerError, BrokerResult, Message};
+use crate::broker::args::{Overflow, QueueArgs};
+use crate::broker::deadletter::Reason;
+use crate::broker::{BrokerError, BrokerResult, Message, Slot, VHost, now_ms};
 use crate::store::Store;
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A message sitting in a queue (ready, or delivered and awaiting its ack).
@@ -23,6 +26,65 @@ pub struct QueueEntry {
     pub seq: u64,
     pub msg: Arc<Message>,
     pub redelivered: bool,
+    /// When the message expires, in milliseconds since the Unix epoch; 0: never.
+    pub expires: u64,
+}
+
+/// A ready message as the queue keeps it: possibly paged out to the store.
+#[derive(Debug, Clone)]
+struct ReadyEntry {
+    seq: u64,
+    slot: Slot,
+    redelivered: bool,
+    expires: u64,
+}
+
+impl ReadyEntry {
+    fn store_id(&self) -> u64 {
+        match &self.slot {
+            Slot::Loaded(m) => m.store_id,
+            Slot::Paged { store_id, .. } => *store_id,
+        }
+    }
+
+    fn body_len(&self) -> u64 {
+        match &self.slot {
+            Slot::Loaded(m) => m.body.len() as u64,
+            Slot::Paged { body_len, .. } => u64::from(*body_len),
+        }
+    }
+
+    fn priority(&self) -> u8 {
+        match &self.slot {
+            Slot::Loaded(m) => m.properties.priority().unwrap_or(0),
+            Slot::Paged { priority, .. } => *priority,
+        }
+    }
+}
+
+impl From<QueueEntry> for ReadyEntry {
+    fn from(e: QueueEntry) -> Self {
+        ReadyEntry {
+            seq: e.seq,
+            slot: Slot::Loaded(e.msg),
+            redelivered: e.redelivered,
+            expires: e.expires,
+        }
+    }
+}
+
+/// How many paged-out messages one read of the store brings back.
+const PAGE_IN_BATCH: usize = 256;
+
+/// What became of a message offered to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Taken; the confirm waits for this store ticket (0: nothing stored).
+    Yes(u64),
+    /// The queue is full and refuses new messages (`x-overflow` reject-publish*).
+    Rejected,
+    /// The queue was deleted meanwhile.
+    Gone,
 }
 
 /// What a queue tells a consumer's connection.
@@ -128,49 +190,197 @@ impl Consumer {
     }
 }
 
-pub struct Queue {
+/// What a queue is made of, fixed at declare time.
+pub struct QueueOptions {
     pub name: ShortString,
-    pub vhost: Arc<str>,
+    pub vhost_name: Arc<str>,
     pub durable: bool,
     /// The connection owning an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    pub args: QueueArgs,
     /// The store and this queue's id in it, for durable queues.
+    pub stored: Option<(Arc<Store>, u64)>,
+    /// The virtual host, for dead-lettering and `x-expires`.
+    pub vhost: Weak<VHost>,
+}
+
+pub struct Queue {
+    pub name: ShortString,
+    pub vhost_name: Arc<str>,
+    pub durable: bool,
+    /// The connection owning an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub args: QueueArgs,
     stored: Option<(Arc<Store>, u64)>,
+    vhost: Weak<VHost>,
     state: Mutex<QueueState>,
 }
 
-#[derive(Default)]
+/// Ready messages in delivery order: one FIFO, or one per priority level.
+struct Ready {
+    levels: Vec<VecDeque<ReadyEntry>>,
+    len: usize,
+    /// Body bytes of the ready messages (`x-max-length-bytes`).
+    bytes: u64,
+}
+
+impl Ready {
+    fn new(max_priority: Option<u8>) -> Ready {
+        let n = max_priority.map_or(1, |m| usize::from(m) + 1);
+        Ready {
+            levels: (0..n).map(|_| VecDeque::new()).collect(),
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    fn level(&self, e: &ReadyEntry) -> usize {
+        if self.levels.len() == 1 {
+            return 0;
+        }
+        usize::from(e.priority()).min(self.levels.len() - 1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn added(&mut self, e: &ReadyEntry) {
+        self.len += 1;
+        self.bytes += e.body_len();
+    }
+
+    fn removed(&mut self, e: &ReadyEntry) {
+        self.len -= 1;
+        self.bytes -= e.body_len();
+    }
+
+    fn push_back(&mut self, e: ReadyEntry) {
+        self.added(&e);
+        let l = self.level(&e);
+        self.levels[l].push_back(e);
+    }
+
+    fn push_front(&mut self, e: ReadyEntry) {
+        self.added(&e);
+        let l = self.level(&e);
+        self.levels[l].push_front(e);
+    }
+
+    /// Puts a message back at its original position.
+    fn insert(&mut self, e: ReadyEntry) {
+        self.added(&e);
+        let l = self.level(&e);
+        let level = &mut self.levels[l];
+        let at = level.partition_point(|x| x.seq < e.seq);
+        level.insert(at, e);
+    }
+
+    fn pop_front(&mut self) -> Option<ReadyEntry> {
+        let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
+        self.removed(&e);
+        Some(e)
+    }
+
+    /// Removes the messages at the heads whose time ran out.
+    fn drop_expired(&mut self, now: u64, out: &mut Vec<(ReadyEntry, Reason)>) {
+        for l in 0..self.levels.len() {
+            while self.levels[l]
+                .front()
+                .is_some_and(|e| e.expires != 0 && e.expires <= now)
+            {
+                if let Some(e) = self.levels[l].pop_front() {
+                    self.removed(&e);
+                    out.push((e, Reason::Expired));
+                }
+            }
+        }
+    }
+
+    /// The earliest expiry among the heads.
+    fn next_expiry(&self) -> Option<u64> {
+        self.levels
+            .iter()
+            .filter_map(|l| l.front().map(|e| e.expires).filter(|&t| t != 0))
+            .min()
+    }
+
+    fn take_all(&mut self) -> Vec<ReadyEntry> {
+        self.len = 0;
+        self.bytes = 0;
+        self.levels.iter_mut().flat_map(std::mem::take).collect()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &ReadyEntry> {
+        self.levels.iter().flatten()
+    }
+
+    /// The paged-out messages at the head, in delivery order: (level, index, id).
+    fn paged_ahead(&self, n: usize) -> Vec<(usize, usize, u64)> {
+        let mut out = Vec::new();
+        for l in (0..self.levels.len()).rev() {
+            for (i, e) in self.levels[l].iter().enumerate().take(n - out.len()) {
+                if let Slot::Paged { store_id, .. } = e.slot {
+                    out.push((l, i, store_id));
+                }
+            }
+            if out.len() >= n {
+                break;
+            }
+        }
+        out
+    }
+}
+
 struct QueueState {
-    ready: VecDeque<QueueEntry>,
+    ready: Ready,
     next_seq: u64,
     consumers: Vec<Arc<Consumer>>,
     /// Where the next round-robin scan starts.
     next_consumer: usize,
     had_consumer: bool,
     deleted: bool,
+    /// Messages to dead-letter (or drop) once the lock is released.
+    dead: Vec<(ReadyEntry, Reason)>,
+    /// Paged-out messages whose store write may not be committed yet, so they
+    /// cannot be read back from the store: (store ticket, message).
+    recent: VecDeque<(u64, Arc<Message>)>,
+    /// When the pending expiry timer fires (ms since the epoch); 0: none pending.
+    ttl_timer: u64,
+    /// Last time the queue was used, for `x-expires`.
+    last_used: u64,
+    expires_timer: bool,
 }
-
 impl Queue {
-    pub fn new(
-        name: ShortString,
-        vhost: Arc<str>,
-        durable: bool,
-        exclusive_owner: Option<u64>,
-        auto_delete: bool,
-        arguments: FieldTable,
-        stored: Option<(Arc<Store>, u64)>,
-    ) -> Queue {
+    pub fn new(o: QueueOptions) -> Queue {
+        let state = QueueState {
+            ready: Ready::new(o.args.max_priority),
+            next_seq: 0,
+            consumers: Vec::new(),
+            next_consumer: 0,
+            had_consumer: false,
+            deleted: false,
+            dead: Vec::new(),
+            recent: VecDeque::new(),
+            ttl_timer: 0,
+            last_used: 0,
+            expires_timer: false,
+        };
         Queue {
-            name,
-            vhost,
-            durable,
-            exclusive_owner,
-            auto_delete,
-            arguments,
-            stored,
-            state: Mutex::new(QueueState::default()),
+            name: o.name,
+            vhost_name: o.vhost_name,
+            durable: o.durable,
+            exclusive_owner: o.exclusive_owner,
+            auto_delete: o.auto_delete,
+            arguments: o.arguments,
+            args: o.args,
+            stored: o.stored,
+            vhost: o.vhost,
+            state: Mutex::new(state),
         }
     }
 
@@ -185,49 +395,321 @@ impl Queue {
         self.stored.as_ref().map(|(_, id)| *id)
     }
 
-    /// Appends a message and dispatches. Returns None if the queue was deleted, else
-    /// the store ticket to wait for before confirming (0: nothing stored).
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Option<u64> {
+    /// When a message offered now expires: the queue's TTL or the message's own
+    /// `expiration`, whichever is sooner (0: never).
+    fn expiry_of(&self, msg: &Message) -> u64 {
+        let own = msg.ttl();
+        let ttl = match (self.args.message_ttl, own) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return 0,
+            },
+        };
+        // 0 stands for "never", so an immediate expiry is the current millisecond
+        // rounded up to at least 1.
+        (now_ms() + ttl).max(1)
+    }
+
+    /// Offers a message: enforces the length limits, appends it and dispatches.
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
         let mut state = self.lock();
         if state.deleted {
-            return None;
+            return Enqueued::Gone;
+        }
+        let size = msg.body.len() as u64;
+        let over = self
+            .args
+            .max_length
+            .is_some_and(|m| state.ready.len as u64 >= m)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|m| state.ready.bytes + size > m);
+        if over && self.args.overflow != Overflow::DropHead {
+            if self.args.overflow == Overflow::RejectPublishDlx {
+                let entry = ReadyEntry {
+                    seq: 0,
+                    slot: Slot::Loaded(msg),
+                    redelivered: false,
+                    expires: 0,
+                };
+                state.dead.push((entry, Reason::Maxlen));
+                self.finish(state);
+            }
+            return Enqueued::Rejected;
         }
         let seq = state.next_seq;
         state.next_seq += 1;
+        let expires = self.expiry_of(&msg);
         // Sent under the lock, so the store sees the enqueue before any ack of it.
-        let ticket = match &self.stored {
-            Some((store, id)) if msg.store_id != 0 => store.enqueue(*id, seq, msg.store_id),
-            _ => 0,
-        };
-        state.ready.push_back(QueueEntry {
+        let mut slot = Slot::Loaded(msg);
+        let mut ticket = 0;
+        if let (Some((store, id)), Slot::Loaded(msg)) = (&self.stored, &slot)
+            && msg.store_id != 0
+        {
+            ticket = store.enqueue(*id, seq, msg.store_id, expires);
+            if state.ready.len >= store.page_after() {
+                // Past the in-memory budget: only the index entry stays in memory.
+                let committed = store.committed_now();
+                while state.recent.front().is_some_and(|(t, _)| *t <= committed) {
+                    state.recent.pop_front();
+                }
+                state.recent.push_back((ticket, msg.clone()));
+                slot = Slot::Paged {
+                    store_id: msg.store_id,
+                    body_len: msg.body.len() as u32,
+                    priority: msg.properties.priority().unwrap_or(0),
+                };
+            }
+        }
+        state.ready.push_back(ReadyEntry {
             seq,
-            msg,
+            slot,
             redelivered: false,
+            expires,
         });
         self.dispatch_locked(&mut state);
-        Some(ticket)
+        if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
+            self.drop_head_over_limit(&mut state);
+        }
+        self.finish(state);
+        Enqueued::Yes(ticket)
+    }
+
+    /// Drops (dead-letters) messages from the head until the queue is within its limits.
+    fn drop_head_over_limit(&self, state: &mut QueueState) {
+        let max_len = self.args.max_length.unwrap_or(u64::MAX);
+        let max_bytes = self.args.max_length_bytes.unwrap_or(u64::MAX);
+        while state.ready.len as u64 > max_len || state.ready.bytes > max_bytes {
+            let Some(e) = state.ready.pop_front() else {
+                break;
+            };
+            state.dead.push((e, Reason::Maxlen));
+        }
+    }
+
+    /// Ends a change of state: drops expired heads, arms the timers, releases the
+    /// lock, then dead-letters what died meanwhile.
+    fn finish(self: &Arc<Self>, mut state: MutexGuard<'_, QueueState>) {
+        if let Some(next) = state.ready.next_expiry() {
+            let now = now_ms();
+            if next <= now {
+                let mut dead = std::mem::take(&mut state.dead);
+                state.ready.drop_expired(now, &mut dead);
+                state.dead = dead;
+            }
+            self.arm_ttl_timer(&mut state);
+        }
+        if state.dead.is_empty() {
+            return;
+        }
+        let dead = std::mem::take(&mut state.dead);
+        drop(state);
+        self.dead_letter(dead);
+    }
+
+    /// Dead-letters messages through the queue's dead-letter exchange, or drops them.
+    fn dead_letter(&self, dead: Vec<(ReadyEntry, Reason)>) {
+        if self.args.dead_letter_exchange.is_some()
+            && let Some(vhost) = self.vhost.upgrade()
+        {
+            let mut loaded = Vec::with_capacity(dead.len());
+            for (e, reason) in &dead {
+                let msg = match &e.slot {
+                    Slot::Loaded(m) => Some(m.clone()),
+                    Slot::Paged { store_id, .. } => {
+                        let mut state = self.lock();
+                        self.page_in(&mut state, *store_id)
+                    }
+                };
+                if let Some(msg) = msg {
+                    let entry = QueueEntry {
+                        seq: e.seq,
+                        msg,
+                        redelivered: e.redelivered,
+                        expires: e.expires,
+                    };
+                    loaded.push((entry, *reason));
+                }
+            }
+            vhost.dead_letter(self, &loaded);
+        }
+        for (entry, _) in &dead {
+            self.remove_stored_id(entry.seq, entry.store_id());
+        }
+    }
+
+    /// Takes the head message, reading it back from the store if it was paged out.
+    fn pop_loaded(&self, state: &mut QueueState) -> Option<QueueEntry> {
+        loop {
+            let e = state.ready.pop_front()?;
+            let msg = match &e.slot {
+                Slot::Loaded(m) => Some(m.clone()),
+                Slot::Paged { store_id, .. } => self.page_in(state, *store_id),
+            };
+            match msg {
+                Some(msg) => {
+                    return Some(QueueEntry {
+                        seq: e.seq,
+                        msg,
+                        redelivered: e.redelivered,
+                        expires: e.expires,
+                    });
+                }
+                None => {
+                    tracing::error!(queue = %self.name, seq = e.seq, "paged message unreadable, dropped");
+                    self.remove_stored_id(e.seq, e.store_id());
+                }
+            }
+        }
+    }
+
+    /// Reads a paged-out message back, with the paged messages right behind it at
+    /// the head of the queue in the same store read.
+    fn page_in(&self, state: &mut QueueState, first: u64) -> Option<Arc<Message>> {
+        if let Some((_, m)) = state.recent.iter().find(|(_, m)| m.store_id == first) {
+            return Some(m.clone());
+        }
+        let (store, _) = self.stored.as_ref()?;
+        let ahead = state.ready.paged_ahead(PAGE_IN_BATCH);
+        let mut ids: Vec<u64> = Vec::with_capacity(ahead.len() + 1);
+        ids.push(first);
+        ids.extend(ahead.iter().map(|&(_, _, id)| id));
+        let mut loaded = store.load(&ids).into_iter();
+        let first_msg = loaded.next().flatten();
+        for ((l, i, _), m) in ahead.into_iter().zip(loaded) {
+            if let Some(m) = m
+                && let Some(e) = state.ready.levels[l].get_mut(i)
+            {
+                e.slot = Slot::Loaded(m);
+            }
+        }
+        first_msg
+    }
+
+    /// Makes sure a timer will drop the head when it expires.
+    fn arm_ttl_timer(self: &Arc<Self>, state: &mut QueueState) {
+        let Some(next) = state.ready.next_expiry() else {
+            return;
+        };
+        if state.ttl_timer != 0 && state.ttl_timer <= next {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        state.ttl_timer = next;
+        let weak = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let wait = next.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let Some(q) = weak.upgrade() else {
+                return;
+            };
+            let mut state = q.lock();
+            if state.ttl_timer == next {
+                state.ttl_timer = 0;
+            }
+            if state.deleted {
+                return;
+            }
+            q.dispatch_locked(&mut state);
+            q.finish(state);
+        });
+    }
+
+    /// Notes that the queue was used (declared, read, consumed from) and, if it has
+    /// `x-expires`, makes sure a timer will delete it once unused for that long.
+    pub fn touch(self: &Arc<Self>) {
+        let Some(expires) = self.args.expires else {
+            return;
+        };
+        let mut state = self.lock();
+        state.last_used = now_ms();
+        if state.expires_timer || !state.consumers.is_empty() || state.deleted {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        state.expires_timer = true;
+        let weak = Arc::downgrade(self);
+        let mut due = state.last_used + expires;
+        runtime.spawn(async move {
+            loop {
+                let wait = due.saturating_sub(now_ms());
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                let Some(q) = weak.upgrade() else {
+                    return;
+                };
+                let mut state = q.lock();
+                if state.deleted || !state.consumers.is_empty() {
+                    state.expires_timer = false;
+                    return;
+                }
+                due = state.last_used + expires;
+                if now_ms() >= due {
+                    state.expires_timer = false;
+                    drop(state);
+                    if let Some(vhost) = q.vhost.upgrade() {
+                        tracing::debug!(queue = %q.name, "queue expired (x-expires)");
+                        vhost.remove_queue(&q);
+                    }
+                    return;
+                }
+            }
+        });
     }
 
     /// Puts recovered messages back, in position order, before any client connects.
-    pub fn restore(&self, messages: Vec<(u64, Arc<Message>, bool)>) {
+    pub fn restore(&self, messages: Vec<(u64, Slot, bool, u64)>) {
         let mut state = self.lock();
-        for (seq, msg, redelivered) in messages {
+        for (seq, slot, redelivered, expires) in messages {
             state.next_seq = state.next_seq.max(seq + 1);
-            state.ready.push_back(QueueEntry {
+            state.ready.push_back(ReadyEntry {
                 seq,
-                msg,
+                slot,
                 redelivered,
+                expires,
             });
         }
     }
 
+    /// After recovery: dead-letters what expired while the broker was down, and arms
+    /// the timers.
+    pub fn start_timers(self: &Arc<Self>) {
+        let state = self.lock();
+        self.finish(state);
+        self.touch();
+    }
+
     /// Forgets the stored copy of a message that was acknowledged or dropped.
     pub fn remove_stored(&self, entry: &QueueEntry) {
+        self.remove_stored_id(entry.seq, entry.msg.store_id);
+    }
+
+    fn remove_stored_id(&self, seq: u64, store_id: u64) {
         if let Some((store, id)) = &self.stored
-            && entry.msg.store_id != 0
+            && store_id != 0
         {
-            store.remove(*id, entry.seq, entry.msg.store_id);
+            store.remove(*id, seq, store_id);
         }
+    }
+
+    /// Rejected without requeue: dead-letters the messages, or drops them.
+    pub fn discard(&self, entries: Vec<QueueEntry>) {
+        if self.args.dead_letter_exchange.is_none() {
+            for e in &entries {
+                self.remove_stored(e);
+            }
+            return;
+        }
+        let dead = entries
+            .into_iter()
+            .map(|e| (ReadyEntry::from(e), Reason::Rejected))
+            .collect();
+        self.dead_letter(dead);
     }
 
     /// Records, before a clean stop, which stored messages were already delivered.
@@ -239,17 +721,28 @@ impl Queue {
         for e in state
             .ready
             .iter()
-            .filter(|e| e.redelivered && e.msg.store_id != 0)
+            .filter(|e| e.redelivered && e.store_id() != 0)
         {
             store.set_redelivered(*id, e.seq);
         }
     }
 
     /// Takes the head message for basic.get; also returns how many remain ready.
-    pub fn get(&self) -> Option<(QueueEntry, u32)> {
+    pub fn get(self: &Arc<Self>) -> Option<(QueueEntry, u32)> {
         let mut state = self.lock();
-        let entry = state.ready.pop_front()?;
-        Some((entry, state.ready.len() as u32))
+        let now = now_ms();
+        state.last_used = now;
+        if state.ready.next_expiry().is_some_and(|t| t <= now) {
+            let mut dead = std::mem::take(&mut state.dead);
+            state.ready.drop_expired(now, &mut dead);
+            state.dead = dead;
+        }
+        let got = self.pop_loaded(&mut state).map(|e| {
+            let left = state.ready.len as u32;
+            (e, left)
+        });
+        self.finish(state);
+        got
     }
 
     /// Puts messages back at their original positions. `redelivered` is false only
@@ -265,21 +758,25 @@ impl Queue {
         }
         for mut entry in entries {
             entry.redelivered |= redelivered;
-            let at = state.ready.partition_point(|e| e.seq < entry.seq);
-            state.ready.insert(at, entry);
+            state.ready.insert(ReadyEntry::from(entry));
         }
         self.dispatch_locked(&mut state);
+        self.finish(state);
     }
 
     /// Runs the dispatch loop, e.g. after consumers got credit back.
     pub fn dispatch(self: &Arc<Self>) {
         let mut state = self.lock();
         self.dispatch_locked(&mut state);
+        if !state.dead.is_empty() || state.ready.next_expiry().is_some() {
+            self.finish(state);
+        }
     }
 
     fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState) {
+        let ttl = self.args.message_ttl.is_some() || state.ready.next_expiry().is_some();
         while !state.ready.is_empty() && !state.consumers.is_empty() {
-            let Some(idx) = pick_consumer(state) else {
+            let Some(idx) = pick_consumer(state, self.args.single_active_consumer) else {
                 return;
             };
             let consumer = &state.consumers[idx];
@@ -290,10 +787,22 @@ impl Queue {
                 }
                 continue;
             }
-            let Some(entry) = state.ready.pop_front() else {
-                consumer.release();
+            if ttl {
+                // Expired messages are never delivered. A message published with a
+                // TTL of 0 expires in the millisecond it arrived: it may still go to
+                // a consumer that is ready now, so only earlier expiries count here.
+                let now = now_ms().saturating_sub(1);
+                if state.ready.next_expiry().is_some_and(|t| t <= now) {
+                    let mut dead = std::mem::take(&mut state.dead);
+                    state.ready.drop_expired(now, &mut dead);
+                    state.dead = dead;
+                }
+            }
+            let Some(entry) = self.pop_loaded(state) else {
+                state.consumers[idx].release();
                 return;
             };
+            let consumer = &state.consumers[idx];
             if consumer.no_ack {
                 self.remove_stored(&entry);
             }
@@ -311,7 +820,7 @@ impl Queue {
                     } = failed.0
                     {
                         consumer.release();
-                        state.ready.push_front(entry);
+                        state.ready.push_front(ReadyEntry::from(entry));
                     }
                     state.consumers.remove(idx);
                 }
@@ -325,42 +834,50 @@ impl Queue {
         if state.deleted {
             return Err(BrokerError::NotFound(format!(
                 "no queue '{}' in vhost '{}'",
-                self.name, self.vhost
+                self.name, self.vhost_name
             )));
         }
         if state.consumers.iter().any(|c| c.exclusive) {
             return Err(BrokerError::AccessRefused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
-                self.name, self.vhost
+                self.name, self.vhost_name
             )));
         }
         if consumer.exclusive && !state.consumers.is_empty() {
             return Err(BrokerError::AccessRefused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
-                self.name, self.vhost
+                self.name, self.vhost_name
             )));
         }
         state.consumers.push(consumer);
         state.had_consumer = true;
         self.dispatch_locked(&mut state);
+        self.finish(state);
         Ok(())
     }
 
     /// Removes a consumer. Returns true if it was the last one of an auto-delete
     /// queue, which must now be deleted.
-    pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> bool {
+    pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
         let mut state = self.lock();
         let before = state.consumers.len();
         state.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
-        before != state.consumers.len()
-            && state.consumers.is_empty()
-            && self.auto_delete
-            && state.had_consumer
-            && !state.deleted
+        let removed = before != state.consumers.len();
+        let last = removed && state.consumers.is_empty();
+        if removed && self.args.single_active_consumer {
+            // The next consumer in line takes over.
+            self.dispatch_locked(&mut state);
+        }
+        let delete = last && self.auto_delete && state.had_consumer && !state.deleted;
+        drop(state);
+        if last && !delete {
+            self.touch();
+        }
+        delete
     }
 
     pub fn message_count(&self) -> u32 {
-        self.lock().ready.len() as u32
+        self.lock().ready.len as u32
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -370,11 +887,13 @@ impl Queue {
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
         let mut state = self.lock();
-        let n = state.ready.len() as u32;
-        for entry in std::mem::take(&mut state.ready) {
-            self.remove_stored(&entry);
+        let all = state.ready.take_all();
+        state.recent.clear();
+        drop(state);
+        for entry in &all {
+            self.remove_stored_id(entry.seq, entry.store_id());
         }
-        n
+        all.len() as u32
     }
 
     /// Checks queue.delete's if-unused / if-empty conditions.
@@ -383,13 +902,13 @@ impl Queue {
         if if_unused && !state.consumers.is_empty() {
             return Err(BrokerError::PreconditionFailed(format!(
                 "queue '{}' in vhost '{}' in use",
-                self.name, self.vhost
+                self.name, self.vhost_name
             )));
         }
         if if_empty && !state.ready.is_empty() {
             return Err(BrokerError::PreconditionFailed(format!(
-                "queue '{}' in vhost '{}' is not empty",
-                self.name, self.vhost
+                "queue '{}' in vhost '{}' not empty",
+                self.name, self.vhost_name
             )));
         }
         Ok(())
@@ -406,10 +925,11 @@ impl Queue {
                 consumer_tag: c.tag.clone(),
             });
         }
-        let n = state.ready.len() as u32;
-        state.ready.clear();
+        let n = state.ready.len as u32;
+        state.ready.take_all();
+        state.recent.clear();
         if let Some((store, id)) = &self.stored {
-            store.delete_queue(&self.vhost, self.name.as_str(), *id);
+            store.delete_queue(&self.vhost_name, self.name.as_str(), *id);
         }
         n
     }
@@ -417,7 +937,11 @@ impl Queue {
 
 /// The consumer with free credit and the highest priority, scanning round-robin from
 /// where the last delivery went.
-fn pick_consumer(state: &QueueState) -> Option<usize> {
+fn pick_consumer(state: &QueueState, single_active: bool) -> Option<usize> {
+    if single_active {
+        // Only the first consumer in line receives.
+        return state.consumers.first().filter(|c| c.has_room()).map(|_| 0);
+    }
     let n = state.consumers.len();
     let mut best: Option<usize> = None;
     for i in 0..n {

@@ -2,12 +2,16 @@
 //! declare/delete/bind rules of RabbitMQ (reserved names, equivalence checks,
 //! exclusivity, auto-delete).
 
+use crate::broker::args::{QueueArgs, type_name};
+use crate::broker::deadletter::{self, Reason};
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::broker::{BrokerError, BrokerResult, Queue};
+use crate::broker::memory::MemoryGauge;
+use crate::broker::queue::QueueOptions;
+use crate::broker::{BrokerError, BrokerResult, Enqueued, Message, Queue, QueueEntry};
 use crate::store::{BindingKey, RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 /// The pseudo-queue of direct reply-to (RabbitMQ's `amq.rabbitmq.reply-to`).
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -15,6 +19,7 @@ pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 pub struct VHost {
     pub name: Arc<str>,
     store: Option<Arc<Store>>,
+    memory: Arc<MemoryGauge>,
     /// Direct reply-to consumers, by the name publishers reply to.
     replies: RwLock<HashMap<String, Arc<Queue>>>,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
@@ -64,38 +69,77 @@ fn show_arg(v: Option<&AMQPValue>) -> String {
     match v {
         None => "none".into(),
         Some(v) => {
-            let (kind, value) = match v {
-                AMQPValue::LongString(s) => ("longstr", format!("<<\"{s}\">>")),
-                AMQPValue::ShortString(s) => ("shortstr", format!("<<\"{s}\">>")),
-                AMQPValue::Boolean(b) => ("bool", b.to_string()),
-                AMQPValue::ShortShortInt(i) => ("byte", i.to_string()),
-                AMQPValue::ShortShortUInt(i) => ("unsignedbyte", i.to_string()),
-                AMQPValue::ShortInt(i) => ("short", i.to_string()),
-                AMQPValue::ShortUInt(i) => ("unsignedshort", i.to_string()),
-                AMQPValue::LongInt(i) => ("signedint", i.to_string()),
-                AMQPValue::LongUInt(i) => ("unsignedint", i.to_string()),
-                AMQPValue::LongLongInt(i) => ("long", i.to_string()),
-                AMQPValue::Timestamp(i) => ("timestamp", i.to_string()),
-                other => ("table", format!("{other:?}")),
+            let value = match v {
+                AMQPValue::LongString(s) => format!("<<\"{s}\">>"),
+                AMQPValue::ShortString(s) => format!("<<\"{s}\">>"),
+                AMQPValue::Boolean(b) => b.to_string(),
+                AMQPValue::ShortShortInt(i) => i.to_string(),
+                AMQPValue::ShortShortUInt(i) => i.to_string(),
+                AMQPValue::ShortInt(i) => i.to_string(),
+                AMQPValue::ShortUInt(i) => i.to_string(),
+                AMQPValue::LongInt(i) => i.to_string(),
+                AMQPValue::LongUInt(i) => i.to_string(),
+                AMQPValue::LongLongInt(i) => i.to_string(),
+                AMQPValue::Timestamp(i) => i.to_string(),
+                other => format!("{other:?}"),
             };
+            let kind = type_name(v);
             format!("the value '{value}' of type '{kind}'")
         }
     }
 }
 
-/// RabbitMQ compares arguments of a redeclare key by key, ignoring arguments it does
-/// not interpret (anything not starting with `x-`, except `alternate-exchange`).
-fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> BrokerResult<()> {
-    let relevant = |k: &str| k.starts_with("x-") || k == "alternate-exchange";
-    let keys = current
-        .inner()
-        .keys()
-        .chain(received.inner().keys())
-        .map(|k| k.as_str())
-        .filter(|k| relevant(k));
-    for key in keys {
+/// The queue arguments RabbitMQ compares on redeclare, in the order it checks them.
+const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
+    "x-queue-leader-locator",
+];
+
+/// The only exchange argument RabbitMQ compares on redeclare.
+const EXCHANGE_EQUIVALENCE_KEYS: &[&str] = &["alternate-exchange"];
+
+/// Whether two argument values are equivalent: integers of any width compare by
+/// value, as RabbitMQ's type classes do.
+fn same_arg(a: Option<&AMQPValue>, b: Option<&AMQPValue>, key: &str) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => match (
+            crate::broker::args::integer(x),
+            crate::broker::args::integer(y),
+        ) {
+            (Some(i), Some(j)) => i == j,
+            _ => x == y,
+        },
+        // A classic queue may or may not carry its type.
+        (None, Some(v)) | (Some(v), None) => {
+            key == "x-queue-type"
+                && matches!(v, AMQPValue::LongString(s) if s.as_bytes() == b"classic")
+        }
+    }
+}
+
+/// RabbitMQ compares the arguments it interprets of a redeclare, key by key.
+fn check_args(
+    what: &str,
+    current: &FieldTable,
+    received: &FieldTable,
+    keys: &[&str],
+) -> BrokerResult<()> {
+    for &key in keys {
         let (c, r) = (current.inner().get(key), received.inner().get(key));
-        if c != r {
+        if !same_arg(c, r, key) {
             return Err(BrokerError::PreconditionFailed(format!(
                 "inequivalent arg '{key}' for {what}: received {} but current is {}",
                 show_arg(r),
@@ -107,10 +151,11 @@ fn check_args(what: &str, current: &FieldTable, received: &FieldTable) -> Broker
 }
 
 impl VHost {
-    pub fn new(name: &str, store: Option<Arc<Store>>) -> VHost {
+    pub fn new(name: &str, store: Option<Arc<Store>>, memory: Arc<MemoryGauge>) -> VHost {
         let vhost = VHost {
             name: Arc::from(name),
             store,
+            memory,
             replies: RwLock::new(HashMap::new()),
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
@@ -166,6 +211,16 @@ impl VHost {
                 d.name
             )));
         }
+        if let Some(v) = d.arguments.inner().get("alternate-exchange")
+            && !matches!(v, AMQPValue::LongString(_) | AMQPValue::ShortString(_))
+        {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "invalid type '{}' for arg 'alternate-exchange' in exchange '{}' in vhost '{}'",
+                type_name(v),
+                d.name,
+                self.name
+            )));
+        }
         let Some(kind) = ExchangeKind::parse(d.kind) else {
             return Err(BrokerError::PreconditionFailed(format!(
                 "invalid exchange type '{}'",
@@ -196,7 +251,7 @@ impl VHost {
             if x.internal != d.internal {
                 return Err(mismatch("internal", flag(d.internal), flag(x.internal)));
             }
-            return check_args(&what, &x.arguments, d.arguments);
+            return check_args(&what, &x.arguments, d.arguments, EXCHANGE_EQUIVALENCE_KEYS);
         }
         let x = Exchange::new(
             d.name,
@@ -222,7 +277,7 @@ impl VHost {
 
     /// Rebuilds the durable exchanges, queues and bindings found in the store.
     pub fn restore(
-        &self,
+        self: &Arc<Self>,
         exchanges: Vec<RecoveredExchange>,
         queues: Vec<RecoveredQueue>,
         bindings: Vec<RecoveredBinding>,
@@ -239,18 +294,27 @@ impl VHost {
             let e = Exchange::new(&x.name, kind, true, x.auto_delete, x.internal, x.arguments);
             write(&self.exchanges).insert(x.name, Arc::new(e));
         }
+        let mut restored = Vec::new();
         for rq in queues {
-            let q = Arc::new(Queue::new(
-                ShortString::from(rq.name.as_str()),
-                self.name.clone(),
-                true,
-                None,
-                rq.auto_delete,
-                rq.arguments,
-                self.store.clone().map(|s| (s, rq.id)),
-            ));
+            let what = format!("queue '{}' in vhost '{}'", rq.name, self.name);
+            let args = QueueArgs::parse(&what, &rq.arguments).unwrap_or_else(|e| {
+                tracing::warn!(queue = rq.name, error = ?e, "stored queue arguments ignored");
+                QueueArgs::default()
+            });
+            let q = Arc::new(Queue::new(QueueOptions {
+                name: ShortString::from(rq.name.as_str()),
+                vhost_name: self.name.clone(),
+                durable: true,
+                exclusive_owner: None,
+                auto_delete: rq.auto_delete,
+                arguments: rq.arguments,
+                args,
+                stored: self.store.clone().map(|s| (s, rq.id)),
+                vhost: Arc::downgrade(self),
+            }));
             q.restore(rq.messages);
-            write(&self.queues).insert(rq.name, q);
+            write(&self.queues).insert(rq.name, q.clone());
+            restored.push(q);
         }
         for b in bindings {
             let Ok(source) = self.exchange(&b.source) else {
@@ -269,6 +333,11 @@ impl VHost {
                 routing_key: b.routing_key,
                 arguments: b.arguments,
             });
+        }
+        // With every binding back, messages that expired while the broker was down
+        // can be dead-lettered.
+        for q in restored {
+            q.start_timers();
         }
     }
 
@@ -474,9 +543,13 @@ impl VHost {
     }
 
     /// queue.declare; returns the queue with its message and consumer counts.
-    pub fn declare_queue(&self, d: &QueueDeclare) -> BrokerResult<(Arc<Queue>, u32, u32)> {
+    pub fn declare_queue(
+        self: &Arc<Self>,
+        d: &QueueDeclare,
+    ) -> BrokerResult<(Arc<Queue>, u32, u32)> {
         if d.passive {
             let q = self.queue(d.name, d.connection_id)?;
+            q.touch();
             return Ok((q.clone(), q.message_count(), q.consumer_count()));
         }
         if d.name.starts_with("amq.") && !d.server_named {
@@ -513,9 +586,30 @@ impl VHost {
                     flag(q.auto_delete)
                 )));
             }
-            check_args(&what, &q.arguments, d.arguments)?;
+            check_args(&what, &q.arguments, d.arguments, QUEUE_EQUIVALENCE_KEYS)?;
+            q.touch();
             let (m, c) = (q.message_count(), q.consumer_count());
             return Ok((q, m, c));
+        }
+        let what = format!("queue '{}' in vhost '{}'", d.name, self.name);
+        let args = QueueArgs::parse(&what, d.arguments)?;
+        if args.quorum {
+            let invalid = |property: &str| {
+                BrokerError::PreconditionFailed(format!("invalid property '{property}' for {what}"))
+            };
+            if d.auto_delete {
+                return Err(invalid("auto-delete"));
+            }
+            if d.exclusive {
+                return Err(invalid("exclusive-owner"));
+            }
+            if !d.durable {
+                return Err(invalid("non-durable"));
+            }
+            tracing::info!(
+                queue = d.name,
+                "quorum queue declared: served as a durable classic queue"
+            );
         }
         let stored = match &self.store {
             Some(store) if d.durable && !d.exclusive => {
@@ -525,16 +619,20 @@ impl VHost {
             }
             _ => None,
         };
-        let q = Arc::new(Queue::new(
-            ShortString::from(d.name),
-            self.name.clone(),
-            d.durable,
-            d.exclusive.then_some(d.connection_id),
-            d.auto_delete,
-            d.arguments.clone(),
+        let q = Arc::new(Queue::new(QueueOptions {
+            name: ShortString::from(d.name),
+            vhost_name: self.name.clone(),
+            durable: d.durable,
+            exclusive_owner: d.exclusive.then_some(d.connection_id),
+            auto_delete: d.auto_delete,
+            arguments: d.arguments.clone(),
+            args,
             stored,
-        ));
+            vhost: Arc::downgrade(self),
+        }));
         queues.insert(d.name.to_owned(), q.clone());
+        drop(queues);
+        q.touch();
         Ok((q, 0, 0))
     }
 
@@ -633,15 +731,17 @@ impl VHost {
     /// Creates the private queue behind a direct reply-to consumer.
     pub fn add_reply_queue(&self, connection_id: u64) -> Arc<Queue> {
         let name = format!("{REPLY_TO}.{}", crate::broker::random_name());
-        let q = Arc::new(Queue::new(
-            ShortString::from(name.as_str()),
-            self.name.clone(),
-            false,
-            Some(connection_id),
-            false,
-            FieldTable::default(),
-            None,
-        ));
+        let q = Arc::new(Queue::new(QueueOptions {
+            name: ShortString::from(name.as_str()),
+            vhost_name: self.name.clone(),
+            durable: false,
+            exclusive_owner: Some(connection_id),
+            auto_delete: false,
+            arguments: FieldTable::default(),
+            args: QueueArgs::default(),
+            stored: None,
+            vhost: Weak::new(),
+        }));
         write(&self.replies).insert(name, q.clone());
         q
     }
@@ -660,6 +760,80 @@ impl VHost {
             .collect();
         for q in owned {
             self.remove_queue(&q);
+        }
+    }
+
+    /// Republishes messages that `from` dead-lettered to its dead-letter exchange.
+    /// Like RabbitMQ's classic queues this is at most once: no confirms, a missing
+    /// exchange or no matching binding drops the message, and so does a cycle that
+    /// no client rejection interrupted.
+    pub fn dead_letter(&self, from: &Queue, dead: &[(QueueEntry, Reason)]) {
+        let Some(dlx) = from.args.dead_letter_exchange.as_deref() else {
+            return;
+        };
+        let mut targets = Vec::new();
+        for (entry, reason) in dead {
+            let msg = deadletter::dead_letter(
+                &entry.msg,
+                *reason,
+                from.name.as_str(),
+                dlx,
+                from.args.dead_letter_routing_key.as_deref(),
+                &self.memory,
+            );
+            targets.clear();
+            let headers = msg.properties.headers().clone();
+            if self
+                .route(
+                    dlx,
+                    msg.routing_key.as_str(),
+                    headers.as_ref(),
+                    &mut targets,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            if *reason != Reason::Rejected {
+                targets.retain(|q| {
+                    let cycle = deadletter::is_cycle(&msg, q.name.as_str());
+                    if cycle {
+                        tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
+                    }
+                    !cycle
+                });
+            }
+            self.publish_internal(msg, &targets);
+        }
+    }
+
+    /// Enqueues a message the broker itself publishes, storing it if it is
+    /// persistent and durable queues take it.
+    fn publish_internal(&self, mut msg: Message, targets: &[Arc<Queue>]) {
+        if targets.is_empty() {
+            return;
+        }
+        let durable = targets.iter().filter(|q| q.store_id().is_some()).count() as u32;
+        let store = self
+            .store
+            .as_ref()
+            .filter(|_| msg.is_persistent() && durable > 0);
+        if let Some(store) = store {
+            msg.store_id = store.new_message_id();
+        }
+        let msg = Arc::new(msg);
+        if let Some(store) = store {
+            store.put_message(msg.store_id, durable, msg.clone());
+        }
+        for q in targets {
+            let taken = q.publish(msg.clone());
+            if let (Some(store), false, true) = (
+                store,
+                matches!(taken, Enqueued::Yes(_)),
+                q.store_id().is_some(),
+            ) {
+                store.unref(msg.store_id);
+            }
         }
     }
 

@@ -2,10 +2,12 @@
 //! assembly, publishing (with confirms and transactions), consumers, deliveries and
 //! their acknowledgements.
 
+use crate::broker::args::{integer, type_name};
+use crate::broker::message::parse_expiration;
 use crate::broker::queue::Credit;
 use crate::broker::vhost::REPLY_TO;
 use crate::broker::vhost::{ExchangeDeclare, QueueDeclare};
-use crate::broker::{BrokerError, Consumer, Message, Queue, QueueEntry, random_name};
+use crate::broker::{BrokerError, Consumer, Enqueued, Message, Queue, QueueEntry, random_name};
 use crate::connection::{Session, short};
 use crate::protocol::Exception;
 use crate::protocol::codec::{ContentHeader, write_content};
@@ -13,7 +15,7 @@ use crate::protocol::{Frame, ProtocolError};
 use amq_protocol::protocol::{
     AMQPClass, basic, channel as chan, confirm, exchange, queue as q, tx,
 };
-use amq_protocol::types::{AMQPValue, ShortString};
+use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -43,7 +45,7 @@ struct Unacked {
 }
 
 /// How settled deliveries end.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Settle {
     Ack,
     Requeue,
@@ -68,8 +70,9 @@ struct Confirms {
     published: u64,
     /// Highest sequence number acknowledged (or nacked) to the client.
     sent: u64,
-    /// Publishes waiting for a store commit: (sequence number, store ticket).
-    waiting: VecDeque<(u64, u64)>,
+    /// Publishes waiting for a store commit: (sequence number, store ticket, whether
+    /// a queue refused it and it gets basic.nack).
+    waiting: VecDeque<(u64, u64, bool)>,
 }
 
 pub struct Channel {
@@ -362,12 +365,12 @@ impl Channel {
         let Some(c) = self.confirms.as_mut() else {
             return;
         };
-        while let Some(&(seq, ticket)) = c.waiting.front() {
+        while let Some(&(seq, ticket, refused)) = c.waiting.front() {
             if ticket > s.committed {
                 break;
             }
             c.waiting.pop_front();
-            if s.store.as_ref().is_some_and(|st| st.failed(ticket)) {
+            if refused || s.store.as_ref().is_some_and(|st| st.failed(ticket)) {
                 send_ack(s, self.id, c, seq - 1);
                 s.send(
                     self.id,
@@ -380,7 +383,7 @@ impl Channel {
                 c.sent = seq;
             }
         }
-        let ready = c.waiting.front().map_or(c.published, |(seq, _)| seq - 1);
+        let ready = c.waiting.front().map_or(c.published, |(seq, _, _)| seq - 1);
         send_ack(s, self.id, c, ready);
     }
 
@@ -643,7 +646,8 @@ impl Channel {
                 let settles = std::mem::take(&mut t.settles);
                 let mut ticket = 0;
                 for p in publishes {
-                    ticket = ticket.max(self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory));
+                    let (t, _) = self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory);
+                    ticket = ticket.max(t);
                 }
                 for (items, how) in settles {
                     self.settle(items, how);
@@ -830,9 +834,9 @@ impl Channel {
             Some(v) => integer(v).ok_or_else(|| {
                 precondition(format!(
                     "invalid arg 'x-priority' for queue '{name}' in vhost '{}': \
-                     {{unacceptable_type,{:?}}}",
+                     \"expected integer, got {}\"",
                     s.vhost.name,
-                    v.get_type()
+                    type_name(v)
                 ))
             })?,
         };
@@ -899,6 +903,15 @@ impl Channel {
             header.properties = header.properties.clone().with_reply_to(reply.name.clone());
             header.raw_properties = crate::protocol::codec::encode_properties(&header.properties);
         }
+        if let Some(exp) = header.properties.expiration()
+            && let Err(detail) = parse_expiration(exp.as_str())
+        {
+            return Err(Exception::from_broker(
+                precondition(format!("invalid expiration '{exp}': {detail}")),
+                60,
+                40,
+            ));
+        }
         let mut routed = std::mem::take(&mut self.routed);
         routed.clear();
         let result = s.vhost.route(
@@ -939,11 +952,11 @@ impl Channel {
                 mandatory: publish.mandatory,
             });
         } else {
-            let ticket = self.deliver_to_queues(s, &routed, msg, publish.mandatory);
+            let (ticket, refused) = self.deliver_to_queues(s, &routed, msg, publish.mandatory);
             if let Some(c) = self.confirms.as_mut() {
                 c.published += 1;
-                if ticket != 0 {
-                    c.waiting.push_back((c.published, ticket));
+                if ticket != 0 || refused {
+                    c.waiting.push_back((c.published, ticket, refused));
                 }
             }
         }
@@ -952,24 +965,36 @@ impl Channel {
     }
 
     /// Enqueues a routed message (storing it first if it is persistent and durable
-    /// queues take it); returns the store ticket its confirm waits for (0: none).
+    /// queues take it); returns the store ticket its confirm waits for (0: none) and
+    /// whether a full queue refused it (the confirm becomes basic.nack).
     fn deliver_to_queues(
         &mut self,
         s: &mut Session,
         queues: &[Arc<Queue>],
         msg: Arc<Message>,
         mandatory: bool,
-    ) -> u64 {
+    ) -> (u64, bool) {
         let mut ticket = 0;
-        if let (Some(store), true) = (&s.store, msg.store_id != 0) {
+        let store = s.store.as_ref().filter(|_| msg.store_id != 0);
+        if let Some(store) = store {
             let refs = queues.iter().filter(|q| q.store_id().is_some()).count() as u32;
             ticket = store.put_message(msg.store_id, refs, msg.clone());
         }
         let mut delivered = false;
+        let mut refused = false;
         for queue in queues {
-            if let Some(t) = queue.publish(msg.clone()) {
-                delivered = true;
-                ticket = ticket.max(t);
+            match queue.publish(msg.clone()) {
+                Enqueued::Yes(t) => {
+                    delivered = true;
+                    ticket = ticket.max(t);
+                }
+                Enqueued::Rejected => {
+                    refused = true;
+                    if let (Some(store), Some(_)) = (store, queue.store_id()) {
+                        store.unref(msg.store_id);
+                    }
+                }
+                Enqueued::Gone => {}
             }
         }
         if !delivered && mandatory {
@@ -990,7 +1015,7 @@ impl Channel {
                 s.frame_max,
             );
         }
-        ticket
+        (ticket, refused)
     }
 
     /// Removes deliveries from the unacked list: one tag, or with `multiple` every
@@ -1025,7 +1050,11 @@ impl Channel {
             }
             match how {
                 Settle::Ack | Settle::Drop => {
-                    u.queue.remove_stored(&u.entry);
+                    if how == Settle::Ack || u.queue.args.dead_letter_exchange.is_none() {
+                        u.queue.remove_stored(&u.entry);
+                    } else {
+                        u.queue.discard(vec![u.entry]);
+                    }
                     if !touched.iter().any(|q| Arc::ptr_eq(q, &u.queue)) {
                         touched.push(u.queue);
                     }
@@ -1094,17 +1123,4 @@ fn command_invalid(class: &str) -> Failure {
 
 fn unexpected_frame(detail: impl std::fmt::Display) -> Exception {
     Exception::new(505, detail, 0, 0)
-}
-
-fn integer(v: &AMQPValue) -> Option<i64> {
-    match v {
-        AMQPValue::ShortShortInt(i) => Some(i64::from(*i)),
-        AMQPValue::ShortShortUInt(i) => Some(i64::from(*i)),
-        AMQPValue::ShortInt(i) => Some(i64::from(*i)),
-        AMQPValue::ShortUInt(i) => Some(i64::from(*i)),
-        AMQPValue::LongInt(i) => Some(i64::from(*i)),
-        AMQPValue::LongUInt(i) => Some(i64::from(*i)),
-        AMQPValue::LongLongInt(i) => Some(*i),
-        _ => None,
-    }
 }

@@ -206,7 +206,8 @@ pub async fn negotiate(
     if let Some(reason) = refusal {
         tracing::warn!(%peer, user, "authentication failed");
         return Err(if refuse_close {
-            HandshakeError::Close(Exception::new(403, reason, 10, 11))
+            // RabbitMQ sends class-id 0, method-id 0 with this refusal.
+            HandshakeError::Close(Exception::new(403, reason, 0, 0))
         } else {
             HandshakeError::Drop(reason)
         });

@@ -12,7 +12,7 @@ mod recovery;
 use crate::broker::Message;
 use amq_protocol::types::FieldTable;
 use codec::{put_bytes, put_table};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -30,8 +30,8 @@ const BINDINGS: TableDefinition<&[u8], ()> = TableDefinition::new("bindings");
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 /// Reference counts of messages held by more than one queue (absent means one).
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
-/// (queue id, position) -> (message id, redelivered).
-const INDEX: TableDefinition<(u64, u64), (u64, bool)> = TableDefinition::new("index");
+/// (queue id, position) -> (message id, redelivered, expiry in ms since the epoch or 0).
+const INDEX: TableDefinition<(u64, u64), (u64, bool, u64)> = TableDefinition::new("index");
 
 /// Why the store failed.
 #[derive(Debug)]
@@ -105,7 +105,10 @@ enum Op {
         queue: u64,
         seq: u64,
         msg: u64,
+        expires: u64,
     },
+    /// Drops one reference to a message that a queue refused.
+    Unref(u64),
     Remove {
         queue: u64,
         seq: u64,
@@ -133,6 +136,22 @@ pub struct Store {
     next_message_id: AtomicU64,
     next_queue_id: AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Read access for paging message bodies back in; the writer thread writes.
+    db: Mutex<Option<Arc<Database>>>,
+    memory: Arc<crate::broker::memory::MemoryGauge>,
+    page_after: usize,
+}
+
+/// Tunables of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+    /// Ready messages a durable queue keeps in memory; persistent messages beyond
+    /// that stay only in the store until they are about to be delivered.
+    pub page_after: usize,
+    /// Most operations committed in one transaction (1: one commit per operation).
+    pub max_batch: usize,
 }
 
 impl Store {
@@ -140,6 +159,7 @@ impl Store {
     pub fn open(
         data_dir: &Path,
         memory: &Arc<crate::broker::memory::MemoryGauge>,
+        options: StoreOptions,
     ) -> Result<(Arc<Store>, Recovered), StoreError> {
         let path = data_dir.join("warren.redb");
         std::fs::create_dir_all(data_dir).map_err(|e| {
@@ -148,7 +168,11 @@ impl Store {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
             recovery::check_read_only(&path)?;
         }
-        let opened = std::panic::catch_unwind(|| Database::create(&path));
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_cache_size(options.cache_bytes)
+                .create(&path)
+        });
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => return Err(StoreError::Open(path, e.to_string())),
@@ -159,16 +183,18 @@ impl Store {
                 ));
             }
         };
-        let recovered = recovery::recover(&db, &path, memory)?;
+        let recovered = recovery::recover(&db, &path, memory, options.page_after)?;
+        let db = Arc::new(db);
         let (committed_tx, committed) = watch::channel(0);
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(Mutex::new(Vec::new()));
         let writer = {
             let failed = failed.clone();
             let file = path.clone();
+            let db = db.clone();
             std::thread::Builder::new()
                 .name("warren-store".into())
-                .spawn(move || writer(db, rx, committed_tx, failed, file))
+                .spawn(move || writer(&db, rx, committed_tx, failed, file, options.max_batch))
                 .map_err(|e| StoreError::Open(path.clone(), e.to_string()))?
         };
         let store = Arc::new(Store {
@@ -179,6 +205,9 @@ impl Store {
             next_message_id: AtomicU64::new(recovered.next_message_id),
             next_queue_id: AtomicU64::new(recovered.next_queue_id),
             writer: Mutex::new(Some(writer)),
+            db: Mutex::new(Some(db)),
+            memory: memory.clone(),
+            page_after: options.page_after,
         });
         // Until a clean stop says otherwise, the next start treats the file as crashed.
         store.send(Op::SetClean(false));
@@ -187,6 +216,43 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many ready messages a durable queue keeps in memory.
+    pub fn page_after(&self) -> usize {
+        self.page_after
+    }
+
+    /// The last ticket known to be on disk.
+    pub fn committed_now(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
+    /// Reads stored messages back (paged-out bodies), in one read transaction.
+    /// A message that is missing or unreadable comes back as None.
+    pub fn load(&self, ids: &[u64]) -> Vec<Option<Arc<Message>>> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let read = || -> Result<Vec<Option<Arc<Message>>>, redb::Error> {
+            let Some(db) = db else {
+                return Ok(vec![None; ids.len()]);
+            };
+            let txn = db.begin_read()?;
+            let table = txn.open_table(MESSAGES)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                let msg = table.get(id)?.and_then(|v| {
+                    let mut m = recovery::decode_message(v.value(), &self.memory)?;
+                    m.store_id = id;
+                    Some(Arc::new(m))
+                });
+                out.push(msg);
+            }
+            Ok(out)
+        };
+        read().unwrap_or_else(|e| {
+            tracing::error!(error = %e, file = %self.path.display(), "cannot read paged messages");
+            vec![None; ids.len()]
+        })
     }
 
     /// Queues an operation; returns its ticket (0 if the store is closed).
@@ -288,8 +354,19 @@ impl Store {
         self.send(Op::PutMessage { id, refs, msg })
     }
 
-    pub fn enqueue(&self, queue: u64, seq: u64, msg: u64) -> u64 {
-        self.send(Op::Enqueue { queue, seq, msg })
+    pub fn enqueue(&self, queue: u64, seq: u64, msg: u64, expires: u64) -> u64 {
+        self.send(Op::Enqueue {
+            queue,
+            seq,
+            msg,
+            expires,
+        })
+    }
+
+    /// Gives back the reference a durable queue would have held on a stored message
+    /// it refused (a full queue).
+    pub fn unref(&self, msg: u64) {
+        self.send(Op::Unref(msg));
     }
 
     pub fn remove(&self, queue: u64, seq: u64, msg: u64) -> u64 {
@@ -309,31 +386,36 @@ impl Store {
         if let Some(w) = writer {
             let _ = w.join();
         }
+        // The writer is done: close the file now, so that it can be opened again.
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Ok(db)) = db.map(Arc::try_unwrap)
+            && let Err(error) = db.close()
+        {
+            tracing::error!(file = %self.path.display(), %error, "store close failed");
+        }
     }
 }
 
-/// Most operations applied in one transaction.
-const MAX_BATCH: usize = 16_384;
-
 fn writer(
-    db: Database,
+    db: &Database,
     rx: mpsc::Receiver<(u64, Op)>,
     committed: watch::Sender<u64>,
     failed: Arc<Mutex<Vec<(u64, u64)>>>,
     path: PathBuf,
+    max_batch: usize,
 ) {
     let mut batch: Vec<(u64, Op)> = Vec::with_capacity(1024);
     let mut scratch = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
         let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
-        match apply(&db, &mut batch, &mut scratch) {
+        match apply(db, &mut batch, &mut scratch) {
             Ok(()) => {}
             Err(error) => {
                 tracing::error!(file = %path.display(), %error, "store commit failed");
@@ -345,9 +427,6 @@ fn writer(
         }
         batch.clear();
         committed.send_replace(hi);
-    }
-    if let Err(error) = db.close() {
-        tracing::error!(file = %path.display(), %error, "store close failed");
     }
 }
 
@@ -402,8 +481,16 @@ fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Resul
                         refs.insert(*id, *n)?;
                     }
                 }
-                Op::Enqueue { queue, seq, msg } => {
-                    index.insert((*queue, *seq), (*msg, false))?;
+                Op::Enqueue {
+                    queue,
+                    seq,
+                    msg,
+                    expires,
+                } => {
+                    index.insert((*queue, *seq), (*msg, false, *expires))?;
+                }
+                Op::Unref(msg) => {
+                    release(&mut messages, &mut refs, *msg)?;
                 }
                 Op::Remove { queue, seq, msg } => {
                     if index.remove((*queue, *seq))?.is_some() {
@@ -411,9 +498,9 @@ fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Resul
                     }
                 }
                 Op::SetRedelivered { queue, seq } => {
-                    let current = index.get((*queue, *seq))?.map(|v| v.value().0);
-                    if let Some(msg) = current {
-                        index.insert((*queue, *seq), (msg, true))?;
+                    let current = index.get((*queue, *seq))?.map(|v| v.value());
+                    if let Some((msg, _, expires)) = current {
+                        index.insert((*queue, *seq), (msg, true, expires))?;
                     }
                 }
                 Op::SetClean(clean) => {

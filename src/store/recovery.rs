@@ -6,8 +6,8 @@ use super::{
     BINDINGS, BindingKey, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
     StoreError,
 };
-use crate::broker::Message;
 use crate::broker::memory::MemoryGauge;
+use crate::broker::{Message, Slot};
 use amq_protocol::protocol::basic::parse_properties;
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;
@@ -31,8 +31,8 @@ pub struct RecoveredQueue {
     pub id: u64,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// (position, message, redelivered), in position order.
-    pub messages: Vec<(u64, Arc<Message>, bool)>,
+    /// (position, message, redelivered, expiry in ms since the epoch or 0).
+    pub messages: Vec<(u64, Slot, bool, u64)>,
 }
 
 pub type RecoveredBinding = BindingKey;
@@ -77,7 +77,7 @@ pub fn binding_touches_queue(k: &[u8], vhost: &str, name: &str) -> bool {
     decode_binding(k).is_some_and(|b| b.vhost == vhost && b.to_queue && b.destination == name)
 }
 
-fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<Message> {
+pub(super) fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<Message> {
     let mut r = Reader::new(data);
     let exchange = r.string()?;
     let routing_key = r.string()?;
@@ -92,6 +92,21 @@ fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<Message> {
         store_id: 0,
         charge: memory.charge(data.len()),
     })
+}
+
+/// The body length and priority of a stored message, without keeping it.
+fn peek_message(data: &[u8], prioritized: bool) -> Option<(u32, u8)> {
+    let mut r = Reader::new(data);
+    r.bytes()?;
+    r.bytes()?;
+    let raw = r.bytes()?;
+    let priority = if prioritized {
+        let (_, properties) = parse_properties(raw).ok()?;
+        properties.priority().unwrap_or(0)
+    } else {
+        0
+    };
+    Some((r.rest().len() as u32, priority))
 }
 
 /// Checks an existing file without writing to it: it must be a redb database whose
@@ -137,6 +152,7 @@ pub fn recover(
     db: &Database,
     path: &Path,
     memory: &Arc<MemoryGauge>,
+    page_after: usize,
 ) -> Result<Recovered, StoreError> {
     let io = |e: redb::Error| StoreError::Io(path.to_owned(), e.to_string());
     let corrupt =
@@ -224,6 +240,7 @@ pub fn recover(
         let (id, auto_delete, arguments) =
             (|| Some((r.u64()?, r.u8()? == 1, r.table()?)))().ok_or_else(|| corrupt("queue"))?;
         next_queue_id = next_queue_id.max(id + 1);
+        let prioritized = arguments.contains_key("x-max-priority");
         let mut msgs = Vec::new();
         for entry in index
             .range((id, 0)..=(id, u64::MAX))
@@ -231,7 +248,23 @@ pub fn recover(
         {
             let (k, v) = entry.map_err(|e| io(e.into()))?;
             let (_, seq) = k.value();
-            let (msg_id, redelivered) = v.value();
+            let (msg_id, redelivered, expires) = v.value();
+            if msgs.len() >= page_after && !loaded.contains_key(&msg_id) {
+                // Beyond the in-memory budget: keep only what the index needs.
+                let Some(data) = messages_table.get(msg_id).map_err(|e| io(e.into()))? else {
+                    tracing::warn!(queue = name, msg_id, "index entry without message, skipped");
+                    continue;
+                };
+                let (body_len, priority) =
+                    peek_message(data.value(), prioritized).ok_or_else(|| corrupt("message"))?;
+                let slot = Slot::Paged {
+                    store_id: msg_id,
+                    body_len,
+                    priority,
+                };
+                msgs.push((seq, slot, redelivered || !clean, expires));
+                continue;
+            }
             let msg = match loaded.get(&msg_id) {
                 Some(m) => m.clone(),
                 None => {
@@ -251,7 +284,8 @@ pub fn recover(
                     m
                 }
             };
-            msgs.push((seq, msg, redelivered || !clean));
+            let msg = Slot::Loaded(msg);
+            msgs.push((seq, msg, redelivered || !clean, expires));
         }
         queues.push(RecoveredQueue {
             vhost,

@@ -1,0 +1,47 @@
+import sys, os, subprocess, time, json, signal
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from common import *
+
+here = os.path.dirname(os.path.abspath(__file__))
+celery_bin = os.path.join(here, "..", "..", ".venv", "bin", "celery")
+log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"interop-celery-worker-{PORT}.log"), "w")
+worker = subprocess.Popen([celery_bin, "-A", "tasks", "worker", "-E", "--pool=prefork", "--concurrency=2",
+                           "-n", "interop@localhost", "--loglevel=INFO"], cwd=here, stdout=log, stderr=subprocess.STDOUT,
+                          start_new_session=True)
+try:
+    from tasks import app, add, echo
+
+    def worker_ready(t=30):
+        end = time.time() + t
+        while time.time() < end:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited {worker.returncode}: " + open(log.name).read()[-800:])
+            if "ready." in open(log.name).read(): return True
+            time.sleep(0.2)
+        raise RuntimeError("worker not ready: " + open(log.name).read()[-800:])
+
+    def celery_task():
+        worker_ready()
+        rs = [add.delay(i, i * 10) for i in range(5)]
+        out = [r.get(timeout=20) for r in rs]
+        big = echo.delay("x" * 100000).get(timeout=20)
+        return expect({"results": out, "echo": big}, results=[i * 11 for i in range(5)], echo={"len": 100000, "head": "xxxxxxxx"})
+
+    def celery_ping():
+        worker_ready()
+        r = subprocess.run([celery_bin, "-A", "tasks", "inspect", "ping", "-t", "5", "--json"], cwd=here,
+                           capture_output=True, text=True, timeout=40)
+        try: replies = json.loads(r.stdout.strip().splitlines()[-1])
+        except Exception: replies = None
+        # the programmatic API too: app.control.ping (broadcast on the pidbox fanout exchange)
+        api = app.control.ping(timeout=3)
+        obs = {"rc": r.returncode, "replies": replies, "api": api, "stderr": r.stderr.strip()[-300:] if r.returncode else ""}
+        return expect(obs, rc=0, replies={"interop@localhost": {"ok": "pong"}}, api=[{"interop@localhost": {"ok": "pong"}}])
+
+    run("celery_task", celery_task)
+    run("celery_ping", celery_ping)
+finally:
+    try: os.killpg(worker.pid, signal.SIGTERM)
+    except ProcessLookupError: pass
+    try: worker.wait(15)
+    except subprocess.TimeoutExpired: os.killpg(worker.pid, signal.SIGKILL)
