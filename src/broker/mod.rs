@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use message::{Message, Slot};
-pub use queue::{Consumer, ConsumerEvent, Enqueued, Queue, QueueEntry};
+pub use queue::{Consumer, ConsumerEvent, Enqueued, Flow, Published, Queue, QueueEntry};
 pub use vhost::VHost;
 
 /// A random url-safe name suffix, as RabbitMQ's generated names use.

@@ -14,7 +14,7 @@ use crate::broker::{BrokerError, BrokerResult, Message, Slot, VHost, now_ms};
 use crate::store::Store;
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -75,6 +75,13 @@ impl From<QueueEntry> for ReadyEntry {
 
 /// How many paged-out messages one read of the store brings back.
 const PAGE_IN_BATCH: usize = 256;
+
+/// A message offered to a queue: what became of it, and the consumer connection
+/// that is falling behind, if delivering it made one congested.
+pub struct Published {
+    pub outcome: Enqueued,
+    pub congested: Option<Arc<Flow>>,
+}
 
 /// What became of a message offered to a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +153,49 @@ impl Credit {
     }
 }
 
+/// Deliveries a consumer connection has been handed but not yet written: when a
+/// publisher fills a queue faster than its consumers' connections can write, the
+/// publisher stops reading until they catch up (as RabbitMQ's credit flow does).
+#[derive(Debug, Default)]
+pub struct Flow {
+    pending: AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+impl Flow {
+    /// Pending deliveries above which publishers to the queue are held back.
+    pub const HIGH: usize = 2048;
+    /// Pending deliveries at which held-back publishers resume.
+    pub const LOW: usize = 512;
+
+    fn added(&self) -> bool {
+        self.pending.fetch_add(1, Ordering::Relaxed) + 1 > Self::HIGH
+    }
+
+    /// One delivery was written (or dropped).
+    pub fn done(&self) {
+        if self.pending.fetch_sub(1, Ordering::Relaxed) == Self::LOW + 1 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    pub fn congested(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) > Self::LOW
+    }
+
+    /// Waits until the pending deliveries are down to [`Flow::LOW`], or at most
+    /// `limit` (a safety net: a wake-up is never needed for correctness).
+    pub async fn wait_drained(&self, limit: Duration) {
+        let notified = self.drained.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.congested() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
+    }
+}
+
 /// A subscription of one channel to one queue.
 pub struct Consumer {
     pub tag: ShortString,
@@ -160,6 +210,8 @@ pub struct Consumer {
     /// Per-channel prefetch (basic.qos with global=true), shared by the channel's consumers.
     pub channel_credit: Arc<Credit>,
     pub events: UnboundedSender<ConsumerEvent>,
+    /// The consumer connection's backlog of deliveries.
+    pub flow: Arc<Flow>,
 }
 
 impl Consumer {
@@ -346,6 +398,8 @@ struct QueueState {
     deleted: bool,
     /// Messages to dead-letter (or drop) once the lock is released.
     dead: Vec<(ReadyEntry, Reason)>,
+    /// A consumer connection that the last dispatch found congested.
+    congested: Option<Arc<Flow>>,
     /// Paged-out messages whose store write may not be committed yet, so they
     /// cannot be read back from the store: (store ticket, message).
     recent: VecDeque<(u64, Arc<Message>)>,
@@ -365,6 +419,7 @@ impl Queue {
             had_consumer: false,
             deleted: false,
             dead: Vec::new(),
+            congested: None,
             recent: VecDeque::new(),
             ttl_timer: 0,
             last_used: 0,
@@ -412,10 +467,13 @@ impl Queue {
     }
 
     /// Offers a message: enforces the length limits, appends it and dispatches.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Published {
         let mut state = self.lock();
         if state.deleted {
-            return Enqueued::Gone;
+            return Published {
+                outcome: Enqueued::Gone,
+                congested: None,
+            };
         }
         let size = msg.body.len() as u64;
         let over = self
@@ -437,7 +495,10 @@ impl Queue {
                 state.dead.push((entry, Reason::Maxlen));
                 self.finish(state);
             }
-            return Enqueued::Rejected;
+            return Published {
+                outcome: Enqueued::Rejected,
+                congested: None,
+            };
         }
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -473,8 +534,12 @@ impl Queue {
         if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
             self.drop_head_over_limit(&mut state);
         }
+        let congested = state.congested.take();
         self.finish(state);
-        Enqueued::Yes(ticket)
+        Published {
+            outcome: Enqueued::Yes(ticket),
+            congested,
+        }
     }
 
     /// Drops (dead-letters) messages from the head until the queue is within its limits.
@@ -811,8 +876,14 @@ impl Queue {
                 queue: self.clone(),
                 entry,
             };
+            let flow = consumer.flow.clone();
             match consumer.events.send(event) {
-                Ok(()) => state.next_consumer = idx + 1,
+                Ok(()) => {
+                    state.next_consumer = idx + 1;
+                    if flow.added() {
+                        state.congested = Some(flow);
+                    }
+                }
                 Err(failed) => {
                     // The consumer's connection is gone; its cleanup will remove it.
                     if let ConsumerEvent::Deliver {

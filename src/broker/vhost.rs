@@ -840,7 +840,7 @@ impl VHost {
             store.put_message(msg.store_id, durable, msg.clone());
         }
         for q in targets {
-            let taken = q.publish(msg.clone());
+            let taken = q.publish(msg.clone()).outcome;
             if let (Some(store), false, true) = (
                 store,
                 matches!(taken, Enqueued::Yes(_)),

@@ -843,6 +843,7 @@ impl Channel {
             credit: Credit::new(self.consumer_prefetch),
             channel_credit: self.channel_credit.clone(),
             events: s.events.clone(),
+            flow: s.flow.clone(),
         });
         // Deliveries come back through the connection's event queue and are written
         // after this frame is handled, so consume-ok always precedes them.
@@ -990,7 +991,11 @@ impl Channel {
         let mut delivered = false;
         let mut refused = false;
         for queue in queues {
-            match queue.publish(msg.clone()) {
+            let published = queue.publish(msg.clone());
+            if published.congested.is_some() {
+                s.throttle = published.congested;
+            }
+            match published.outcome {
                 Enqueued::Yes(t) => {
                     delivered = true;
                     ticket = ticket.max(t);

@@ -5,7 +5,7 @@ mod channel;
 mod handshake;
 mod writer;
 
-use crate::broker::{Broker, ConsumerEvent, VHost};
+use crate::broker::{Broker, ConsumerEvent, Flow, VHost};
 use crate::config::Config;
 use crate::protocol::codec::{FrameReader, PROTOCOL_HEADER, write_method};
 use crate::protocol::{Exception, Frame, ProtocolError};
@@ -47,11 +47,23 @@ pub(crate) struct Session {
     pub store: Option<Arc<crate::store::Store>>,
     /// The highest store ticket known to be committed.
     pub committed: u64,
+    /// This connection's backlog of deliveries (its consumers share it).
+    pub flow: Arc<Flow>,
+    /// A consumer connection this one's publishes congested: stop reading until it
+    /// catches up.
+    pub throttle: Option<Arc<Flow>>,
 }
 
 impl Session {
     pub fn send(&mut self, channel: u16, method: AMQPClass) {
         write_method(&mut self.out, channel, method);
+    }
+}
+
+/// Waits until a congested consumer connection has caught up.
+async fn wait_drained(throttle: &Option<Arc<Flow>>) {
+    if let Some(flow) = throttle {
+        flow.wait_drained(Duration::from_millis(100)).await;
     }
 }
 
@@ -145,6 +157,8 @@ pub async fn serve(
             publisher: false,
             store: ctx.broker.store().cloned(),
             committed: 0,
+            flow: Arc::new(Flow::default()),
+            throttle: None,
         },
         channels: HashMap::new(),
         channel_max: negotiated.channel_max,
@@ -240,6 +254,7 @@ impl Connection {
         });
         loop {
             let waiting = self.channels.values().any(|c| c.waiting_on_store());
+            let backlogged = self.outbox.backlogged();
             tokio::select! {
                 biased;
                 Ok(()) = committed.changed(), if waiting => {}
@@ -250,7 +265,10 @@ impl Connection {
                     let e = Exception::new(320, "broker forced connection closure with reason 'shutdown'", 0, 0);
                     return self.close_with(reader, &e).await;
                 }
-                frame = reader.next(), if !(blocked && self.session.publisher) => {
+                () = wait_drained(&self.session.throttle), if self.session.throttle.is_some() => {
+                    self.session.throttle = None;
+                }
+                frame = reader.next(), if !(blocked && self.session.publisher) && self.session.throttle.is_none() => {
                     last_read = Instant::now();
                     let mut frame = frame;
                     loop {
@@ -275,6 +293,9 @@ impl Connection {
                                 return self.close_with(reader, &e).await;
                             }
                         }
+                        if self.session.throttle.is_some() {
+                            break;
+                        }
                         // Handle the rest of a burst before flushing.
                         frame = match reader.next_buffered() {
                             Ok(None) => break,
@@ -282,7 +303,8 @@ impl Connection {
                         };
                     }
                 }
-                Some(event) = events.recv() => {
+                () = self.outbox.wait_written(), if backlogged => {}
+                Some(event) = events.recv(), if !backlogged => {
                     self.handle_event(event);
                     for _ in 0..256 {
                         match events.try_recv() {
@@ -360,16 +382,19 @@ impl Connection {
                 consumer,
                 queue,
                 entry,
-            } => match self.channels.get_mut(&consumer.channel) {
-                Some(ch) if ch.owns(&consumer) => {
-                    ch.deliver(&mut self.session, &consumer, queue, entry)
+            } => {
+                consumer.flow.done();
+                match self.channels.get_mut(&consumer.channel) {
+                    Some(ch) if ch.owns(&consumer) => {
+                        ch.deliver(&mut self.session, &consumer, queue, entry)
+                    }
+                    _ => {
+                        // Cancelled or closed meanwhile: the message never reached the client.
+                        consumer.release();
+                        queue.requeue([entry], false);
+                    }
                 }
-                _ => {
-                    // Cancelled or closed meanwhile: the message never reached the client.
-                    consumer.release();
-                    queue.requeue([entry], false);
-                }
-            },
+            }
             ConsumerEvent::Cancelled {
                 channel,
                 consumer_tag,

@@ -27,6 +27,8 @@ struct Pending {
 pub struct Outbox {
     pending: Mutex<Pending>,
     notify: Notify,
+    /// Signalled each time the writer task finished writing a buffer.
+    written: Notify,
     socket: OwnedWriteHalf,
     /// Seconds of write silence before a heartbeat is sent (0: never).
     heartbeat: AtomicU32,
@@ -37,6 +39,7 @@ impl Outbox {
         Outbox {
             pending: Mutex::new(Pending::default()),
             notify: Notify::new(),
+            written: Notify::new(),
             socket,
             heartbeat: AtomicU32::new(0),
         }
@@ -78,6 +81,28 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// Bytes queued behind a socket that is not keeping up, beyond which the
+    /// connection stops taking deliveries from queues (they wait in the queue, and
+    /// publishers are held back) until the peer reads.
+    const BACKLOG: usize = 256 * 1024;
+
+    /// Whether the peer is not reading as fast as we write.
+    pub fn backlogged(&self) -> bool {
+        let p = self.lock();
+        p.writing && p.buf.len() > Self::BACKLOG
+    }
+
+    /// Waits until the writer task has written another buffer.
+    pub async fn wait_written(&self) {
+        let written = self.written.notified();
+        tokio::pin!(written);
+        written.as_mut().enable();
+        if !self.backlogged() {
+            return;
+        }
+        written.await;
+    }
+
     /// Asks the writer to flush what is pending, then close the socket.
     pub fn close(&self) {
         self.lock().close = true;
@@ -100,6 +125,9 @@ pub async fn run(outbox: Arc<Outbox>) {
             p.writing = !spare.is_empty();
             (p.close, p.writing)
         };
+        if !wrote {
+            outbox.written.notify_waiters();
+        }
         if wrote {
             if let Err(error) = write_all(&outbox.socket, &spare).await {
                 tracing::debug!(%error, "socket write failed");
@@ -109,6 +137,7 @@ pub async fn run(outbox: Arc<Outbox>) {
             if spare.capacity() > 4 * 1024 * 1024 {
                 spare = Vec::with_capacity(64 * 1024);
             }
+            outbox.written.notify_waiters();
             continue;
         }
         if close {
