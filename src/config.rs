@@ -67,7 +67,7 @@ impl Default for Config {
             max_message_size: 128 * 1024 * 1024,
             memory_high_watermark: 0,
             queue_memory_messages: 100_000,
-            store_cache_mb: 64,
+            store_cache_mb: 32,
             store_max_batch: 16_384,
             max_connections: 65_536,
             close_timeout_secs: 3,

@@ -93,6 +93,10 @@ pub(super) fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<M
     ))
 }
 
+/// Messages per queue read back whole at start; the rest stay paged out until they
+/// near the head (they are read back in batches then).
+const RECOVERED_IN_MEMORY: usize = 10_000;
+
 /// The body length and priority of a stored message, without keeping it.
 fn peek_message(data: &[u8], prioritized: bool) -> Option<(u32, u8)> {
     let mut r = Reader::new(data);
@@ -248,7 +252,7 @@ pub fn recover(
             let (k, v) = entry.map_err(|e| io(e.into()))?;
             let (_, seq) = k.value();
             let (msg_id, redelivered, expires) = v.value();
-            if msgs.len() >= page_after && !loaded.contains_key(&msg_id) {
+            if msgs.len() >= page_after.min(RECOVERED_IN_MEMORY) && !loaded.contains_key(&msg_id) {
                 // Beyond the in-memory budget: keep only what the index needs.
                 let Some(data) = messages_table.get(msg_id).map_err(|e| io(e.into()))? else {
                     tracing::warn!(queue = name, msg_id, "index entry without message, skipped");
