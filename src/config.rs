@@ -43,6 +43,8 @@ pub struct Config {
     /// Most store operations committed (and fsynced) together; 1 commits each
     /// operation on its own.
     pub store_max_batch: usize,
+    /// Threads serving connections; 0 means one per CPU core but one (at least one).
+    pub worker_threads: usize,
     /// Most client connections open at once.
     pub max_connections: usize,
     /// Seconds a closing connection waits for the peer's close-ok.
@@ -69,6 +71,7 @@ impl Default for Config {
             queue_memory_messages: 100_000,
             store_cache_mb: 32,
             store_max_batch: 16_384,
+            worker_threads: 0,
             max_connections: 65_536,
             close_timeout_secs: 3,
             handshake_timeout_secs: 10,
