@@ -431,3 +431,29 @@ fn help_lists_the_flags() {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
 }
+
+/// A client that does not announce authentication_failure_close gets no
+/// connection.close for a refused login: the socket is closed without a word, after
+/// RabbitMQ's delay of a few seconds.
+#[tokio::test]
+async fn refused_login_without_failure_close_capability_closes_silently() {
+    use amq_protocol::protocol::{AMQPClass, connection};
+    use amq_protocol::types::{LongString, ShortString};
+    let broker = TestBroker::start().await;
+    let (mut raw, _) = Raw::start(&broker.uri).await;
+    raw.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+            client_properties: amq_protocol::types::FieldTable::default(),
+            mechanism: ShortString::from("PLAIN"),
+            response: LongString::from(&b"\0guest\0wrong"[..]),
+            locale: ShortString::from("en_US"),
+        })),
+    )
+    .await;
+    match raw.next().await {
+        Got::Eof => {}
+        Got::Frame(f) => panic!("expected the socket to close silently, got {f:?}"),
+    }
+    broker.stop().await;
+}

@@ -28,6 +28,10 @@ pub enum HandshakeError {
     Close(Exception),
     /// Drop the socket without a word (the client cannot take a close here).
     Drop(String),
+    /// Refused login of a client that cannot take a connection.close for it: the
+    /// socket is closed without a word, after a delay (RabbitMQ waits 3 s, so that
+    /// failed logins cannot be repeated quickly).
+    Silent(String),
 }
 
 impl From<ProtocolError> for HandshakeError {
@@ -209,7 +213,7 @@ pub async fn negotiate(
             // RabbitMQ sends class-id 0, method-id 0 with this refusal.
             HandshakeError::Close(Exception::new(403, reason, 0, 0))
         } else {
-            HandshakeError::Drop(reason)
+            HandshakeError::Silent(reason)
         });
     }
     send(AMQPClass::Connection(connection::AMQPMethod::Tune(

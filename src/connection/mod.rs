@@ -60,6 +60,10 @@ impl Session {
     }
 }
 
+/// How long a refused client waits before its socket is closed without a
+/// connection.close (RabbitMQ's SILENT_CLOSE_DELAY).
+const SILENT_CLOSE_DELAY: Duration = Duration::from_secs(3);
+
 /// Waits until a congested consumer connection has caught up.
 async fn wait_drained(throttle: &Option<Arc<Flow>>) {
     if let Some(flow) = throttle {
@@ -123,6 +127,13 @@ pub async fn serve(
             write_close(&mut out, &e);
             outbox.push(&mut out);
             await_close_ok(&mut reader, &ctx.config).await;
+            outbox.close();
+            let _ = writer.await;
+            return;
+        }
+        Ok(Err(HandshakeError::Silent(reason))) => {
+            tracing::info!(%peer, reason, "login refused, closing the connection silently");
+            tokio::time::sleep(SILENT_CLOSE_DELAY).await;
             outbox.close();
             let _ = writer.await;
             return;
