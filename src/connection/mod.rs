@@ -134,8 +134,13 @@ pub async fn serve(
         Ok(Err(HandshakeError::Silent(reason))) => {
             tracing::info!(%peer, reason, "login refused, closing the connection silently");
             tokio::time::sleep(SILENT_CLOSE_DELAY).await;
+            // RabbitMQ's socket is reset at that point; clients report it as such.
             outbox.close();
             let _ = writer.await;
+            if let Ok(outbox) = Arc::try_unwrap(outbox) {
+                outbox.forget();
+            }
+            reader.reset_on_close();
             return;
         }
         Ok(Err(HandshakeError::Drop(reason))) => {

@@ -103,6 +103,12 @@ impl Outbox {
         written.await;
     }
 
+    /// Gives up the write half without shutting it down (no FIN): the socket closes
+    /// when the read half goes.
+    pub fn forget(self) {
+        self.socket.forget();
+    }
+
     /// Asks the writer to flush what is pending, then close the socket.
     pub fn close(&self) {
         self.lock().close = true;

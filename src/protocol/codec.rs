@@ -296,6 +296,12 @@ impl FrameReader {
         }
     }
 
+    /// Makes the coming close of the socket a reset (RST) rather than a normal close.
+    pub fn reset_on_close(&self) {
+        let stream: &tokio::net::TcpStream = self.socket.as_ref();
+        let _ = stream.set_zero_linger();
+    }
+
     /// A frame already in the read buffer, if a whole one is there.
     pub fn next_buffered(&mut self) -> Result<Option<Frame>, ProtocolError> {
         self.decoder.decode(&mut self.buf)
