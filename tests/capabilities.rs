@@ -107,6 +107,8 @@ async fn direct_reply_to_round_trip() {
 async fn reply_to_without_reply_consumer_is_406() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
+    // basic.publish has no reply: the channel error is read from a watch armed first.
+    let watch = common::watch_close(&ch).await;
     ch.basic_publish(
         "".into(),
         "anything".into(),
@@ -116,15 +118,8 @@ async fn reply_to_without_reply_consumer_is_406() {
     )
     .await
     .expect("publish is sent");
-    let err = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect_err("channel was closed");
-    let text = err.to_string();
+    let (code, text) = watch.error().await;
+    assert_eq!(code, 406);
     assert!(
         text.contains("PRECONDITION_FAILED - fast reply consumer does not exist"),
         "{text}"

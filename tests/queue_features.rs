@@ -268,6 +268,8 @@ async fn invalid_expiration_is_406() {
     let (_c, ch) = broker.channel().await;
     let q = unique("q");
     declare(&ch, &q, FieldTable::default()).await;
+    // basic.publish has no reply: the channel error is read from a watch armed first.
+    let watch = common::watch_close(&ch).await;
     publish(
         &ch,
         "",
@@ -276,18 +278,8 @@ async fn invalid_expiration_is_406() {
         BasicProperties::default().with_expiration("soon".into()),
     )
     .await;
-    let err = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect_err("channel closed");
-    let t = err.to_string();
+    let (code, t) = watch.error().await;
+    assert_eq!(code, 406);
     assert!(
         t.contains("PRECONDITION_FAILED - invalid expiration 'soon': no_integer"),
         "{t}"
