@@ -23,17 +23,8 @@ fn set_file_limit(bytes: u64) {
 }
 
 async fn publish(ch: &Channel, body: &[u8]) -> Confirmation {
-    ch.basic_publish(
-        "".into(),
-        "precious".into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default().with_delivery_mode(2),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("confirm")
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    common::publish(ch, "", "precious", body, persistent).await
 }
 
 #[tokio::test]

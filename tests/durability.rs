@@ -3,7 +3,7 @@
 mod common;
 
 use common::TestBroker;
-use lapin::Confirmation;
+use common::publish_confirmed as publish;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -17,25 +17,6 @@ fn durable() -> QueueDeclareOptions {
         durable: true,
         ..Default::default()
     }
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
-    assert!(matches!(
-        confirm,
-        Confirmation::Ack(_) | Confirmation::NotRequested
-    ));
 }
 
 /// Takes every ready message with basic.get (acking each); returns (body, redelivered).

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, unique};
+use common::{TestBroker, expect_amqp_error, publish_confirmed as publish, unique};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
@@ -16,20 +16,6 @@ async fn confirm_channel(conn: &Connection) -> Channel {
         .await
         .expect("confirm.select");
     ch
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
-    ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("confirm");
 }
 
 /// A fresh server-named exclusive queue.

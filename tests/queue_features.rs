@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestBroker, unique};
+use common::{TestBroker, publish_confirmed as publish, unique};
 use futures_lite::StreamExt;
 use lapin::message::BasicGetMessage;
 use lapin::options::*;
@@ -47,18 +47,6 @@ async fn declare_durable(ch: &Channel, name: &str, arguments: FieldTable) {
     )
     .await
     .expect("queue.declare");
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
-    ch.basic_publish(
-        exchange.into(),
-        key.into(),
-        BasicPublishOptions::default(),
-        body,
-        props,
-    )
-    .await
-    .expect("publish");
 }
 
 async fn get(ch: &Channel, queue: &str) -> Option<BasicGetMessage> {

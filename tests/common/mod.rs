@@ -195,3 +195,43 @@ impl CloseWatch {
         }
     }
 }
+
+/// Publishes one message and waits for its confirm (`NotRequested` when the channel
+/// is not in confirm mode).
+pub async fn publish(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: lapin::BasicProperties,
+) -> lapin::Confirmation {
+    ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        props,
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm")
+}
+
+/// Publishes one message that must not be refused: acked, or not confirmed at all.
+pub async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: lapin::BasicProperties,
+) {
+    let confirm = publish(ch, exchange, key, body, props).await;
+    assert!(
+        matches!(
+            confirm,
+            lapin::Confirmation::Ack(_) | lapin::Confirmation::NotRequested
+        ),
+        "{confirm:?}"
+    );
+}
