@@ -876,16 +876,19 @@ impl Queue {
                 queue: self.clone(),
                 entry,
             };
-            let flow = consumer.flow.clone();
+            // Counted before sending: the consumer's connection may take the
+            // delivery (and count it down) before this thread goes on.
+            let congested = consumer.flow.added();
             match consumer.events.send(event) {
                 Ok(()) => {
                     state.next_consumer = idx + 1;
-                    if flow.added() {
-                        state.congested = Some(flow);
+                    if congested {
+                        state.congested = Some(state.consumers[idx].flow.clone());
                     }
                 }
                 Err(failed) => {
-                    // The consumer's connection is gone; its cleanup will remove it.
+                    // The consumer's connection is gone (its backlog count with it);
+                    // its cleanup will remove the consumer.
                     if let ConsumerEvent::Deliver {
                         entry, consumer, ..
                     } = failed.0
