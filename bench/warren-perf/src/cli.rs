@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum ClientKind {
     Amqprs,
     Lapin,
+    /// Consumers speak the protocol themselves (amq-protocol frames); producers and
+    /// topology use amqprs.
+    Raw,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -4,7 +4,7 @@
 
 use crate::cli::{ClientKind, ExchangeType};
 use crate::stats::Stats;
-use crate::{amqprs_client, lapin_client};
+use crate::{amqprs_client, lapin_client, raw_client};
 use anyhow::Result;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -76,7 +76,9 @@ pub enum Publisher {
 impl Publisher {
     pub async fn connect(kind: ClientKind, uri: &str, opts: PublisherOptions) -> Result<Self> {
         Ok(match kind {
-            ClientKind::Amqprs => Publisher::Amqprs(amqprs_client::Publisher::connect(uri, opts).await?),
+            ClientKind::Amqprs | ClientKind::Raw => {
+                Publisher::Amqprs(amqprs_client::Publisher::connect(uri, opts).await?)
+            }
             ClientKind::Lapin => Publisher::Lapin(lapin_client::Publisher::connect(uri, opts).await?),
         })
     }
@@ -100,6 +102,7 @@ impl Publisher {
 pub enum Consumer {
     Amqprs(amqprs_client::Consumer),
     Lapin(lapin_client::Consumer),
+    Raw(raw_client::Consumer),
 }
 
 impl Consumer {
@@ -107,6 +110,7 @@ impl Consumer {
         Ok(match kind {
             ClientKind::Amqprs => Consumer::Amqprs(amqprs_client::Consumer::connect(uri, opts).await?),
             ClientKind::Lapin => Consumer::Lapin(lapin_client::Consumer::connect(uri, opts).await?),
+            ClientKind::Raw => Consumer::Raw(raw_client::Consumer::connect(uri, opts).await?),
         })
     }
 
@@ -115,6 +119,7 @@ impl Consumer {
         match self {
             Consumer::Amqprs(c) => c.next().await,
             Consumer::Lapin(c) => c.next().await,
+            Consumer::Raw(c) => c.next().await,
         }
     }
 
@@ -122,6 +127,7 @@ impl Consumer {
         match self {
             Consumer::Amqprs(c) => c.ack(tag, multiple).await,
             Consumer::Lapin(c) => c.ack(tag, multiple).await,
+            Consumer::Raw(c) => c.ack(tag, multiple).await,
         }
     }
 
@@ -129,6 +135,7 @@ impl Consumer {
         match self {
             Consumer::Amqprs(c) => c.close().await,
             Consumer::Lapin(c) => c.close().await,
+            Consumer::Raw(c) => c.close().await,
         }
     }
 }
@@ -152,7 +159,7 @@ impl Admin {
     /// Connects and opens a channel (a full AMQP handshake).
     pub async fn connect(kind: ClientKind, uri: &str) -> Result<Self> {
         Ok(match kind {
-            ClientKind::Amqprs => Admin::Amqprs(amqprs_client::Admin::connect(uri).await?),
+            ClientKind::Amqprs | ClientKind::Raw => Admin::Amqprs(amqprs_client::Admin::connect(uri).await?),
             ClientKind::Lapin => Admin::Lapin(lapin_client::Admin::connect(uri).await?),
         })
     }

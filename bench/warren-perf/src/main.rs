@@ -13,6 +13,7 @@ mod amqprs_client;
 mod cli;
 mod client;
 mod lapin_client;
+mod raw_client;
 mod run;
 mod stats;
 mod tools;
