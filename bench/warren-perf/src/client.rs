@@ -71,11 +71,15 @@ pub struct ConsumerOptions {
 pub enum Publisher {
     Amqprs(amqprs_client::Publisher),
     Lapin(lapin_client::Publisher),
+    Raw(raw_client::Publisher),
 }
 
 impl Publisher {
     pub async fn connect(kind: ClientKind, uri: &str, opts: PublisherOptions) -> Result<Self> {
         Ok(match kind {
+            ClientKind::Raw if opts.confirms.is_none() => {
+                Publisher::Raw(raw_client::Publisher::connect(uri, opts).await?)
+            }
             ClientKind::Amqprs | ClientKind::Raw => {
                 Publisher::Amqprs(amqprs_client::Publisher::connect(uri, opts).await?)
             }
@@ -88,6 +92,7 @@ impl Publisher {
         match self {
             Publisher::Amqprs(p) => p.publish(body).await,
             Publisher::Lapin(p) => p.publish(body).await,
+            Publisher::Raw(p) => p.publish(body).await,
         }
     }
 
@@ -95,6 +100,7 @@ impl Publisher {
         match self {
             Publisher::Amqprs(p) => p.close().await,
             Publisher::Lapin(p) => p.close().await,
+            Publisher::Raw(p) => p.close().await,
         }
     }
 }
