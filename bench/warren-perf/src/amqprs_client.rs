@@ -5,9 +5,9 @@ use crate::client::{ConfirmWindow, ConsumerOptions, Delivery, PublisherOptions, 
 use amqprs::callbacks::ChannelCallback;
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicGetArguments, BasicPublishArguments,
-    BasicQosArguments, Channel, ConfirmSelectArguments, ConsumerMessage,
-    ExchangeDeclareArguments, ExchangeDeleteArguments, QueueBindArguments,
-    QueueDeclareArguments, QueueDeleteArguments, QueuePurgeArguments,
+    BasicQosArguments, Channel, ConfirmSelectArguments, ConsumerMessage, ExchangeDeclareArguments,
+    ExchangeDeleteArguments, QueueBindArguments, QueueDeclareArguments, QueueDeleteArguments,
+    QueuePurgeArguments,
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
@@ -24,7 +24,10 @@ async fn open(uri: &str) -> Result<(Connection, Channel)> {
     let conn = Connection::open(&args)
         .await
         .map_err(|e| anyhow!("connect to {}:{}: {e}", p.host, p.port))?;
-    let ch = conn.open_channel(None).await.map_err(|e| anyhow!("open channel: {e}"))?;
+    let ch = conn
+        .open_channel(None)
+        .await
+        .map_err(|e| anyhow!("open channel: {e}"))?;
     Ok((conn, ch))
 }
 
@@ -60,7 +63,11 @@ struct ConfirmCallback {
 
 #[async_trait::async_trait]
 impl ChannelCallback for ConfirmCallback {
-    async fn close(&mut self, _: &Channel, close: CloseChannel) -> Result<(), amqprs::error::Error> {
+    async fn close(
+        &mut self,
+        _: &Channel,
+        close: CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
         eprintln!("warren-perf: producer channel closed by the broker: {close}");
         Ok(())
     }
@@ -71,11 +78,19 @@ impl ChannelCallback for ConfirmCallback {
         Ok(active)
     }
     async fn publish_ack(&mut self, _: &Channel, ack: Ack) {
-        let n = self.outstanding.lock().unwrap().settle(ack.delivery_tag(), ack.mutiple());
+        let n = self
+            .outstanding
+            .lock()
+            .unwrap()
+            .settle(ack.delivery_tag(), ack.mutiple());
         self.window.settled(n, true);
     }
     async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
-        let n = self.outstanding.lock().unwrap().settle(nack.delivery_tag(), nack.multiple());
+        let n = self
+            .outstanding
+            .lock()
+            .unwrap()
+            .settle(nack.delivery_tag(), nack.multiple());
         self.window.settled(n, false);
     }
     async fn publish_return(&mut self, _: &Channel, _: Return, _: BasicProperties, _: Vec<u8>) {}
@@ -212,15 +227,26 @@ impl Admin {
                 self.conn = conn;
                 self.ch = ch;
             } else {
-                self.ch = self.conn.open_channel(None).await.map_err(|e| anyhow!("open channel: {e}"))?;
+                self.ch = self
+                    .conn
+                    .open_channel(None)
+                    .await
+                    .map_err(|e| anyhow!("open channel: {e}"))?;
             }
         }
         Ok(())
     }
 
-    pub async fn declare_exchange(&mut self, name: &str, kind: ExchangeType, durable: bool) -> Result<()> {
+    pub async fn declare_exchange(
+        &mut self,
+        name: &str,
+        kind: ExchangeType,
+        durable: bool,
+    ) -> Result<()> {
         self.ensure_channel().await?;
-        let args = ExchangeDeclareArguments::new(name, kind.as_str()).durable(durable).finish();
+        let args = ExchangeDeclareArguments::new(name, kind.as_str())
+            .durable(durable)
+            .finish();
         self.ch
             .exchange_declare(args)
             .await

@@ -83,7 +83,9 @@ impl Publisher {
             ClientKind::Amqprs | ClientKind::Raw => {
                 Publisher::Amqprs(amqprs_client::Publisher::connect(uri, opts).await?)
             }
-            ClientKind::Lapin => Publisher::Lapin(lapin_client::Publisher::connect(uri, opts).await?),
+            ClientKind::Lapin => {
+                Publisher::Lapin(lapin_client::Publisher::connect(uri, opts).await?)
+            }
         })
     }
 
@@ -114,7 +116,9 @@ pub enum Consumer {
 impl Consumer {
     pub async fn connect(kind: ClientKind, uri: &str, opts: ConsumerOptions) -> Result<Self> {
         Ok(match kind {
-            ClientKind::Amqprs => Consumer::Amqprs(amqprs_client::Consumer::connect(uri, opts).await?),
+            ClientKind::Amqprs => {
+                Consumer::Amqprs(amqprs_client::Consumer::connect(uri, opts).await?)
+            }
             ClientKind::Lapin => Consumer::Lapin(lapin_client::Consumer::connect(uri, opts).await?),
             ClientKind::Raw => Consumer::Raw(raw_client::Consumer::connect(uri, opts).await?),
         })
@@ -165,12 +169,19 @@ impl Admin {
     /// Connects and opens a channel (a full AMQP handshake).
     pub async fn connect(kind: ClientKind, uri: &str) -> Result<Self> {
         Ok(match kind {
-            ClientKind::Amqprs | ClientKind::Raw => Admin::Amqprs(amqprs_client::Admin::connect(uri).await?),
+            ClientKind::Amqprs | ClientKind::Raw => {
+                Admin::Amqprs(amqprs_client::Admin::connect(uri).await?)
+            }
             ClientKind::Lapin => Admin::Lapin(lapin_client::Admin::connect(uri).await?),
         })
     }
 
-    pub async fn declare_exchange(&mut self, name: &str, kind: ExchangeType, durable: bool) -> Result<()> {
+    pub async fn declare_exchange(
+        &mut self,
+        name: &str,
+        kind: ExchangeType,
+        durable: bool,
+    ) -> Result<()> {
         admin_dispatch!(self, c => c.declare_exchange(name, kind, durable).await)
     }
 
@@ -245,10 +256,18 @@ pub fn parse_uri(uri: &str) -> Result<UriParts> {
         None => ("guest".to_string(), "guest".to_string()),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().map_err(|_| anyhow::anyhow!("bad port in {uri}"))?),
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse()
+                .map_err(|_| anyhow::anyhow!("bad port in {uri}"))?,
+        ),
         None => (hostport.to_string(), 5672),
     };
-    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    let host = if host.is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    };
     Ok(UriParts {
         host,
         port,
@@ -293,7 +312,10 @@ mod tests {
             }
         );
         let p = parse_uri("amqp://localhost").unwrap();
-        assert_eq!((p.port, p.vhost.as_str(), p.user.as_str()), (5672, "/", "guest"));
+        assert_eq!(
+            (p.port, p.vhost.as_str(), p.user.as_str()),
+            (5672, "/", "guest")
+        );
         let p = parse_uri("amqp://u:p%40ss@h:1/vh").unwrap();
         assert_eq!((p.password.as_str(), p.vhost.as_str()), ("p@ss", "vh"));
         assert!(parse_uri("http://x").is_err());

@@ -27,7 +27,10 @@ async fn open(uri: &str) -> Result<(Connection, Channel)> {
     let conn = Connection::connect(uri, ConnectionProperties::default())
         .await
         .map_err(|e| anyhow!("connect to {uri}: {e}"))?;
-    let ch = conn.create_channel().await.map_err(|e| anyhow!("open channel: {e}"))?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| anyhow!("open channel: {e}"))?;
     Ok((conn, ch))
 }
 
@@ -132,7 +135,12 @@ impl Consumer {
             ..Default::default()
         };
         let consumer = ch
-            .basic_consume(opts.queue.as_str().into(), "".into(), options, FieldTable::default())
+            .basic_consume(
+                opts.queue.as_str().into(),
+                "".into(),
+                options,
+                FieldTable::default(),
+            )
             .await
             .map_err(|e| anyhow!("basic.consume on {}: {e}", opts.queue))?;
         Ok(Consumer {
@@ -194,13 +202,22 @@ impl Admin {
                 self.conn = conn;
                 self.ch = ch;
             } else {
-                self.ch = self.conn.create_channel().await.map_err(|e| anyhow!("open channel: {e}"))?;
+                self.ch = self
+                    .conn
+                    .create_channel()
+                    .await
+                    .map_err(|e| anyhow!("open channel: {e}"))?;
             }
         }
         Ok(())
     }
 
-    pub async fn declare_exchange(&mut self, name: &str, kind: ExchangeType, durable: bool) -> Result<()> {
+    pub async fn declare_exchange(
+        &mut self,
+        name: &str,
+        kind: ExchangeType,
+        durable: bool,
+    ) -> Result<()> {
         self.ensure_channel().await?;
         let kind = match kind {
             ExchangeType::Direct => ExchangeKind::Direct,

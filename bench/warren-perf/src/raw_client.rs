@@ -68,12 +68,13 @@ impl Consumer {
         if self.buf.len() < 7 {
             return Ok(None);
         }
-        let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]) as usize;
+        let size =
+            u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]) as usize;
         if self.buf.len() < size + 8 {
             return Ok(None);
         }
-        let (rest, frame) =
-            parse_frame(&self.buf[..size + 8]).map_err(|e| anyhow!("bad frame from the broker: {e:?}"))?;
+        let (rest, frame) = parse_frame(&self.buf[..size + 8])
+            .map_err(|e| anyhow!("bad frame from the broker: {e:?}"))?;
         debug_assert!(rest.is_empty());
         self.buf.advance(size + 8);
         Ok(Some(frame))
@@ -82,7 +83,11 @@ impl Consumer {
     async fn expect(&mut self, what: &str) -> Result<AMQPClass> {
         match self.frame().await? {
             AMQPFrame::Method(_, AMQPClass::Connection(connection::AMQPMethod::Close(c))) => {
-                bail!("{what}: connection closed: {} {}", c.reply_code, c.reply_text)
+                bail!(
+                    "{what}: connection closed: {} {}",
+                    c.reply_code,
+                    c.reply_text
+                )
             }
             AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::Close(c))) => {
                 bail!("{what}: channel closed: {} {}", c.reply_code, c.reply_text)
@@ -105,16 +110,27 @@ impl Consumer {
             out: Vec::with_capacity(4096),
         };
         c.stream.write_all(b"AMQP\x00\x00\x09\x01").await?;
-        let AMQPClass::Connection(connection::AMQPMethod::Start(_)) = c.expect("connection.start").await? else {
+        let AMQPClass::Connection(connection::AMQPMethod::Start(_)) =
+            c.expect("connection.start").await?
+        else {
             bail!("expected connection.start");
         };
         let mut caps = FieldTable::default();
-        caps.insert("authentication_failure_close".into(), AMQPValue::Boolean(true));
+        caps.insert(
+            "authentication_failure_close".into(),
+            AMQPValue::Boolean(true),
+        );
         caps.insert("consumer_cancel_notify".into(), AMQPValue::Boolean(true));
         let mut props = FieldTable::default();
-        props.insert("product".into(), AMQPValue::LongString("warren-perf".into()));
+        props.insert(
+            "product".into(),
+            AMQPValue::LongString("warren-perf".into()),
+        );
         props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-        let response = format!("\0{}\0{}", uri.authority.userinfo.username, uri.authority.userinfo.password);
+        let response = format!(
+            "\0{}\0{}",
+            uri.authority.userinfo.username, uri.authority.userinfo.password
+        );
         c.send(
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
@@ -146,7 +162,11 @@ impl Consumer {
         )
         .await?;
         c.expect("connection.open-ok").await?;
-        c.send(1, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}))).await?;
+        c.send(
+            1,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )
+        .await?;
         c.expect("channel.open-ok").await?;
         Ok(c)
     }
@@ -206,7 +226,10 @@ impl Consumer {
                 AMQPFrame::Body(_, data) => {
                     if let Some((tag, size, body)) = self.partial.as_mut() {
                         if body.is_empty() && data.len() as u64 == *size {
-                            self.ready.push_back(Delivery { tag: *tag, body: data });
+                            self.ready.push_back(Delivery {
+                                tag: *tag,
+                                body: data,
+                            });
                             self.partial = None;
                         } else {
                             body.extend_from_slice(&data);
@@ -278,7 +301,11 @@ impl Consumer {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
             loop {
                 match self.frame().await {
-                    Ok(AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) | Err(_) => {
+                    Ok(AMQPFrame::Method(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)),
+                    ))
+                    | Err(_) => {
                         return;
                     }
                     Ok(_) => {}

@@ -46,7 +46,14 @@ impl Topology {
             (None, Some(_)) => Some(ExchangeType::Fanout),
             (None, None) => None,
         };
-        let exchange = kind.map(|k| (args.exchange.clone().unwrap_or_else(|| format!("{prefix}-x")), k));
+        let exchange = kind.map(|k| {
+            (
+                args.exchange
+                    .clone()
+                    .unwrap_or_else(|| format!("{prefix}-x")),
+                k,
+            )
+        });
         // With --fanout every queue gets the same binding key, so a direct or topic exchange
         // fans out too; otherwise each queue is bound with its own name.
         let binding_keys = if args.fanout.is_some() {
@@ -217,7 +224,9 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
     let topo = Topology::new(&args)?;
     let stats = Arc::new(Stats::default());
 
-    let mut admin = Admin::connect(kind, &args.uri).await.context("admin connection")?;
+    let mut admin = Admin::connect(kind, &args.uri)
+        .await
+        .context("admin connection")?;
     topo.declare(&mut admin, args.purge).await?;
 
     // Connect everyone before the clock starts.
@@ -237,14 +246,18 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
     }
     let mut connecting = JoinSet::new();
     for i in 0..args.producers {
-        let confirms = args.confirm.map(|n| Arc::new(ConfirmWindow::new(n.max(1), stats.clone())));
+        let confirms = args
+            .confirm
+            .map(|n| Arc::new(ConfirmWindow::new(n.max(1), stats.clone())));
         let opts = PublisherOptions {
             route: topo.route(i),
             persistent: args.persistent,
             confirms: confirms.clone(),
         };
         let uri = args.uri.clone();
-        connecting.spawn(async move { Ok::<_, anyhow::Error>((Publisher::connect(kind, &uri, opts).await?, confirms)) });
+        connecting.spawn(async move {
+            Ok::<_, anyhow::Error>((Publisher::connect(kind, &uri, opts).await?, confirms))
+        });
     }
     let mut producers = Vec::new();
     while let Some(r) = connecting.join_next().await {
@@ -275,7 +288,10 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
             left.fetch_sub(1, Ordering::Relaxed);
         });
     }
-    let rate = args.rate.filter(|r| *r > 0.0).map(|r| r / args.producers.max(1) as f64);
+    let rate = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| r / args.producers.max(1) as f64);
     let producers_left = Arc::new(AtomicUsize::new(producers.len()));
     let mut producer_tasks = JoinSet::new();
     for (publisher, confirms) in producers {
@@ -300,7 +316,10 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
 
     // Wait for the end of the run.
     let deadline = (args.duration > 0.0).then(|| start + Duration::from_secs_f64(args.duration));
-    let mut ticker = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval_at(
+        (start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
     let mut poll = tokio::time::interval(Duration::from_millis(20));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -344,7 +363,9 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
             if stats.delivered() >= expected {
                 break;
             }
-            if now.duration_since(last_delivery_at.max(producers_done_at.unwrap_or(now))) > DRAIN_STALL {
+            if now.duration_since(last_delivery_at.max(producers_done_at.unwrap_or(now)))
+                > DRAIN_STALL
+            {
                 stats.error(format!(
                     "gave up waiting for deliveries: {} of {expected} after a {}s stall",
                     stats.delivered(),
@@ -365,7 +386,11 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
     .await;
 
     let timed = deadline.is_some() || interrupted;
-    let publish_end = if timed { end } else { producers_done_at.unwrap_or(end) };
+    let publish_end = if timed {
+        end
+    } else {
+        producers_done_at.unwrap_or(end)
+    };
     let deliver_end = if timed { end } else { last_delivery_at };
     let extra = json!({
         "client": format!("{kind:?}").to_lowercase(),
@@ -383,7 +408,10 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         extra,
     );
     if let Some(path) = &args.summary_file {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         writeln!(f, "{summary}")?;
     }
 

@@ -71,10 +71,14 @@ pub async fn startup(kind: ClientKind, args: StartupArgs) -> Result<()> {
     let addr = format!("{}:{}", p.host, p.port);
     if let Some(origin_ns) = args.since_ns {
         let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
-        let attempts = wait_handshake(kind, &args.uri, &addr, deadline, args.timeout, || Ok(())).await?;
+        let attempts =
+            wait_handshake(kind, &args.uri, &addr, deadline, args.timeout, || Ok(())).await?;
         let ms = u128::from(unix_nanos()).saturating_sub(origin_ns) as f64 / 1e6;
         if args.json {
-            println!("{}", json!({"type": "startup", "startup_ms": ms, "attempts": attempts}));
+            println!(
+                "{}",
+                json!({"type": "startup", "startup_ms": ms, "attempts": attempts})
+            );
         } else {
             println!("startup: {ms:.1} ms to a completed AMQP handshake ({attempts} attempts)");
         }
@@ -86,7 +90,10 @@ pub async fn startup(kind: ClientKind, args: StartupArgs) -> Result<()> {
     let (program, rest) = args.command.split_first().context("no command")?;
     let (out, err) = match &args.log {
         Some(path) => {
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             (Stdio::from(f.try_clone()?), Stdio::from(f))
         }
         None => (Stdio::null(), Stdio::null()),
@@ -101,10 +108,19 @@ pub async fn startup(kind: ClientKind, args: StartupArgs) -> Result<()> {
         .spawn()
         .with_context(|| format!("spawn {program}"))?;
     let deadline = spawned_at + Duration::from_secs_f64(args.timeout);
-    let result = wait_handshake(kind, &args.uri, &addr, deadline, args.timeout, || match child.try_wait()? {
-        Some(status) => Err(anyhow!("broker exited with {status} before accepting connections")),
-        None => Ok(()),
-    })
+    let result = wait_handshake(
+        kind,
+        &args.uri,
+        &addr,
+        deadline,
+        args.timeout,
+        || match child.try_wait()? {
+            Some(status) => Err(anyhow!(
+                "broker exited with {status} before accepting connections"
+            )),
+            None => Ok(()),
+        },
+    )
     .await
     .map(|attempts| (spawned_at.elapsed(), attempts));
     let pid = child.id();
@@ -130,7 +146,9 @@ pub async fn startup(kind: ClientKind, args: StartupArgs) -> Result<()> {
 pub async fn wait_queue(kind: ClientKind, args: WaitQueueArgs) -> Result<()> {
     let began = Instant::now();
     // Time origin: the caller's instant (e.g. when it restarted the broker), or now.
-    let origin_ns = args.since_ns.map_or_else(|| u128::from(unix_nanos()), |n| n);
+    let origin_ns = args
+        .since_ns
+        .map_or_else(|| u128::from(unix_nanos()), |n| n);
     let deadline = began + Duration::from_secs_f64(args.timeout);
     let since = |at_ns: u64| (u128::from(at_ns).saturating_sub(origin_ns)) as f64 / 1e6;
     let mut admin: Option<Admin> = None;
