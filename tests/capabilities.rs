@@ -60,11 +60,7 @@ async fn direct_reply_to_round_trip() {
         .await
         .expect("request");
 
-    let request = tokio::time::timeout(WAIT, requests.next())
-        .await
-        .expect("request arrives")
-        .expect("delivery")
-        .expect("ok");
+    let request = common::next(&mut requests).await;
     let reply_to = request
         .properties
         .reply_to()
@@ -86,11 +82,7 @@ async fn direct_reply_to_round_trip() {
         .expect("reply");
     request.ack(BasicAckOptions::default()).await.expect("ack");
 
-    let reply = tokio::time::timeout(WAIT, replies.next())
-        .await
-        .expect("reply arrives")
-        .expect("delivery")
-        .expect("ok");
+    let reply = common::next(&mut replies).await;
     assert_eq!(reply.data, b"pong");
     assert_eq!(
         reply

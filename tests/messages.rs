@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, unique};
+use common::{TestBroker, expect_amqp_error, next, unique};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable};
@@ -90,14 +90,6 @@ async fn consume(ch: &Channel, queue: &str, options: BasicConsumeOptions) -> Con
     ch.basic_consume(queue.into(), "".into(), options, FieldTable::default())
         .await
         .expect("basic.consume")
-}
-
-async fn next(consumer: &mut Consumer) -> lapin::message::Delivery {
-    tokio::time::timeout(WAIT, consumer.next())
-        .await
-        .expect("delivery in time")
-        .expect("consumer still running")
-        .expect("delivery")
 }
 
 fn body(d: &lapin::message::Delivery) -> String {

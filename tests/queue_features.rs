@@ -5,7 +5,6 @@
 mod common;
 
 use common::{TestBroker, publish_confirmed as publish, unique};
-use futures_lite::StreamExt;
 use lapin::message::BasicGetMessage;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -298,11 +297,7 @@ async fn ttl_zero_delivers_to_a_waiting_consumer_or_drops() {
         .await
         .expect("consume");
     publish(&ch, "", &q, b"someone", BasicProperties::default()).await;
-    let d = tokio::time::timeout(WAIT, consumer.next())
-        .await
-        .expect("delivered")
-        .expect("stream open")
-        .expect("delivery");
+    let d = common::next(&mut consumer).await;
     assert_eq!(d.data, b"someone");
     broker.stop().await;
 }
@@ -681,11 +676,7 @@ async fn delayed_job_pattern() {
         BasicProperties::default().with_expiration("50".into()),
     )
     .await;
-    let d = tokio::time::timeout(WAIT, consumer.next())
-        .await
-        .expect("the job arrives")
-        .expect("stream open")
-        .expect("delivery");
+    let d = common::next(&mut consumer).await;
     assert_eq!(d.data, b"run later");
     assert_eq!(d.routing_key.as_str(), jobs);
     d.ack(BasicAckOptions::default()).await.expect("ack");
@@ -759,22 +750,14 @@ async fn single_active_consumer_hands_over_on_cancel() {
         publish(&ch, "", &q, &[i], BasicProperties::default()).await;
     }
     for i in 0..4u8 {
-        let d = tokio::time::timeout(WAIT, first.next())
-            .await
-            .expect("to the active consumer")
-            .expect("open")
-            .expect("delivery");
+        let d = common::next(&mut first).await;
         assert_eq!(d.data, [i]);
     }
     ch.basic_cancel("first".into(), BasicCancelOptions::default())
         .await
         .expect("cancel");
     publish(&ch, "", &q, b"next", BasicProperties::default()).await;
-    let d = tokio::time::timeout(WAIT, second.next())
-        .await
-        .expect("the second consumer took over")
-        .expect("open")
-        .expect("delivery");
+    let d = common::next(&mut second).await;
     assert_eq!(d.data, b"next");
     broker.stop().await;
 }
@@ -806,22 +789,14 @@ async fn higher_priority_consumer_is_served_first() {
         publish(&ch, "", &q, &[i], BasicProperties::default()).await;
     }
     for i in 0..10u8 {
-        let d = tokio::time::timeout(WAIT, high.next())
-            .await
-            .expect("to the high-priority consumer")
-            .expect("open")
-            .expect("delivery");
+        let d = common::next(&mut high).await;
         assert_eq!(d.data, [i]);
     }
     ch.basic_cancel("high".into(), BasicCancelOptions::default())
         .await
         .expect("cancel");
     publish(&ch, "", &q, b"low", BasicProperties::default()).await;
-    let d = tokio::time::timeout(WAIT, low.next())
-        .await
-        .expect("low gets it once alone")
-        .expect("open")
-        .expect("delivery");
+    let d = common::next(&mut low).await;
     assert_eq!(d.data, b"low");
     broker.stop().await;
 }

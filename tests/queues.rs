@@ -160,11 +160,7 @@ async fn declare_ok_reports_ready_messages_and_consumers() {
         .await
         .expect("qos");
     let mut consumer = consume(&consumer_ch, &q, "c1").await;
-    let first = tokio::time::timeout(WAIT, consumer.next())
-        .await
-        .expect("delivery in time")
-        .expect("delivery")
-        .expect("ok");
+    let first = common::next(&mut consumer).await;
     assert_eq!(first.data, b"m0");
     // One message is unacked: it is not counted as ready.
     assert_eq!(queue_counts(&conn, &q).await, Some((2, 1)));

@@ -235,3 +235,13 @@ pub async fn publish_confirmed(
         "{confirm:?}"
     );
 }
+
+/// The next delivery of a consumer, failing the test if none comes within 10 s.
+pub async fn next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
+    use futures_lite::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
+        .await
+        .expect("delivery in time")
+        .expect("consumer still running")
+        .expect("delivery")
+}
