@@ -34,7 +34,14 @@ async fn full_disk_nacks_publishes_and_recovers_when_space_returns() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let broker = TestBroker::start().await;
+    // Once with group commit as configured by default, and once with one commit per
+    // store operation: there a message's body and its index entry always land in
+    // different commits, and the first may fail while the second succeeds.
+    fill_the_disk(TestBroker::start().await).await;
+    fill_the_disk(TestBroker::start_with(|c| c.store_max_batch = 1).await).await;
+}
+
+async fn fill_the_disk(broker: TestBroker) {
     let Some(dir) = broker.data_dir() else {
         return;
     };
@@ -59,17 +66,41 @@ async fn full_disk_nacks_publishes_and_recovers_when_space_returns() {
         confirmed.push(body);
     }
 
-    // The disk fills up.
+    // The disk fills up, leaving room for a few of the larger messages.
     let size = std::fs::metadata(dir.join("warren.redb"))
         .expect("store file")
         .len();
-    set_file_limit(size);
+    set_file_limit(size + 512 * 1024);
+    // Several publishes in flight at once, from two channels, so that a message's
+    // writes (its body, its index entry) often land in different commits.
+    let (_conn2, ch2) = broker.channel().await;
+    ch2.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
     let mut nacked = 0;
-    for i in 0..64u8 {
-        match publish(&ch, &vec![100 + i; 64 * 1024]).await {
-            Confirmation::Nack(_) => nacked += 1,
-            Confirmation::Ack(_) => confirmed.push(vec![100 + i; 64 * 1024]),
-            Confirmation::NotRequested => panic!("confirms are on"),
+    for round in 0..16u8 {
+        let mut pending = Vec::new();
+        for i in 0..8u8 {
+            let body = vec![100 + round * 8 + i; 16 * 1024 * (1 + usize::from(i % 4))];
+            let channel = if i % 2 == 0 { &ch } else { &ch2 };
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    "precious".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish");
+            pending.push((body, confirm));
+        }
+        for (body, confirm) in pending {
+            match confirm.await.expect("confirm") {
+                Confirmation::Nack(_) => nacked += 1,
+                Confirmation::Ack(_) => confirmed.push(body),
+                Confirmation::NotRequested => panic!("confirms are on"),
+            }
         }
     }
     assert!(nacked > 0, "writes past the full disk are nacked");
@@ -90,6 +121,7 @@ async fn full_disk_nacks_publishes_and_recovers_when_space_returns() {
 
     // Everything confirmed is there after a restart; nacked messages may or may not be.
     drop(ch);
+    drop(ch2);
     let broker = broker.restart().await;
     let (_conn, ch) = broker.channel().await;
     let mut found = Vec::new();

@@ -12,6 +12,7 @@ use crate::connection::{Session, short};
 use crate::protocol::Exception;
 use crate::protocol::codec::{ContentHeader, write_content};
 use crate::protocol::{Frame, ProtocolError};
+use crate::store::Store;
 use amq_protocol::protocol::{
     AMQPClass, basic, channel as chan, confirm, exchange, queue as q, tx,
 };
@@ -64,15 +65,35 @@ struct Tx {
     settles: Vec<(Vec<Unacked>, Settle)>,
 }
 
+/// The store tickets a publish's writes took: the first and the last (0: none).
+#[derive(Clone, Copy, Default)]
+struct Tickets {
+    first: u64,
+    last: u64,
+}
+
+impl Tickets {
+    fn add(&mut self, ticket: u64) {
+        if ticket == 0 {
+            return;
+        }
+        if self.first == 0 {
+            self.first = ticket;
+        }
+        self.last = self.last.max(ticket);
+    }
+}
+
 #[derive(Default)]
 struct Confirms {
     /// Sequence number of the last publish.
     published: u64,
     /// Highest sequence number acknowledged (or nacked) to the client.
     sent: u64,
-    /// Publishes waiting for a store commit: (sequence number, store ticket, whether
+    /// Publishes waiting for a store commit: (sequence number, first and last store
+    /// ticket of its writes, whether
     /// a queue refused it and it gets basic.nack).
-    waiting: VecDeque<(u64, u64, bool)>,
+    waiting: VecDeque<(u64, Tickets, bool)>,
 }
 
 pub struct Channel {
@@ -358,12 +379,15 @@ impl Channel {
         let Some(c) = self.confirms.as_mut() else {
             return;
         };
-        while let Some(&(seq, ticket, refused)) = c.waiting.front() {
-            if ticket > s.committed {
+        while let Some(&(seq, tickets, refused)) = c.waiting.front() {
+            if tickets.last > s.committed {
                 break;
             }
             c.waiting.pop_front();
-            if refused || s.store.as_ref().is_some_and(|st| st.failed(ticket)) {
+            // A publish's writes (body, then one index entry per queue) may span
+            // several commits: it is confirmed only if none of them failed.
+            let failed = |st: &Arc<Store>| st.failed(tickets.first, tickets.last);
+            if refused || s.store.as_ref().is_some_and(failed) {
                 send_ack(s, self.id, c, seq - 1);
                 s.send(
                     self.id,
@@ -640,7 +664,7 @@ impl Channel {
                 let mut ticket = 0;
                 for p in publishes {
                     let (t, _) = self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory);
-                    ticket = ticket.max(t);
+                    ticket = ticket.max(t.last);
                 }
                 for (items, how) in settles {
                     self.settle(items, how);
@@ -960,11 +984,11 @@ impl Channel {
                 mandatory: publish.mandatory,
             });
         } else {
-            let (ticket, refused) = self.deliver_to_queues(s, &routed, msg, publish.mandatory);
+            let (tickets, refused) = self.deliver_to_queues(s, &routed, msg, publish.mandatory);
             if let Some(c) = self.confirms.as_mut() {
                 c.published += 1;
-                if ticket != 0 || refused {
-                    c.waiting.push_back((c.published, ticket, refused));
+                if tickets.last != 0 || refused {
+                    c.waiting.push_back((c.published, tickets, refused));
                 }
             }
         }
@@ -973,7 +997,7 @@ impl Channel {
     }
 
     /// Enqueues a routed message (storing it first if it is persistent and durable
-    /// queues take it); returns the store ticket its confirm waits for (0: none) and
+    /// queues take it); returns the store tickets of its writes (0: none) and
     /// whether a full queue refused it (the confirm becomes basic.nack).
     fn deliver_to_queues(
         &mut self,
@@ -981,12 +1005,12 @@ impl Channel {
         queues: &[Arc<Queue>],
         msg: Arc<Message>,
         mandatory: bool,
-    ) -> (u64, bool) {
-        let mut ticket = 0;
+    ) -> (Tickets, bool) {
+        let mut tickets = Tickets::default();
         let store = s.store.as_ref().filter(|_| msg.store_id != 0);
         if let Some(store) = store {
             let refs = queues.iter().filter(|q| q.store_id().is_some()).count() as u32;
-            ticket = store.put_message(msg.store_id, refs, msg.clone());
+            tickets.add(store.put_message(msg.store_id, refs, msg.clone()));
         }
         let mut delivered = false;
         let mut refused = false;
@@ -998,7 +1022,7 @@ impl Channel {
             match published.outcome {
                 Enqueued::Yes(t) => {
                     delivered = true;
-                    ticket = ticket.max(t);
+                    tickets.add(t);
                 }
                 Enqueued::Rejected => {
                     refused = true;
@@ -1027,7 +1051,7 @@ impl Channel {
                 s.frame_max,
             );
         }
-        (ticket, refused)
+        (tickets, refused)
     }
 
     /// Removes deliveries from the unacked list: one tag, or with `multiple` every

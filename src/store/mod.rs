@@ -292,10 +292,10 @@ impl Store {
         self.committed.clone()
     }
 
-    /// Whether the commit holding `ticket` failed.
-    pub fn failed(&self, ticket: u64) -> bool {
+    /// Whether a commit holding any ticket from `first` to `last` failed.
+    pub fn failed(&self, first: u64, last: u64) -> bool {
         let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        failed.iter().any(|(lo, hi)| (*lo..=*hi).contains(&ticket))
+        failed.iter().any(|(lo, hi)| *lo <= last && first <= *hi)
     }
 
     pub fn new_message_id(&self) -> u64 {
