@@ -105,6 +105,34 @@ async fn fill_the_disk(broker: TestBroker) {
     }
     assert!(nacked > 0, "writes past the full disk are nacked");
 
+    // A transaction whose writes fail is not committed: tx.commit gets an error
+    // (the connection closes with 541) rather than commit-ok.
+    let (_conn3, tx) = broker.channel().await;
+    tx.tx_select().await.expect("tx.select");
+    let mut refused = false;
+    for i in 0..16u8 {
+        let body = vec![240 + i % 16; 48 * 1024];
+        tx.basic_publish(
+            "".into(),
+            "precious".into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+        match tx.tx_commit().await {
+            Ok(()) => confirmed.push(body),
+            Err(e) => {
+                let (code, text) = common::amqp_error(&e);
+                assert_eq!(code, 541, "{text}");
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "a transaction past the full disk is refused");
+
     // Space returns: new publishes are confirmed again.
     set_file_limit(libc::RLIM_INFINITY);
     let mut recovered = false;

@@ -114,7 +114,7 @@ pub struct Channel {
     last_queue: Option<ShortString>,
     routed: Vec<Arc<Queue>>,
     /// Replies waiting for a store commit (ticket, reply), in order.
-    deferred: VecDeque<(u64, AMQPClass)>,
+    deferred: VecDeque<(Tickets, AMQPClass)>,
     /// The private queue of this channel's direct reply-to consumer.
     reply_queue: Option<Arc<Queue>>,
 }
@@ -363,22 +363,33 @@ impl Channel {
 
     /// Sends what became due: publisher confirms (one basic.ack with `multiple` when
     /// several are due; basic.nack for publishes whose store commit failed) and
-    /// replies whose store commit reached the disk.
-    pub fn flush_confirms(&mut self, s: &mut Session) {
+    /// replies whose store commit reached the disk. A reply whose writes failed
+    /// (a tx.commit, a durable declare) is not sent: the error returned closes the
+    /// connection, as a broker that cannot write its store does.
+    pub fn flush_confirms(&mut self, s: &mut Session) -> Option<Exception> {
         if self.closing {
-            return;
+            return None;
         }
-        while let Some((ticket, _)) = self.deferred.front() {
-            if *ticket > s.committed {
+        while let Some(&(tickets, _)) = self.deferred.front() {
+            if tickets.last > s.committed {
                 break;
+            }
+            if s.store
+                .as_ref()
+                .is_some_and(|st| st.failed(tickets.first, tickets.last))
+            {
+                return Some(Exception::new(
+                    541,
+                    "the message store could not write to disk",
+                    0,
+                    0,
+                ));
             }
             if let Some((_, method)) = self.deferred.pop_front() {
                 s.send(self.id, method);
             }
         }
-        let Some(c) = self.confirms.as_mut() else {
-            return;
-        };
+        let c = self.confirms.as_mut()?;
         while let Some(&(seq, tickets, refused)) = c.waiting.front() {
             if tickets.last > s.committed {
                 break;
@@ -402,11 +413,12 @@ impl Channel {
         }
         let ready = c.waiting.front().map_or(c.published, |(seq, _, _)| seq - 1);
         send_ack(s, self.id, c, ready);
+        None
     }
 
     fn reply(&mut self, s: &mut Session, nowait: bool, method: AMQPClass) {
         if !nowait {
-            self.defer(s, 0, method);
+            self.defer(s, Tickets::default(), method);
         }
     }
 
@@ -414,18 +426,19 @@ impl Channel {
     /// declare, bind or delete is acknowledged only when it would survive a crash.
     fn reply_stored(&mut self, s: &mut Session, nowait: bool, method: AMQPClass) {
         if !nowait {
-            let ticket = s.store.as_ref().map_or(0, |st| st.last_ticket());
-            self.defer(s, ticket, method);
+            let mut tickets = Tickets::default();
+            tickets.add(s.store.as_ref().map_or(0, |st| st.last_ticket()));
+            self.defer(s, tickets, method);
         }
     }
 
     /// Sends a reply now, or after store ticket `ticket` commits; replies keep
     /// their order either way.
-    fn defer(&mut self, s: &mut Session, ticket: u64, method: AMQPClass) {
-        if self.deferred.is_empty() && ticket <= s.committed {
+    fn defer(&mut self, s: &mut Session, tickets: Tickets, method: AMQPClass) {
+        if self.deferred.is_empty() && tickets.last == 0 {
             s.send(self.id, method);
         } else {
-            self.deferred.push_back((ticket, method));
+            self.deferred.push_back((tickets, method));
         }
     }
 
@@ -661,17 +674,18 @@ impl Channel {
                 };
                 let publishes = std::mem::take(&mut t.publishes);
                 let settles = std::mem::take(&mut t.settles);
-                let mut ticket = 0;
+                let mut tickets = Tickets::default();
                 for p in publishes {
                     let (t, _) = self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory);
-                    ticket = ticket.max(t.last);
+                    tickets.add(t.first);
+                    tickets.add(t.last);
                 }
                 for (items, how) in settles {
                     self.settle(items, how);
                 }
                 self.defer(
                     s,
-                    ticket,
+                    tickets,
                     AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
                 );
             }

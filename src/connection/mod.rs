@@ -348,7 +348,9 @@ impl Connection {
                 self.notify_blocked(block);
             }
             self.session.committed = *committed.borrow_and_update();
-            self.flush_confirms();
+            if let Some(e) = self.flush_confirms() {
+                return self.close_with(reader, &e).await;
+            }
             self.flush();
         }
     }
@@ -372,10 +374,14 @@ impl Connection {
         self.outbox.push(&mut self.session.out);
     }
 
-    fn flush_confirms(&mut self) {
+    /// Sends the confirms and replies that became due; an error if a store write
+    /// that one of them waited on failed.
+    fn flush_confirms(&mut self) -> Option<Exception> {
+        let mut error = None;
         for ch in self.channels.values_mut() {
-            ch.flush_confirms(&mut self.session);
+            error = error.or(ch.flush_confirms(&mut self.session));
         }
+        error
     }
 
     /// Sends connection.close, waits for close-ok (bounded), and ends.
