@@ -343,13 +343,20 @@ async fn long_queue_pages_messages_out_and_back_in_order() {
     let broker = broker.restart().await;
     let (_conn, ch) = broker.channel().await;
     let rest = drain(&ch, "long").await;
-    // The prefetch window (20) was delivered but not acked when the connection
-    // closed: those come back first, marked redelivered.
-    let expected: Vec<(Vec<u8>, bool)> = (150..300).map(|i| (body(i), i < 170)).collect();
+    let bodies: Vec<Vec<u8>> = rest.iter().map(|(b, _)| b.clone()).collect();
+    let expected: Vec<Vec<u8>> = (150..300).map(body).collect();
+    assert!(bodies == expected, "{} messages, not in order", rest.len());
+    // What the prefetch window (20) had delivered but not acked when the connection
+    // closed comes back marked redelivered, at the head; the window may not have
+    // been refilled completely when the consumer was cancelled.
+    let redelivered = rest.iter().take_while(|(_, r)| *r).count();
     assert!(
-        rest == expected,
-        "{} messages, not the expected order",
-        rest.len()
+        (1..=20).contains(&redelivered),
+        "{redelivered} redelivered at the head"
+    );
+    assert!(
+        rest.iter().skip(redelivered).all(|(_, r)| !r),
+        "only the unacked window comes back redelivered"
     );
     broker.stop().await;
 }
