@@ -296,6 +296,35 @@ async fn unknown_class_or_method_is_540() {
     broker.stop().await;
 }
 
+/// basic.qos with a prefetch size (in bytes): RabbitMQ does not implement it and
+/// closes the connection with 540; a prefetch size of 0 is the usual case.
+#[tokio::test]
+async fn basic_qos_with_a_prefetch_size_is_540() {
+    let broker = TestBroker::start().await;
+    let qos = |prefetch_size: u32| {
+        let mut payload = vec![0, 60, 0, 10];
+        payload.extend_from_slice(&prefetch_size.to_be_bytes());
+        payload.extend_from_slice(&10u16.to_be_bytes());
+        payload.push(0);
+        raw_frame(1, 1, &payload)
+    };
+    let mut raw = opened(&broker).await;
+    raw.send(&qos(0)).await;
+    assert!(
+        matches!(
+            raw.next_method().await,
+            Some((1, AMQPClass::Basic(basic::AMQPMethod::QosOk(_))))
+        ),
+        "qos-ok for a prefetch size of 0"
+    );
+    let (code, text, class, method) = violation(&broker, &qos(1024)).await;
+    assert_eq!(
+        (code, text.as_str(), class, method),
+        (540, "NOT_IMPLEMENTED - prefetch_size!=0 (1024)", 60, 10)
+    );
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_frame_type_and_heartbeat_on_a_channel() {
     let broker = TestBroker::start().await;

@@ -116,6 +116,19 @@ impl Decoder for FrameDecoder {
                 }
                 let class_id = u16::from_be_bytes([frame[7], frame[8]]);
                 let method_id = u16::from_be_bytes([frame[9], frame[10]]);
+                // basic.qos: amq-protocol drops prefetch-size (the first field), which
+                // RabbitMQ refuses when it is not zero.
+                if (class_id, method_id) == (60, 10) && size >= 8 {
+                    let prefetch_size =
+                        u32::from_be_bytes([frame[11], frame[12], frame[13], frame[14]]);
+                    if prefetch_size != 0 {
+                        return Err(ProtocolError::MethodNotImplemented(
+                            60,
+                            10,
+                            format!("prefetch_size!=0 ({prefetch_size})"),
+                        ));
+                    }
+                }
                 match parse_frame(&frame[..]) {
                     Ok((_, AMQPFrame::Method(_, method))) => {
                         Ok(Some(Frame::Method(channel, Box::new(method))))

@@ -24,6 +24,8 @@ pub enum ProtocolError {
     NotAllowed(String),
     /// A feature not implemented (540).
     NotImplemented(String),
+    /// A method asking for a feature not implemented, named by class and method (540).
+    MethodNotImplemented(u16, u16, String),
     /// The socket failed.
     Io(std::io::Error),
 }
@@ -115,6 +117,7 @@ impl Exception {
             ProtocolError::UnexpectedFrame(d) => Exception::new(505, d, class_id, method_id),
             ProtocolError::NotAllowed(d) => Exception::new(530, d, class_id, method_id),
             ProtocolError::NotImplemented(d) => Exception::new(540, d, class_id, method_id),
+            ProtocolError::MethodNotImplemented(c, m, d) => Exception::new(540, d, *c, *m),
             ProtocolError::Io(e) => Exception::new(541, e, class_id, method_id),
         }
     }
