@@ -43,6 +43,9 @@ pub struct Config {
     /// Most store operations committed (and fsynced) together; 1 commits each
     /// operation on its own.
     pub store_max_batch: usize,
+    /// Persistent message data handed to the store but not yet committed, in MiB,
+    /// above which publishing connections are not read until half of it is.
+    pub store_backlog_mb: usize,
     /// Threads serving connections; 0 means one per CPU core but one (at least one).
     pub worker_threads: usize,
     /// Most client connections open at once.
@@ -71,6 +74,7 @@ impl Default for Config {
             queue_memory_messages: 100_000,
             store_cache_mb: 32,
             store_max_batch: 16_384,
+            store_backlog_mb: 64,
             worker_threads: 0,
             max_connections: 65_536,
             close_timeout_secs: 3,
@@ -136,6 +140,11 @@ impl Config {
         if self.store_max_batch == 0 {
             return Err(ConfigError::Invalid(
                 "store_max_batch must be at least 1".into(),
+            ));
+        }
+        if self.store_backlog_mb == 0 {
+            return Err(ConfigError::Invalid(
+                "store_backlog_mb must be at least 1".into(),
             ));
         }
         if self.max_connections == 0 {

@@ -34,6 +34,7 @@ impl Server {
             cache_bytes: config.store_cache_mb.saturating_mul(1024 * 1024),
             page_after: config.queue_memory_messages,
             max_batch: config.store_max_batch,
+            backlog_bytes: config.store_backlog_mb.saturating_mul(1024 * 1024),
         };
         let (store, recovered) = crate::store::Store::open(&config.data_dir, &memory, options)
             .map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -360,3 +360,68 @@ async fn long_queue_pages_messages_out_and_back_in_order() {
     );
     broker.stop().await;
 }
+
+/// Publishers without confirms are held back while more than `store_backlog_mb` of
+/// persistent data waits for the disk, and resume as it is written: publishing far
+/// more than the backlog never stalls, and every message is there.
+#[tokio::test]
+async fn publishers_without_confirms_wait_for_the_store_and_lose_nothing() {
+    let broker = TestBroker::start_with(|c| c.store_backlog_mb = 1).await;
+    if broker.data_dir().is_none() {
+        return;
+    }
+    let (_conn, ch) = broker.channel().await;
+    ch.queue_declare("backlog".into(), durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    let (_conn2, ch2) = broker.channel().await;
+    let body = vec![7u8; 64 * 1024];
+    let count = 400u32; // 25 MiB, 25 times the backlog
+    let publishers = [&ch, &ch2].map(|channel| {
+        let channel = channel.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            for _ in 0..count / 2 {
+                channel
+                    .basic_publish(
+                        "".into(),
+                        "backlog".into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        persistent(),
+                    )
+                    .await
+                    .expect("publish");
+            }
+        })
+    });
+    for p in publishers {
+        tokio::time::timeout(std::time::Duration::from_secs(60), p)
+            .await
+            .expect("publishing does not stall")
+            .expect("publisher task");
+    }
+    // A confirmed publish after them: once it is acked, everything before it on this
+    // channel has been taken too.
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    publish(&ch, "", "backlog", b"last", persistent()).await;
+    let mut queued = 0;
+    for _ in 0..100 {
+        queued = passive_queue(&ch, "backlog").await.expect("queue");
+        if queued == count + 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(queued, count + 1);
+
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    assert_eq!(
+        passive_queue(&ch, "backlog").await.expect("queue"),
+        count + 1
+    );
+    broker.stop().await;
+}

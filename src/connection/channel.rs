@@ -1025,6 +1025,9 @@ impl Channel {
         if let Some(store) = store {
             let refs = queues.iter().filter(|q| q.store_id().is_some()).count() as u32;
             tickets.add(store.put_message(msg.store_id, refs, msg.clone()));
+            if store.backlogged() {
+                s.store_wait = true;
+            }
         }
         let mut delivered = false;
         let mut refused = false;

@@ -52,6 +52,9 @@ pub(crate) struct Session {
     /// A consumer connection this one's publishes congested: stop reading until it
     /// catches up.
     pub throttle: Option<Arc<Flow>>,
+    /// This connection's publishes found the store's backlog full: stop reading
+    /// until the store catches up.
+    pub store_wait: bool,
 }
 
 impl Session {
@@ -175,6 +178,7 @@ pub async fn serve(
             committed: 0,
             flow: Arc::new(Flow::default()),
             throttle: None,
+            store_wait: false,
         },
         channels: HashMap::new(),
         channel_max: negotiated.channel_max,
@@ -273,7 +277,7 @@ impl Connection {
             let backlogged = self.outbox.backlogged();
             tokio::select! {
                 biased;
-                Ok(()) = committed.changed(), if waiting => {}
+                Ok(()) = committed.changed(), if waiting || self.session.store_wait => {}
                 Ok(()) = alarm.changed() => {
                     blocked = *alarm.borrow_and_update();
                 }
@@ -284,7 +288,7 @@ impl Connection {
                 () = wait_drained(&self.session.throttle), if self.session.throttle.is_some() => {
                     self.session.throttle = None;
                 }
-                frame = reader.next(), if !(blocked && self.session.publisher) && self.session.throttle.is_none() => {
+                frame = reader.next(), if !(blocked && self.session.publisher) && self.session.throttle.is_none() && !self.session.store_wait => {
                     last_read = Instant::now();
                     let mut frame = frame;
                     loop {
@@ -309,7 +313,7 @@ impl Connection {
                                 return self.close_with(reader, &e).await;
                             }
                         }
-                        if self.session.throttle.is_some() {
+                        if self.session.throttle.is_some() || self.session.store_wait {
                             break;
                         }
                         // Handle the rest of a burst before flushing.
@@ -330,7 +334,7 @@ impl Connection {
                     }
                 }
                 _ = ticker.tick() => {
-                    if blocked && self.session.publisher {
+                    if (blocked && self.session.publisher) || self.session.store_wait {
                         // Not reading while blocked: the peer's heartbeats wait unread.
                         last_read = Instant::now();
                     } else if self.heartbeat != 0 && last_read.elapsed() > timeout {
@@ -348,6 +352,11 @@ impl Connection {
                 self.notify_blocked(block);
             }
             self.session.committed = *committed.borrow_and_update();
+            if self.session.store_wait
+                && self.session.store.as_ref().is_none_or(|st| st.caught_up())
+            {
+                self.session.store_wait = false;
+            }
             if let Some(e) = self.flush_confirms() {
                 return self.close_with(reader, &e).await;
             }

@@ -14,7 +14,7 @@ use amq_protocol::types::FieldTable;
 use codec::{put_bytes, put_table};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::watch;
 
@@ -140,6 +140,9 @@ pub struct Store {
     db: Arc<DbSlot>,
     memory: Arc<crate::broker::memory::MemoryGauge>,
     page_after: usize,
+    /// Bytes of messages sent to the writer and not yet committed.
+    backlog: Arc<AtomicUsize>,
+    backlog_high: usize,
 }
 
 /// The open database, shared by the writer thread (which replaces it after a write
@@ -156,6 +159,8 @@ pub struct StoreOptions {
     pub page_after: usize,
     /// Most operations committed in one transaction (1: one commit per operation).
     pub max_batch: usize,
+    /// Uncommitted message bytes above which publishers are held back.
+    pub backlog_bytes: usize,
 }
 
 impl Store {
@@ -192,8 +197,10 @@ impl Store {
         let (committed_tx, committed) = watch::channel(0);
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(Mutex::new(Vec::new()));
+        let backlog = Arc::new(AtomicUsize::new(0));
         let writer = {
             let failed = failed.clone();
+            let backlog = backlog.clone();
             let file = path.clone();
             let db = db.clone();
             std::thread::Builder::new()
@@ -204,6 +211,7 @@ impl Store {
                         path: file,
                         cache_bytes: options.cache_bytes,
                         max_batch: options.max_batch,
+                        backlog,
                     };
                     w.run(rx, committed_tx, failed)
                 })
@@ -220,6 +228,8 @@ impl Store {
             db,
             memory: memory.clone(),
             page_after: options.page_after,
+            backlog,
+            backlog_high: options.backlog_bytes,
         });
         // Until a clean stop says otherwise, the next start treats the file as crashed.
         store.send(Op::SetClean(false));
@@ -363,7 +373,19 @@ impl Store {
 
     /// Stores a message body once, for `refs` durable queues.
     pub fn put_message(&self, id: u64, refs: u32, msg: Arc<Message>) -> u64 {
+        self.backlog
+            .fetch_add(backlog_size(&msg), Ordering::Relaxed);
         self.send(Op::PutMessage { id, refs, msg })
+    }
+
+    /// Whether more message data waits for a commit than publishers may run ahead by.
+    pub fn backlogged(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) > self.backlog_high
+    }
+
+    /// Whether the backlog is down to half its limit, where held-back publishers resume.
+    pub fn caught_up(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) <= self.backlog_high / 2
     }
 
     pub fn enqueue(&self, queue: u64, seq: u64, msg: u64, expires: u64) -> u64 {
@@ -408,12 +430,18 @@ impl Store {
     }
 }
 
+/// What a stored message counts for in the store's backlog.
+fn backlog_size(msg: &Message) -> usize {
+    msg.body.len() + msg.raw_properties.len() + 64
+}
+
 /// The thread that owns all writes.
 struct Writer {
     db: Arc<DbSlot>,
     path: PathBuf,
     cache_bytes: usize,
     max_batch: usize,
+    backlog: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -454,6 +482,14 @@ impl Writer {
                     *self.db.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
             }
+            let written: usize = batch
+                .iter()
+                .map(|(_, op)| match op {
+                    Op::PutMessage { msg, .. } => backlog_size(msg),
+                    _ => 0,
+                })
+                .sum();
+            self.backlog.fetch_sub(written, Ordering::Relaxed);
             batch.clear();
             committed.send_replace(hi);
         }
