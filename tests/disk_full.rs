@@ -10,7 +10,7 @@ mod common;
 use common::TestBroker;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 
 fn set_file_limit(bytes: u64) {
     let limit = libc::rlimit {
@@ -22,9 +22,21 @@ fn set_file_limit(bytes: u64) {
     assert_eq!(rc, 0, "setrlimit");
 }
 
+/// Sends a persistent message to "precious"; the confirm is awaited separately.
+async fn send(ch: &Channel, body: &[u8]) -> PublisherConfirm {
+    ch.basic_publish(
+        "".into(),
+        "precious".into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .expect("publish")
+}
+
 async fn publish(ch: &Channel, body: &[u8]) -> Confirmation {
-    let persistent = BasicProperties::default().with_delivery_mode(2);
-    common::publish(ch, "", "precious", body, persistent).await
+    send(ch, body).await.await.expect("confirm")
 }
 
 #[tokio::test]
@@ -83,16 +95,7 @@ async fn fill_the_disk(broker: TestBroker) {
         for i in 0..8u8 {
             let body = vec![100 + round * 8 + i; 16 * 1024 * (1 + usize::from(i % 4))];
             let channel = if i % 2 == 0 { &ch } else { &ch2 };
-            let confirm = channel
-                .basic_publish(
-                    "".into(),
-                    "precious".into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    BasicProperties::default().with_delivery_mode(2),
-                )
-                .await
-                .expect("publish");
+            let confirm = send(channel, &body).await;
             pending.push((body, confirm));
         }
         for (body, confirm) in pending {
@@ -112,15 +115,7 @@ async fn fill_the_disk(broker: TestBroker) {
     let mut refused = false;
     for i in 0..16u8 {
         let body = vec![240 + i % 16; 48 * 1024];
-        tx.basic_publish(
-            "".into(),
-            "precious".into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .expect("publish");
+        drop(send(&tx, &body).await);
         match tx.tx_commit().await {
             Ok(()) => confirmed.push(body),
             Err(e) => {
