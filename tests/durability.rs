@@ -218,6 +218,76 @@ async fn unacked_messages_come_back_redelivered_and_acked_ones_do_not() {
     broker.stop().await;
 }
 
+/// Messages consumed while their writes still wait for a commit (a fast consumer
+/// behind a publisher without confirms): the acked ones are gone after a restart, the
+/// unacked ones and those never delivered are all there.
+#[tokio::test]
+async fn messages_acked_before_their_commit_stay_acked() {
+    let broker = TestBroker::start().await;
+    if broker.data_dir().is_none() {
+        return;
+    }
+    let (conn, ch) = broker.channel().await;
+    ch.queue_declare("fast".into(), durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    let (_pconn, pch) = broker.channel().await;
+    let mut consumer = ch
+        .basic_consume(
+            "fast".into(),
+            "fast".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let count = 3000u32;
+    let publisher = tokio::spawn(async move {
+        for i in 0..count {
+            pch.basic_publish(
+                "".into(),
+                "fast".into(),
+                BasicPublishOptions::default(),
+                &i.to_be_bytes(),
+                persistent(),
+            )
+            .await
+            .expect("publish");
+        }
+        pch
+    });
+    // Ack every message but each tenth, as they come.
+    use futures_lite::StreamExt;
+    let mut kept = Vec::new();
+    for _ in 0..count {
+        let d = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
+            .await
+            .expect("delivery in time")
+            .expect("stream open")
+            .expect("delivery");
+        let n = u32::from_be_bytes(d.data[..4].try_into().expect("4 bytes"));
+        if n % 10 == 0 {
+            kept.push(n);
+        } else {
+            d.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    }
+    let _pch = publisher.await.expect("publisher");
+    // A synchronous round trip, so the acks above have been processed.
+    passive_queue(&ch, "fast").await.expect("queue");
+    drop(conn);
+
+    let broker = broker.restart().await;
+    let (_conn, ch) = broker.channel().await;
+    let left: Vec<u32> = drain(&ch, "fast")
+        .await
+        .iter()
+        .map(|(b, _)| u32::from_be_bytes(b[..4].try_into().expect("4 bytes")))
+        .collect();
+    assert_eq!(left, kept);
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn message_routed_to_two_durable_queues_is_kept_for_each() {
     let broker = TestBroker::start().await;

@@ -119,6 +119,8 @@ enum Op {
         seq: u64,
     },
     SetClean(bool),
+    /// An operation cancelled out within its batch (see [`cancel_consumed`]).
+    Skip,
 }
 
 struct Sender {
@@ -463,6 +465,13 @@ impl Writer {
                 }
             }
             let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
+            let written: usize = batch
+                .iter()
+                .map(|(_, op)| match op {
+                    Op::PutMessage { msg, .. } => backlog_size(msg),
+                    _ => 0,
+                })
+                .sum();
             if db.is_none() {
                 db = self.reopen();
             }
@@ -482,13 +491,6 @@ impl Writer {
                     *self.db.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
             }
-            let written: usize = batch
-                .iter()
-                .map(|(_, op)| match op {
-                    Op::PutMessage { msg, .. } => backlog_size(msg),
-                    _ => 0,
-                })
-                .sum();
             self.backlog.fetch_sub(written, Ordering::Relaxed);
             batch.clear();
             committed.send_replace(hi);
@@ -515,7 +517,37 @@ impl Writer {
     }
 }
 
+/// Drops the writes of messages consumed within the batch that stores them: a message
+/// held by one queue, enqueued and removed (acked) before the commit, never needs to
+/// reach the disk. Under load most acks of a fast consumer arrive this way.
+fn cancel_consumed(batch: &mut [(u64, Op)]) {
+    // Message id -> position of its PutMessage; (queue, seq) -> position of the Enqueue.
+    let mut puts = std::collections::HashMap::new();
+    let mut enqueued = std::collections::HashMap::new();
+    for i in 0..batch.len() {
+        match &batch[i].1 {
+            Op::PutMessage { id, refs: 1, .. } => {
+                puts.insert(*id, i);
+            }
+            Op::Enqueue {
+                queue, seq, msg, ..
+            } if puts.contains_key(msg) => {
+                enqueued.insert((*queue, *seq), i);
+            }
+            Op::Remove { queue, seq, msg } => {
+                if let (Some(&e), Some(&p)) = (enqueued.get(&(*queue, *seq)), puts.get(msg)) {
+                    batch[p].1 = Op::Skip;
+                    batch[e].1 = Op::Skip;
+                    batch[i].1 = Op::Skip;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Result<(), redb::Error> {
+    cancel_consumed(batch);
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
@@ -591,6 +623,7 @@ fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Resul
                 Op::SetClean(clean) => {
                     meta.insert("clean", u64::from(*clean))?;
                 }
+                Op::Skip => {}
             }
         }
     }
