@@ -1,5 +1,5 @@
 """Shared harness for the Python clients: scenario bookkeeping and the fixed test data."""
-import hashlib, json, os, sys, traceback, asyncio
+import hashlib, json, os, signal, sys, traceback, asyncio
 
 URL = os.environ.get("INTEROP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
 HOST = os.environ.get("INTEROP_HOST", "127.0.0.1")
@@ -21,11 +21,17 @@ PROPS = dict(content_type="application/json", content_encoding="utf-8", delivery
 def emit(name, ok, obs=None, err=""):
     print(json.dumps({"scenario": name, "ok": bool(ok), "obs": obs, "err": err}, default=str), flush=True)
 
-def run(name, fn, *a):
+def run(name, fn, *a, timeout=None):
+    """timeout (s): a scenario that hangs (no reply from the broker) fails with "timeout Ns"."""
+    def alarm(*_): raise TimeoutError(f"timeout {timeout}s")
+    if timeout:
+        signal.signal(signal.SIGALRM, alarm); signal.alarm(timeout)
     try:
         obs = fn(*a)
+        signal.alarm(0)
         emit(name, True, obs)
     except Exception as e:
+        signal.alarm(0)
         emit(name, False, getattr(e, "obs", None), f"{type(e).__name__}: {e} @ " + traceback.format_exc().strip().splitlines()[-3].strip())
 
 async def arun(name, fn, *a, timeout=30):

@@ -50,10 +50,15 @@ public class Scenarios {
         if (o instanceof List) { StringBuilder sb = new StringBuilder("["); boolean first = true; for (Object x : (List<?>) o) { if (!first) sb.append(','); first = false; sb.append(json(x)); } return sb.append(']').toString(); }
         return json(o.toString());
     }
+    // Scenarios run on daemon threads so that one the broker never answers fails after 20 s.
+    static final ExecutorService POOL = Executors.newCachedThreadPool(r -> { Thread t = new Thread(r); t.setDaemon(true); return t; });
     static void run(String name, Body body) {
         String out;
         try {
-            Map<String, Object> obs = body.run();
+            Map<String, Object> obs;
+            try { obs = POOL.submit(body::run).get(20, TimeUnit.SECONDS); }
+            catch (ExecutionException e) { throw e.getCause(); }
+            catch (TimeoutException e) { throw new Mismatch("timeout 20s", null); }
             out = "{\"scenario\":" + json(name) + ",\"ok\":true,\"obs\":" + json(obs) + ",\"err\":\"\"}";
         } catch (Mismatch e) {
             out = "{\"scenario\":" + json(name) + ",\"ok\":false,\"obs\":" + json(e.obs) + ",\"err\":" + json(e.getMessage()) + "}";

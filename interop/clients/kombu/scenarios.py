@@ -159,8 +159,8 @@ def err_403():
     return expect(obs, error="AccessRefused", code=403)
 
 for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue", "confirms", "mandatory"]:
-    run(name, globals()[name])
+    run(name, globals()[name], timeout=20)
 na("competing", "covered by the Celery worker (prefork pool) scenarios")
 na("rpc", "covered by Celery's rpc:// result backend")
 for name in ["large", "err_404", "err_406", "err_403"]:
-    run(name, globals()[name])
+    run(name, globals()[name], timeout=20)

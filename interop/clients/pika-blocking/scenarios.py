@@ -232,4 +232,4 @@ def err_403():
 
 for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue",
              "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403"]:
-    run(name, globals()[name])
+    run(name, globals()[name], timeout=20)
