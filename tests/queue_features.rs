@@ -423,13 +423,18 @@ async fn reject_publish_nacks_the_publisher() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm.select");
+    // Mandatory: a queue that refuses the message is not "no route", so nothing
+    // comes back as basic.return; the confirm alone says it was refused.
     let mut outcomes = Vec::new();
     for b in [&b"kept"[..], &b"refused"[..]] {
         let confirm = ch
             .basic_publish(
                 "".into(),
                 q.as_str().into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 b,
                 BasicProperties::default(),
             )
@@ -443,9 +448,52 @@ async fn reject_publish_nacks_the_publisher() {
         outcomes[0]
     );
     assert!(
-        matches!(outcomes[1], Confirmation::Nack(_)),
-        "{:?}",
+        matches!(outcomes[1], Confirmation::Nack(None)),
+        "a nack without a returned message: {:?}",
         outcomes[1]
+    );
+    let m = get(&ch, &q).await.expect("first kept");
+    assert_eq!(m.delivery.data, b"kept");
+    assert_eq!(m.message_count, 0);
+    broker.stop().await;
+}
+
+/// A transaction one of whose messages a full queue refuses: the rest is applied and
+/// tx.commit fails with 406 "partial tx completion", as in RabbitMQ.
+#[tokio::test]
+async fn reject_publish_fails_the_transaction() {
+    let broker = TestBroker::start().await;
+    let (_c, ch) = broker.channel().await;
+    let q = unique("full");
+    declare(
+        &ch,
+        &q,
+        args(&[
+            ("x-max-length", int(1)),
+            ("x-overflow", s("reject-publish")),
+        ]),
+    )
+    .await;
+    let (_c2, tx) = broker.channel().await;
+    tx.tx_select().await.expect("tx.select");
+    for b in [&b"kept"[..], &b"refused"[..]] {
+        tx.basic_publish(
+            "".into(),
+            q.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b,
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    }
+    let (code, text) = common::expect_amqp_error(tx.tx_commit()).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (406, "PRECONDITION_FAILED - partial tx completion")
     );
     let m = get(&ch, &q).await.expect("first kept");
     assert_eq!(m.delivery.data, b"kept");

@@ -675,13 +675,20 @@ impl Channel {
                 let publishes = std::mem::take(&mut t.publishes);
                 let settles = std::mem::take(&mut t.settles);
                 let mut tickets = Tickets::default();
+                let mut refused = false;
                 for p in publishes {
-                    let (t, _) = self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory);
+                    let (t, r) = self.deliver_to_queues(s, &p.queues, p.msg, p.mandatory);
                     tickets.add(t.first);
                     tickets.add(t.last);
+                    refused |= r;
                 }
                 for (items, how) in settles {
                     self.settle(items, how);
+                }
+                if refused {
+                    // A full queue refused a message: RabbitMQ applies the rest, then
+                    // fails the commit.
+                    return Err(precondition("partial tx completion").into());
                 }
                 self.defer(
                     s,
@@ -1050,7 +1057,9 @@ impl Channel {
                 Enqueued::Gone => {}
             }
         }
-        if !delivered && mandatory {
+        // Returned only when no queue was there to take it: a queue that refused it
+        // (full, reject-publish) makes the confirm a nack instead, as in RabbitMQ.
+        if mandatory && !delivered && !refused {
             s.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
