@@ -10,6 +10,7 @@ use futures_lite::StreamExt;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -454,6 +455,82 @@ async fn refused_login_without_failure_close_capability_closes_silently() {
     match raw.next().await {
         Got::Eof => {}
         Got::Frame(f) => panic!("expected the socket to close silently, got {f:?}"),
+    }
+    broker.stop().await;
+}
+
+/// connection.close followed by more frames (a client that had publishes buffered):
+/// the broker answers close-ok and then reads and drops what follows until the
+/// client closes the socket, as RabbitMQ does, instead of closing it on unread data
+/// (which resets the connection under the client).
+#[tokio::test]
+async fn frames_after_connection_close_are_dropped_and_the_socket_left_to_the_client() {
+    use amq_protocol::protocol::{AMQPClass, basic, channel, connection};
+    use common::raw::method_frame;
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
+    raw.send_method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    assert!(matches!(
+        raw.next_method().await,
+        Some((1, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))))
+    ));
+    let mut bytes = method_frame(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    );
+    for _ in 0..2000 {
+        bytes.extend(method_frame(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "".into(),
+                routing_key: "nowhere".into(),
+                mandatory: false,
+                immediate: false,
+            })),
+        ));
+    }
+    raw.send(&bytes).await;
+    assert!(
+        matches!(
+            raw.next_method().await,
+            Some((0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))))
+        ),
+        "close-ok"
+    );
+    // Nothing more comes, and the socket is neither closed nor reset meanwhile.
+    let more = tokio::time::timeout(Duration::from_millis(500), raw.next()).await;
+    assert!(more.is_err(), "the broker leaves the socket open: {more:?}");
+    raw.stream.shutdown().await.expect("our side closes");
+    broker.stop().await;
+}
+
+/// An exclusive queue is gone by the time connection.close-ok arrives: a client
+/// that reconnects at once can declare it again.
+#[tokio::test]
+async fn exclusive_queues_are_deleted_before_close_ok() {
+    use lapin::options::QueueDeclareOptions;
+    let broker = TestBroker::start().await;
+    let name = unique("mine");
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    for _ in 0..20 {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_declare(name.as_str().into(), exclusive, FieldTable::default())
+            .await
+            .expect("declare: the previous owner's queue is gone");
+        conn.close(200, "bye".into()).await.expect("close");
     }
     broker.stop().await;
 }

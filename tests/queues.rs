@@ -505,3 +505,99 @@ async fn unknown_arguments_are_not_compared_on_redeclare() {
     }
     broker.stop().await;
 }
+
+/// Replies keep the order of the methods they answer even when one waits for the
+/// store: queue.delete-ok of a durable queue comes before the basic.cancel its
+/// consumer on the same channel gets, and a channel.close sent right behind a
+/// durable queue.declare gets declare-ok first, then close-ok.
+#[tokio::test]
+async fn replies_waiting_for_the_store_keep_their_order() {
+    use amq_protocol::protocol::{AMQPClass, basic, channel, queue};
+    use common::raw::{Raw, method_frame};
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
+    raw.open_channel(1).await;
+    let name = unique("ordered");
+    let declare = |name: &str| {
+        method_frame(
+            1,
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: name.into(),
+                passive: false,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        )
+    };
+    raw.send(&declare(&name)).await;
+    assert!(matches!(
+        raw.next_method().await,
+        Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))))
+    ));
+    raw.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: name.as_str().into(),
+            consumer_tag: "c".into(),
+            no_local: false,
+            no_ack: false,
+            exclusive: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+    )
+    .await;
+    assert!(matches!(
+        raw.next_method().await,
+        Some((1, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_))))
+    ));
+    raw.send_method(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+            queue: name.as_str().into(),
+            if_unused: false,
+            if_empty: false,
+            nowait: false,
+        })),
+    )
+    .await;
+    let first = raw.next_method().await;
+    assert!(
+        matches!(
+            first,
+            Some((1, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(_))))
+        ),
+        "delete-ok first, got {first:?}"
+    );
+    assert!(matches!(
+        raw.next_method().await,
+        Some((1, AMQPClass::Basic(basic::AMQPMethod::Cancel(_))))
+    ));
+    let mut bytes = declare(&unique("ordered"));
+    bytes.extend(method_frame(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    ));
+    raw.send(&bytes).await;
+    let replies = [raw.next_method().await, raw.next_method().await];
+    assert!(
+        matches!(
+            replies,
+            [
+                Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))),
+                Some((1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))))
+            ]
+        ),
+        "declare-ok then close-ok, got {replies:?}"
+    );
+    drop(raw);
+    broker.stop().await;
+}

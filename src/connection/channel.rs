@@ -100,6 +100,9 @@ pub struct Channel {
     id: u16,
     /// channel.close was sent; everything but close-ok is discarded.
     closing: bool,
+    /// The client closed the channel while replies still waited for the store:
+    /// close-ok follows them, then the channel goes.
+    closed_by_client: bool,
     incoming: Option<Incoming>,
     next_tag: u64,
     unacked: VecDeque<Unacked>,
@@ -128,6 +131,7 @@ impl Channel {
         Channel {
             id,
             closing: false,
+            closed_by_client: false,
             incoming: None,
             next_tag: 1,
             unacked: VecDeque::new(),
@@ -152,7 +156,16 @@ impl Channel {
                 .is_some_and(|(c, _)| Arc::ptr_eq(c, consumer))
     }
 
+    /// Closed by the client, with close-ok sent after the replies before it.
+    pub fn finished(&self) -> bool {
+        self.closed_by_client && self.deferred.is_empty()
+    }
+
     pub fn handle_frame(&mut self, s: &mut Session, frame: Frame) -> Result<After, Exception> {
+        if self.closed_by_client {
+            // Waiting to send close-ok; the client sends nothing meanwhile.
+            return Ok(After::Continue);
+        }
         if self.closing {
             return Ok(match frame {
                 Frame::Method(_, m) => match *m {
@@ -305,13 +318,13 @@ impl Channel {
     /// A queue cancelled one of our consumers (it was deleted).
     pub fn cancelled_by_server(&mut self, s: &mut Session, tag: &ShortString) {
         if self.consumers.remove(tag).is_some() && s.consumer_cancel_notify && !self.closing {
-            s.send(
-                self.id,
-                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
-                    consumer_tag: tag.clone(),
-                    nowait: true,
-                })),
-            );
+            // After any reply still waiting for the store (the queue.delete-ok of
+            // the queue that went, say), as RabbitMQ orders them.
+            let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: tag.clone(),
+                nowait: true,
+            }));
+            self.defer(s, Tickets::default(), cancel);
         }
     }
 
@@ -458,11 +471,15 @@ impl Channel {
             AMQPClass::Channel(m) => match m {
                 chan::AMQPMethod::Close(_) => {
                     self.release(s);
-                    s.send(
-                        self.id,
-                        AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
-                    );
-                    return Ok(After::Remove);
+                    let close_ok = AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}));
+                    if self.deferred.is_empty() {
+                        s.send(self.id, close_ok);
+                        return Ok(After::Remove);
+                    }
+                    // Replies to earlier methods go first, as in RabbitMQ.
+                    self.defer(s, Tickets::default(), close_ok);
+                    self.closed_by_client = true;
+                    return Ok(After::Continue);
                 }
                 chan::AMQPMethod::CloseOk(_) => return Ok(After::Remove),
                 chan::AMQPMethod::Open(_) => {

@@ -80,7 +80,14 @@ enum Ending {
     Gone(String),
     /// A close handshake finished (either side started it).
     Closed,
+    /// The client sent connection.close: close-ok is sent once the connection's
+    /// channels are gone.
+    CloseRequested,
 }
+
+/// How long the socket stays open after close-ok, for the client to close it
+/// (RabbitMQ's CLOSING_TIMEOUT).
+const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one accepted socket until it closes.
 pub async fn serve(
@@ -186,12 +193,23 @@ pub async fn serve(
         blocked_notify: negotiated.blocked_notify,
         outbox: outbox.clone(),
     };
-    let ending = conn.run(&mut reader, events_rx, shutdown).await;
+    let ending = conn.run(&mut reader, events_rx, shutdown.clone()).await;
     conn.cleanup();
+    if let Ending::CloseRequested = ending {
+        // As RabbitMQ: channels and exclusive queues are gone before close-ok, and
+        // what the client sent after its close is read and dropped until it closes
+        // the socket; closing it with unread data would reset the connection.
+        conn.session.send(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+        );
+        conn.flush();
+        discard_until_closed(&mut reader, shutdown).await;
+    }
     outbox.close();
     let _ = writer.await;
     match ending {
-        Ending::Closed => tracing::info!(%peer, "connection closed"),
+        Ending::Closed | Ending::CloseRequested => tracing::info!(%peer, "connection closed"),
         Ending::Gone(reason) => tracing::info!(%peer, reason, "connection lost"),
     }
 }
@@ -216,6 +234,17 @@ pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
         end -= 1;
     }
     amq_protocol::types::ShortString::from(&s[..end])
+}
+
+/// After close-ok: discard frames until the client closes the socket, the broker
+/// stops, or [`CLOSING_TIMEOUT`].
+async fn discard_until_closed(reader: &mut FrameReader, mut shutdown: watch::Receiver<bool>) {
+    let discard = async { while let Ok(Some(_)) = reader.next().await {} };
+    tokio::select! {
+        _ = discard => {}
+        _ = shutdown.changed() => {}
+        _ = tokio::time::sleep(CLOSING_TIMEOUT) => {}
+    }
 }
 
 /// After sending connection.close: discard frames until close-ok, the socket
@@ -302,6 +331,10 @@ impl Connection {
                                         FrameOutcome::ClosedByPeer => {
                                             self.flush();
                                             return Ending::Closed;
+                                        }
+                                        FrameOutcome::CloseRequested => {
+                                            self.flush();
+                                            return Ending::CloseRequested;
                                         }
                                     }
                                 }
@@ -390,6 +423,7 @@ impl Connection {
         for ch in self.channels.values_mut() {
             error = error.or(ch.flush_confirms(&mut self.session));
         }
+        self.channels.retain(|_, ch| !ch.finished());
         error
     }
 
@@ -529,11 +563,7 @@ impl Connection {
         match m {
             AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
                 tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed connection");
-                self.session.send(
-                    0,
-                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
-                );
-                Err(FrameOutcome::ClosedByPeer)
+                Err(FrameOutcome::CloseRequested)
             }
             AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
                 Err(FrameOutcome::ClosedByPeer)
@@ -568,5 +598,8 @@ impl Connection {
 
 enum FrameOutcome {
     Close(Exception),
+    /// The client answered our connection.close.
     ClosedByPeer,
+    /// The client sent connection.close.
+    CloseRequested,
 }

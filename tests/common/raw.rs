@@ -138,6 +138,7 @@ impl Raw {
         let (mut raw, _) = Raw::start(uri).await;
         let mut caps = FieldTable::default();
         caps.insert("authentication_failure_close".into(), true.into());
+        caps.insert("consumer_cancel_notify".into(), true.into());
         let mut props = FieldTable::default();
         props.insert("capabilities".into(), caps.into());
         raw.send_method(
