@@ -916,3 +916,96 @@ async fn system_exchanges_cannot_be_deleted() {
     );
     broker.stop().await;
 }
+
+fn routes(cc: &[&str], bcc: &[&str]) -> FieldTable {
+    let array = |keys: &[&str]| {
+        AMQPValue::FieldArray(
+            keys.iter()
+                .map(|k| AMQPValue::LongString(LongString::from(*k)))
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    };
+    let mut headers = FieldTable::default();
+    headers.insert("x-app".into(), AMQPValue::LongString("kept".into()));
+    if !cc.is_empty() {
+        headers.insert("CC".into(), array(cc));
+    }
+    if !bcc.is_empty() {
+        headers.insert("BCC".into(), array(bcc));
+    }
+    headers
+}
+
+/// Sender-selected distribution: the string entries of the CC and BCC header arrays are
+/// routing keys too; each queue gets one copy; BCC is removed from the message.
+#[tokio::test]
+async fn cc_and_bcc_headers_add_routing_keys() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let x = unique("cc");
+    declare(&ch, &x, ExchangeKind::Direct).await;
+    let mut queues = Vec::new();
+    for key in ["one", "two", "three", "four"] {
+        let q = temp_queue(&ch).await;
+        bind(&ch, &q, &x, key, FieldTable::default()).await;
+        queues.push(q);
+    }
+    let props = BasicProperties::default().with_headers(routes(&["two", "one"], &["three"]));
+    publish(&ch, &x, "one", b"m", props).await;
+    for (i, q) in queues.iter().enumerate() {
+        let got = ch
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("get");
+        if i == 3 {
+            assert!(got.is_none(), "'four' was not a routing key");
+            continue;
+        }
+        let m = got.expect("one copy for each key");
+        let headers = m.delivery.properties.headers().clone().expect("headers");
+        assert!(headers.contains_key("CC"), "CC stays");
+        assert!(!headers.contains_key("BCC"), "BCC is removed");
+        assert!(headers.contains_key("x-app"));
+        assert_eq!(m.message_count, 0, "one copy in queue {i}");
+    }
+
+    // The default exchange: queue names; a queue named twice gets the message once.
+    let props = BasicProperties::default().with_headers(routes(&[&queues[1], &queues[0]], &[]));
+    publish(&ch, "", &queues[0], b"direct", props).await;
+    assert_eq!(drain(&ch, &queues[0]).await, vec!["direct"]);
+    assert_eq!(drain(&ch, &queues[1]).await, vec!["direct"]);
+    broker.stop().await;
+}
+
+/// A CC or BCC header that is not an array makes the message invalid: 406, as in
+/// RabbitMQ.
+#[tokio::test]
+async fn cc_header_of_another_type_is_406() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let q = temp_queue(&ch).await;
+    let mut headers = FieldTable::default();
+    headers.insert("CC".into(), AMQPValue::LongString("two".into()));
+    let watch = common::watch_close(&ch).await;
+    ch.basic_publish(
+        "".into(),
+        q.as_str().into(),
+        BasicPublishOptions::default(),
+        b"m",
+        BasicProperties::default().with_headers(headers),
+    )
+    .await
+    .expect("publish");
+    let (code, text) = watch.error().await;
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            406,
+            "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"CC\",longstr}"
+        )
+    );
+    broker.stop().await;
+}

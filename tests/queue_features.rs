@@ -1000,3 +1000,74 @@ async fn arguments_and_expiry_survive_restart() {
     assert!(t.contains("inequivalent arg 'x-message-ttl'"), "{t}");
     broker.stop().await;
 }
+
+/// A dead-lettered message that was published with a CC header is routed on its CC
+/// keys too (when the queue sets no dead-letter routing key), and x-death lists its
+/// routing key and the CC keys.
+#[tokio::test]
+async fn dead_lettering_routes_on_cc_keys_too() {
+    let broker = TestBroker::start().await;
+    let (_c, ch) = broker.channel().await;
+    let dlx = unique("dlx");
+    ch.exchange_declare(
+        dlx.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange.declare");
+    let q = unique("work");
+    declare(&ch, &q, args(&[("x-dead-letter-exchange", s(&dlx))])).await;
+    let mut dead = Vec::new();
+    for key in [q.as_str(), "copy"] {
+        let d = unique("dead");
+        declare(&ch, &d, FieldTable::default()).await;
+        ch.queue_bind(
+            d.as_str().into(),
+            dlx.as_str().into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue.bind");
+        dead.push(d);
+    }
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "CC".into(),
+        AMQPValue::FieldArray(vec![AMQPValue::LongString("copy".into())].into()),
+    );
+    publish(
+        &ch,
+        "",
+        &q,
+        b"job",
+        BasicProperties::default().with_headers(headers),
+    )
+    .await;
+    let m = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("the message");
+    m.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .expect("reject");
+    for d in &dead {
+        let m = wait_get(&ch, d).await;
+        assert_eq!(m.delivery.data, b"job");
+        let keys = match field(&deaths(&m)[0], "routing-keys") {
+            Some(AMQPValue::FieldArray(a)) => a
+                .as_slice()
+                .iter()
+                .map(|v| text(Some(v)))
+                .collect::<Vec<_>>(),
+            other => panic!("routing-keys: {other:?}"),
+        };
+        assert_eq!(keys, vec![q.clone(), "copy".to_owned()]);
+    }
+    broker.stop().await;
+}

@@ -159,8 +159,13 @@ pub fn dead_letter(
                 AMQPValue::Timestamp(crate::broker::now_ms() / 1000),
             );
             t.insert("exchange".into(), longstr(msg.exchange.as_str()));
+            // The routing key and the CC keys (BCC is gone from the message).
             let mut keys = FieldArray::default();
             keys.push(longstr(msg.routing_key.as_str()));
+            let cc = crate::broker::message::header_routes(original.headers().as_ref());
+            for key in cc.unwrap_or_default() {
+                keys.push(longstr(&key));
+            }
             t.insert("routing-keys".into(), AMQPValue::FieldArray(keys));
             if let Some(exp) = original.expiration() {
                 t.insert("original-expiration".into(), longstr(exp.as_str()));

@@ -2,7 +2,7 @@
 
 use crate::broker::memory::MemoryCharge;
 use amq_protocol::protocol::BasicProperties;
-use amq_protocol::types::ShortString;
+use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use bytes::Bytes;
 
 /// A queued message: in memory, or paged out to the store (only what the queue's
@@ -110,4 +110,54 @@ pub fn parse_expiration(s: &str) -> Result<u64, String> {
         return Err(format!("{{value_too_large,{n}}}"));
     }
     Ok(n as u64)
+}
+
+/// The header listing more routing keys for a message (sender-selected distribution).
+pub const CC: &str = "CC";
+/// Like `CC`, but removed from the message before it is stored or delivered.
+pub const BCC: &str = "BCC";
+
+/// The routing keys a publisher adds in the `CC` and `BCC` headers, as RabbitMQ reads
+/// them: the string entries of each array. A `CC` or `BCC` that is not an array makes
+/// the message invalid; the error is RabbitMQ's description of it.
+pub fn header_routes(headers: Option<&FieldTable>) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    let Some(headers) = headers else {
+        return Ok(keys);
+    };
+    for name in [CC, BCC] {
+        match headers.inner().get(name) {
+            None => {}
+            Some(AMQPValue::FieldArray(routes)) => {
+                for route in routes.as_slice() {
+                    if let AMQPValue::LongString(s) = route {
+                        keys.push(String::from_utf8_lossy(s.as_bytes()).into_owned());
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "invalid message: {{unacceptable_type_in_header,\"{name}\",{}}}",
+                    crate::broker::args::type_name(other)
+                ));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Whether `headers` carry sender-selected routing keys.
+pub fn has_header_routes(headers: Option<&FieldTable>) -> bool {
+    headers.is_some_and(|h| h.contains_key(CC) || h.contains_key(BCC))
+}
+
+/// `headers` without `BCC`.
+pub fn without_bcc(headers: &FieldTable) -> FieldTable {
+    let mut out = FieldTable::default();
+    for (k, v) in headers.inner() {
+        if k.as_str() != BCC {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
 }

@@ -6,6 +6,7 @@ use crate::broker::args::{QueueArgs, type_name};
 use crate::broker::deadletter::{self, Reason};
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::broker::memory::MemoryGauge;
+use crate::broker::message::header_routes;
 use crate::broker::queue::QueueOptions;
 use crate::broker::{BrokerError, BrokerResult, Enqueued, Message, Queue, QueueEntry};
 use crate::store::{BindingKey, RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
@@ -808,6 +809,13 @@ impl VHost {
             {
                 continue;
             }
+            // Without a dead-letter routing key, the message's CC keys route it too.
+            if from.args.dead_letter_routing_key.is_none()
+                && let Ok(keys) = header_routes(Some(&headers))
+                && !keys.is_empty()
+            {
+                self.route_more(dlx, &keys, Some(&headers), &mut targets);
+            }
             if *reason != Reason::Rejected {
                 targets.retain(|q| {
                     let cycle = deadletter::is_cycle(&headers, q.name.as_str());
@@ -853,6 +861,29 @@ impl VHost {
 
     /// Finds the queues a message published to `exchange` goes to, following
     /// exchange-to-exchange bindings and alternate exchanges.
+    /// Adds the queues that `keys` (a message's CC and BCC routing keys) reach
+    /// through `exchange` to `out`, each queue once.
+    pub fn route_more(
+        &self,
+        exchange: &str,
+        keys: &[String],
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) {
+        let mut more = Vec::new();
+        for key in keys {
+            more.clear();
+            if self.route(exchange, key, headers, &mut more).is_err() {
+                return;
+            }
+            for q in more.drain(..) {
+                if !out.iter().any(|o| Arc::ptr_eq(o, &q)) {
+                    out.push(q);
+                }
+            }
+        }
+    }
+
     pub fn route(
         &self,
         exchange: &str,

@@ -3,7 +3,9 @@
 //! their acknowledgements.
 
 use crate::broker::args::{integer, type_name};
-use crate::broker::message::parse_expiration;
+use crate::broker::message::{
+    BCC, has_header_routes, header_routes, parse_expiration, without_bcc,
+};
 use crate::broker::queue::Credit;
 use crate::broker::vhost::REPLY_TO;
 use crate::broker::vhost::{ExchangeDeclare, QueueDeclare};
@@ -972,6 +974,20 @@ impl Channel {
             header.properties = header.properties.clone().with_reply_to(reply.name.clone());
             header.raw_properties = crate::protocol::codec::encode_properties(&header.properties);
         }
+        // Sender-selected distribution: more routing keys in the CC and BCC headers;
+        // BCC is removed before the message goes anywhere.
+        let mut extra_keys = Ok(Vec::new());
+        if has_header_routes(header.properties.headers().as_ref()) {
+            extra_keys = header_routes(header.properties.headers().as_ref());
+            if let Some(headers) = header.properties.headers().as_ref()
+                && headers.contains_key(BCC)
+            {
+                let headers = without_bcc(headers);
+                header.properties = header.properties.clone().with_headers(headers);
+                header.raw_properties =
+                    crate::protocol::codec::encode_properties(&header.properties);
+            }
+        }
         if let Some(exp) = header.properties.expiration()
             && let Err(detail) = parse_expiration(exp.as_str())
         {
@@ -992,6 +1008,22 @@ impl Channel {
         if let Err(e) = result {
             self.routed = routed;
             return Err(Exception::from_broker(e, 60, 40));
+        }
+        // Checked after the exchange, as RabbitMQ does (404 before 406).
+        let extra_keys = match extra_keys {
+            Ok(keys) => keys,
+            Err(detail) => {
+                self.routed = routed;
+                return Err(Exception::from_broker(precondition(detail), 60, 40));
+            }
+        };
+        if !extra_keys.is_empty() {
+            s.vhost.route_more(
+                publish.exchange.as_str(),
+                &extra_keys,
+                header.properties.headers().as_ref(),
+                &mut routed,
+            );
         }
         let persistent = header.properties.delivery_mode() == &Some(2);
         let store_id = match &s.store {
