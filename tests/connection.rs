@@ -441,20 +441,32 @@ async fn refused_login_without_failure_close_capability_closes_silently() {
     use amq_protocol::protocol::{AMQPClass, connection};
     use amq_protocol::types::{LongString, ShortString};
     let broker = TestBroker::start().await;
-    let (mut raw, _) = Raw::start(&broker.uri).await;
-    raw.send_method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-            client_properties: amq_protocol::types::FieldTable::default(),
-            mechanism: ShortString::from("PLAIN"),
-            response: LongString::from(&b"\0guest\0wrong"[..]),
-            locale: ShortString::from("en_US"),
-        })),
-    )
-    .await;
-    match raw.next().await {
-        Got::Eof => {}
-        Got::Frame(f) => panic!("expected the socket to close silently, got {f:?}"),
+    // A wrong password from a client without authentication_failure_close, and an
+    // authentication mechanism the broker does not offer (silent whatever the
+    // client's capabilities, as in RabbitMQ).
+    let mut caps = amq_protocol::types::FieldTable::default();
+    caps.insert("authentication_failure_close".into(), true.into());
+    let mut with_caps = amq_protocol::types::FieldTable::default();
+    with_caps.insert("capabilities".into(), caps.into());
+    for (properties, mechanism) in [
+        (amq_protocol::types::FieldTable::default(), "PLAIN"),
+        (with_caps, "RABBIT-CR-DEMO"),
+    ] {
+        let (mut raw, _) = Raw::start(&broker.uri).await;
+        raw.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: properties,
+                mechanism: ShortString::from(mechanism),
+                response: LongString::from(&b"\0guest\0wrong"[..]),
+                locale: ShortString::from("en_US"),
+            })),
+        )
+        .await;
+        match raw.next().await {
+            Got::Eof => {}
+            Got::Frame(f) => panic!("expected the socket to close silently, got {f:?}"),
+        }
     }
     broker.stop().await;
 }

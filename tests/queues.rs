@@ -601,3 +601,184 @@ async fn replies_waiting_for_the_store_keep_their_order() {
     drop(raw);
     broker.stop().await;
 }
+
+/// CR and LF are removed from the names of declared, bound and deleted queues and
+/// exchanges, as RabbitMQ does.
+#[tokio::test]
+async fn line_feeds_are_stripped_from_names() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let q = unique("lf");
+    let x = unique("lfx");
+    ch.queue_declare(
+        format!("{q}\n").as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    ch.exchange_declare(
+        format!("\r{x}\n").as_str().into(),
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange.declare");
+    ch.queue_bind(
+        format!("{q}\r\n").as_str().into(),
+        format!("{x}\n").as_str().into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    common::publish_confirmed(&ch, &x, "", b"m", BasicProperties::default()).await;
+    let ok = ch
+        .queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the queue exists without the line feed");
+    assert_eq!(ok.message_count(), 1);
+    ch.exchange_delete(
+        format!("{x}\n").as_str().into(),
+        ExchangeDeleteOptions::default(),
+    )
+    .await
+    .expect("exchange.delete");
+    let count = ch
+        .queue_delete(
+            format!("{q}\n").as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("delete");
+    assert_eq!(count, 1);
+    broker.stop().await;
+}
+
+/// queue.bind with neither a queue nor a routing key binds the channel's last declared
+/// queue with its own name as the key.
+#[tokio::test]
+async fn bind_shortcut_uses_the_last_declared_queue_as_key() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let q = unique("short");
+    ch.queue_declare(
+        q.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    ch.queue_bind(
+        "".into(),
+        "amq.direct".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    common::publish_confirmed(&ch, "amq.direct", &q, b"m", BasicProperties::default()).await;
+    let m = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("routed by the queue's name");
+    assert_eq!(m.delivery.data, b"m");
+    broker.stop().await;
+}
+
+/// A queue.declare of a direct reply-to name is passive: the bare name and the name
+/// of a live reply consumer exist, with one consumer; another name is 404.
+#[tokio::test]
+async fn direct_reply_to_names_declare_passively() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let reply = "amq.rabbitmq.reply-to";
+    for passive in [false, true] {
+        let ok = ch
+            .queue_declare(
+                reply.into(),
+                QueueDeclareOptions {
+                    passive,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the bare name exists");
+        assert_eq!((ok.message_count(), ok.consumer_count()), (0, 1));
+    }
+    let _replies = ch
+        .basic_consume(
+            reply.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("reply consumer");
+    // The name the broker gives this channel's replies, seen by a responder.
+    let requests = unique("requests");
+    ch.queue_declare(
+        requests.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("declare");
+    common::publish_confirmed(
+        &ch,
+        "",
+        &requests,
+        b"q",
+        BasicProperties::default().with_reply_to(reply.into()),
+    )
+    .await;
+    let request = ch
+        .basic_get(requests.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("request");
+    let name = request
+        .delivery
+        .properties
+        .reply_to()
+        .clone()
+        .expect("reply_to")
+        .to_string();
+    assert!(name.starts_with("amq.rabbitmq.reply-to."), "{name}");
+    let other = conn.create_channel().await.expect("channel");
+    let ok = other
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("a live reply queue exists");
+    assert_eq!((ok.message_count(), ok.consumer_count()), (0, 1));
+    let (code, _) = expect_amqp_error(other.queue_declare(
+        "amq.rabbitmq.reply-to.nobody".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    ))
+    .await;
+    assert_eq!(code, 404);
+    broker.stop().await;
+}

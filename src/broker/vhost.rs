@@ -203,6 +203,17 @@ impl VHost {
         BrokerError::NotFound(format!("no exchange '{name}' in vhost '{}'", self.name))
     }
 
+    /// A queue.declare of a direct reply-to name, which RabbitMQ treats as passive:
+    /// the bare name always exists, a reply queue's name while its consumer does;
+    /// either has one consumer.
+    pub fn declare_reply_to(&self, name: &str) -> BrokerResult<()> {
+        if name == REPLY_TO || read(&self.replies).contains_key(name) {
+            Ok(())
+        } else {
+            Err(self.no_queue(name))
+        }
+    }
+
     fn no_queue(&self, name: &str) -> BrokerError {
         BrokerError::NotFound(format!("no queue '{name}' in vhost '{}'", self.name))
     }

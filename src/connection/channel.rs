@@ -457,6 +457,25 @@ impl Channel {
         }
     }
 
+    /// The queue, exchange and routing key of a queue.bind or unbind: names without
+    /// CR and LF, an empty queue name meaning the last declared queue, and with it an
+    /// empty routing key meaning that queue's name too (RabbitMQ's shortcuts).
+    fn binding(
+        &self,
+        queue: ShortString,
+        exchange: ShortString,
+        key: ShortString,
+    ) -> Result<(ShortString, ShortString, ShortString), Failure> {
+        let queue = strip_cr_lf(queue);
+        let name = self.queue_name(&queue)?;
+        let key = if queue.as_str().is_empty() && key.as_str().is_empty() {
+            name.clone()
+        } else {
+            key
+        };
+        Ok((name, strip_cr_lf(exchange), key))
+    }
+
     fn queue_name(&self, name: &ShortString) -> Result<ShortString, Failure> {
         if !name.as_str().is_empty() {
             return Ok(name.clone());
@@ -502,8 +521,9 @@ impl Channel {
             },
             AMQPClass::Exchange(m) => match m {
                 exchange::AMQPMethod::Declare(d) => {
+                    let name = strip_cr_lf(d.exchange);
                     s.vhost.declare_exchange(&ExchangeDeclare {
-                        name: d.exchange.as_str(),
+                        name: name.as_str(),
                         kind: d.kind.as_str(),
                         passive: d.passive,
                         durable: d.durable,
@@ -520,7 +540,8 @@ impl Channel {
                     );
                 }
                 exchange::AMQPMethod::Delete(d) => {
-                    s.vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
+                    let name = strip_cr_lf(d.exchange);
+                    s.vhost.delete_exchange(name.as_str(), d.if_unused)?;
                     self.reply_stored(
                         s,
                         d.nowait,
@@ -529,8 +550,8 @@ impl Channel {
                 }
                 exchange::AMQPMethod::Bind(b) => {
                     s.vhost.bind_exchange(
-                        b.destination.as_str(),
-                        b.source.as_str(),
+                        strip_cr_lf(b.destination).as_str(),
+                        strip_cr_lf(b.source).as_str(),
                         b.routing_key.as_str(),
                         &b.arguments,
                     )?;
@@ -542,8 +563,8 @@ impl Channel {
                 }
                 exchange::AMQPMethod::Unbind(b) => {
                     s.vhost.unbind_exchange(
-                        b.destination.as_str(),
-                        b.source.as_str(),
+                        strip_cr_lf(b.destination).as_str(),
+                        strip_cr_lf(b.source).as_str(),
                         b.routing_key.as_str(),
                         &b.arguments,
                     )?;
@@ -557,14 +578,17 @@ impl Channel {
             },
             AMQPClass::Queue(m) => match m {
                 q::AMQPMethod::Declare(d) => {
-                    if d.passive && d.queue.as_str() == REPLY_TO {
+                    let mut d = d;
+                    d.queue = strip_cr_lf(d.queue);
+                    if d.queue.as_str().starts_with(REPLY_TO) {
+                        s.vhost.declare_reply_to(d.queue.as_str())?;
                         self.reply(
                             s,
                             d.nowait,
                             AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
                                 queue: d.queue,
                                 message_count: 0,
-                                consumer_count: 0,
+                                consumer_count: 1,
                             })),
                         );
                         return Ok(After::Continue);
@@ -598,11 +622,11 @@ impl Channel {
                     );
                 }
                 q::AMQPMethod::Bind(b) => {
-                    let name = self.queue_name(&b.queue)?;
+                    let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
                     s.vhost.bind_queue(
                         name.as_str(),
-                        b.exchange.as_str(),
-                        b.routing_key.as_str(),
+                        exchange.as_str(),
+                        key.as_str(),
                         &b.arguments,
                         conn_id,
                     )?;
@@ -613,11 +637,11 @@ impl Channel {
                     );
                 }
                 q::AMQPMethod::Unbind(b) => {
-                    let name = self.queue_name(&b.queue)?;
+                    let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
                     s.vhost.unbind_queue(
                         name.as_str(),
-                        b.exchange.as_str(),
-                        b.routing_key.as_str(),
+                        exchange.as_str(),
+                        key.as_str(),
                         &b.arguments,
                         conn_id,
                     )?;
@@ -637,7 +661,7 @@ impl Channel {
                     );
                 }
                 q::AMQPMethod::Delete(d) => {
-                    let name = self.queue_name(&d.queue)?;
+                    let name = self.queue_name(&strip_cr_lf(d.queue))?;
                     let message_count =
                         s.vhost
                             .delete_queue(name.as_str(), d.if_unused, d.if_empty, conn_id)?;
@@ -1234,4 +1258,14 @@ fn command_invalid(class: &str) -> Failure {
 
 fn unexpected_frame(detail: impl std::fmt::Display) -> Exception {
     Exception::new(505, detail, 0, 0)
+}
+
+/// An exchange or queue name with CR and LF removed, as RabbitMQ reads the names of
+/// declares, deletes and bindings.
+fn strip_cr_lf(name: ShortString) -> ShortString {
+    if name.as_str().contains(['\r', '\n']) {
+        ShortString::from(name.as_str().replace(['\r', '\n'], ""))
+    } else {
+        name
+    }
 }

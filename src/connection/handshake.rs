@@ -190,13 +190,11 @@ pub async fn negotiate(
     };
     let mechanism = start_ok.mechanism.as_str();
     if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
-        return Err(HandshakeError::Close(Exception::new(
-            403,
-            format_args!(
-                "unsupported authentication mechanism '{mechanism}' (supported: PLAIN AMQPLAIN)"
-            ),
-            10,
-            11,
+        // RabbitMQ answers an unknown mechanism with silence and a reset, whatever
+        // the client's capabilities.
+        tracing::warn!(%peer, mechanism, "unsupported authentication mechanism");
+        return Err(HandshakeError::Silent(format!(
+            "unsupported authentication mechanism '{mechanism}'"
         )));
     }
     let refuse_close = capability(&start_ok.client_properties, "authentication_failure_close");
