@@ -1071,3 +1071,44 @@ async fn dead_lettering_routes_on_cc_keys_too() {
     }
     broker.stop().await;
 }
+
+/// A requeued message counts against x-max-length again: a drop-head queue drops
+/// (dead-letters) from its head after the requeue.
+#[tokio::test]
+async fn requeue_over_max_length_drops_head() {
+    let broker = TestBroker::start().await;
+    let (_c, ch) = broker.channel().await;
+    let (dlx, dead) = dead_letter_target(&ch).await;
+    let q = unique("short");
+    declare(
+        &ch,
+        &q,
+        args(&[
+            ("x-max-length", int(1)),
+            ("x-dead-letter-exchange", s(&dlx)),
+        ]),
+    )
+    .await;
+    publish(&ch, "", &q, b"first", BasicProperties::default()).await;
+    let taken = ch
+        .basic_get(q.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("first");
+    publish(&ch, "", &q, b"second", BasicProperties::default()).await;
+    taken
+        .delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        })
+        .await
+        .expect("nack");
+    let m = wait_get(&ch, &dead).await;
+    assert_eq!(m.delivery.data, b"first");
+    assert_eq!(text(field(&deaths(&m)[0], "reason")), "maxlen");
+    let left = get(&ch, &q).await.expect("one left");
+    assert_eq!(left.delivery.data, b"second");
+    assert_eq!(left.message_count, 0);
+    broker.stop().await;
+}

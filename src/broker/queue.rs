@@ -825,6 +825,13 @@ impl Queue {
             entry.redelivered |= redelivered;
             state.ready.insert(ReadyEntry::from(entry));
         }
+        // Requeued messages count against the limits again: a drop-head queue drops
+        // (dead-letters) from its head, as RabbitMQ does after a requeue.
+        if self.args.overflow == Overflow::DropHead
+            && (self.args.max_length.is_some() || self.args.max_length_bytes.is_some())
+        {
+            self.drop_head_over_limit(&mut state);
+        }
         self.dispatch_locked(&mut state);
         self.finish(state);
     }
