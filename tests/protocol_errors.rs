@@ -10,7 +10,7 @@ use common::raw::{Got, RAW_WAIT, Raw, method_frame, raw_frame};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FRAME_MAX: u32 = 4096;
 
@@ -138,6 +138,29 @@ async fn frame_larger_than_frame_max_is_501() {
         "FRAME_ERROR - type 1, all octets = <<>>: {frame_too_large,10000,4088}"
     );
     assert_eq!((class, method), (0, 0));
+    broker.stop().await;
+}
+
+/// A client still writing a too-large frame when the broker refuses it can finish
+/// writing and then read the connection.close: the broker drops what follows the
+/// bad frame header instead of closing the socket on unread data (a reset).
+#[tokio::test]
+async fn a_large_refused_frame_can_be_written_out_and_the_close_read() {
+    let broker = TestBroker::start().await;
+    let mut raw = opened(&broker).await;
+    let size = 1024 * 1024u32;
+    let mut bytes = vec![3u8, 0, 1];
+    bytes.extend_from_slice(&size.to_be_bytes());
+    bytes.resize(7 + size as usize, 0x55);
+    bytes.push(0xCE);
+    let written = tokio::time::timeout(RAW_WAIT, raw.stream.write_all(&bytes)).await;
+    assert!(
+        matches!(written, Ok(Ok(()))),
+        "the whole frame is taken: {written:?}"
+    );
+    let (code, text, ..) = raw.expect_connection_close().await;
+    assert_eq!(code, 501, "{text}");
+    drop(raw);
     broker.stop().await;
 }
 

@@ -263,7 +263,14 @@ async fn await_close_ok(reader: &mut FrameReader, config: &Config) {
                     }
                 }
                 Ok(Some(_)) => {}
-                _ => return,
+                Ok(None) | Err(ProtocolError::Io(_)) => return,
+                Err(_) => {
+                    // The stream cannot be parsed any more (the frame error that
+                    // caused the close): drop raw bytes until the client closes,
+                    // rather than reset the socket under the close it has to read.
+                    reader.discard_all().await;
+                    return;
+                }
             }
         }
     };

@@ -315,6 +315,22 @@ impl FrameReader {
         let _ = stream.set_zero_linger();
     }
 
+    /// Reads and drops raw bytes until the peer closes the socket (or it fails): for
+    /// a stream that can no longer be parsed as frames.
+    pub async fn discard_all(&mut self) {
+        use tokio::io::AsyncReadExt;
+        loop {
+            self.buf.clear();
+            if self.buf.capacity() < 4096 {
+                self.buf.reserve(64 * 1024);
+            }
+            match self.socket.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// A frame already in the read buffer, if a whole one is there.
     pub fn next_buffered(&mut self) -> Result<Option<Frame>, ProtocolError> {
         self.decoder.decode(&mut self.buf)
