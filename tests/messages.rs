@@ -1006,3 +1006,134 @@ async fn confirms_on_the_wire_cover_every_publish_once() {
     drop(raw); // or stopping waits for this client's close-ok
     broker.stop().await;
 }
+
+/// With a channel-wide prefetch (basic.qos global), a no-ack consumer takes no credit
+/// but waits while the channel's limit is used up by its other consumers.
+#[tokio::test]
+async fn no_ack_consumer_waits_for_the_channel_limit() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(1, BasicQosOptions { global: true })
+        .await
+        .expect("qos");
+    let (acked, free) = (new_queue(&ch).await, new_queue(&ch).await);
+    let mut manual = consume(&ch, &acked, BasicConsumeOptions::default()).await;
+    let publisher = confirm_channel(&conn).await;
+    publish_all(&publisher, &acked, &["held"]).await;
+    let held = next(&mut manual).await;
+    let mut auto = consume(
+        &ch,
+        &free,
+        BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    publish_all(&publisher, &free, &["waits"]).await;
+    let early = tokio::time::timeout(Duration::from_millis(300), auto.next()).await;
+    assert!(
+        early.is_err(),
+        "delivered past the channel limit: {early:?}"
+    );
+    held.ack(BasicAckOptions::default()).await.expect("ack");
+    assert_eq!(body(&next(&mut auto).await), "waits");
+    broker.stop().await;
+}
+
+/// Messages a queue dispatched to a consumer before its basic.cancel arrived reach
+/// that consumer before cancel-ok; none are handed to another consumer. The
+/// publishes and the cancel come in one write, as a client that batches its frames
+/// sends them.
+#[tokio::test]
+async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
+    use amq_protocol::frame::AMQPFrame;
+    use amq_protocol::protocol::{AMQPClass, basic, queue};
+    use common::raw::{Got, Raw, method_frame, raw_frame};
+    let broker = TestBroker::start().await;
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
+    raw.open_channel(1).await;
+    let q = unique("prio");
+    raw.send_method(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: q.as_str().into(),
+            passive: false,
+            durable: false,
+            exclusive: true,
+            auto_delete: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+    )
+    .await;
+    assert!(matches!(
+        raw.next_method().await,
+        Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))))
+    ));
+    for (tag, priority) in [("high", 1), ("low", 0)] {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-priority".into(), AMQPValue::LongInt(priority));
+        raw.send_method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: q.as_str().into(),
+                consumer_tag: tag.into(),
+                no_local: false,
+                no_ack: true,
+                exclusive: false,
+                nowait: false,
+                arguments,
+            })),
+        )
+        .await;
+        assert!(matches!(
+            raw.next_method().await,
+            Some((1, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_))))
+        ));
+    }
+    let mut bytes = Vec::new();
+    for _ in 0..10 {
+        bytes.extend(method_frame(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "".into(),
+                routing_key: q.as_str().into(),
+                mandatory: false,
+                immediate: false,
+            })),
+        ));
+        let mut header = 60u16.to_be_bytes().to_vec();
+        header.extend_from_slice(&0u16.to_be_bytes());
+        header.extend_from_slice(&1u64.to_be_bytes());
+        header.extend_from_slice(&0u16.to_be_bytes());
+        bytes.extend(raw_frame(2, 1, &header));
+        bytes.extend(raw_frame(3, 1, b"x"));
+    }
+    bytes.extend(method_frame(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+            consumer_tag: "high".into(),
+            nowait: false,
+        })),
+    ));
+    raw.send(&bytes).await;
+    let mut to_high = 0;
+    loop {
+        match raw.next().await {
+            Got::Frame(AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Deliver(d)))) => {
+                assert_eq!(d.consumer_tag.as_str(), "high", "delivery {to_high}");
+                to_high += 1;
+            }
+            Got::Frame(AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::CancelOk(_)))) => {
+                break;
+            }
+            Got::Frame(_) => {}
+            Got::Eof => panic!("connection closed"),
+        }
+    }
+    assert_eq!(to_high, 10, "all ten reach the consumer before cancel-ok");
+    drop(raw);
+    broker.stop().await;
+}

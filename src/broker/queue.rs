@@ -215,13 +215,15 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// A no-ack consumer takes no credit, but waits like the others while its
+    /// channel's limit (basic.qos global) is used up, as in RabbitMQ.
     fn has_room(&self) -> bool {
-        self.no_ack || (self.credit.has_room() && self.channel_credit.has_room())
+        self.channel_credit.has_room() && (self.no_ack || self.credit.has_room())
     }
 
     fn try_acquire(&self) -> bool {
         if self.no_ack {
-            return true;
+            return self.channel_credit.has_room();
         }
         if !self.channel_credit.try_acquire() {
             return false;

@@ -330,6 +330,13 @@ impl Connection {
                     loop {
                         match frame {
                             Ok(Some(f)) => {
+                                if is_cancel(&f) {
+                                    // Deliveries the queues dispatched before the cancel
+                                    // reach the client before cancel-ok, as in RabbitMQ.
+                                    while let Ok(event) = events.try_recv() {
+                                        self.handle_event(event);
+                                    }
+                                }
                                 if let Err(end) = self.handle_frame(f) {
                                     match end {
                                         FrameOutcome::Close(e) => {
@@ -609,4 +616,9 @@ enum FrameOutcome {
     ClosedByPeer,
     /// The client sent connection.close.
     CloseRequested,
+}
+
+/// Whether a frame is basic.cancel.
+fn is_cancel(frame: &Frame) -> bool {
+    matches!(frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Cancel(_))))
 }
