@@ -1137,3 +1137,46 @@ async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
     drop(raw);
     broker.stop().await;
 }
+
+/// With a channel-wide prefetch of 1 shared by consumers of three queues, the freed
+/// credit goes round the queues rather than always back to the acked one.
+#[tokio::test]
+async fn channel_prefetch_is_shared_fairly_between_queues() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let publisher = confirm_channel(&conn).await;
+    let ch = conn.create_channel().await.expect("channel");
+    let mut queues = Vec::new();
+    for _ in 0..3 {
+        let q = new_queue(&ch).await;
+        let bodies: Vec<String> = (0..50).map(|i| format!("{i}")).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        publish_all(&publisher, &q, &refs).await;
+        queues.push(q);
+    }
+    ch.basic_qos(1, BasicQosOptions { global: true })
+        .await
+        .expect("qos");
+    let mut consumers = Vec::new();
+    for q in &queues {
+        consumers.push(consume(&ch, q, BasicConsumeOptions::default()).await);
+    }
+    let mut all = consumers
+        .pop()
+        .expect("three")
+        .or(consumers.pop().expect("two"))
+        .or(consumers.pop().expect("one"));
+    for _ in 0..30 {
+        let d = tokio::time::timeout(Duration::from_secs(10), all.next())
+            .await
+            .expect("a delivery in time")
+            .expect("open")
+            .expect("delivery");
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    for q in &queues {
+        let left = ready(&conn, q).await;
+        assert!(left < 50, "queue {q} was never served: {left} left");
+    }
+    broker.stop().await;
+}

@@ -109,6 +109,8 @@ pub struct Channel {
     next_tag: u64,
     unacked: VecDeque<Unacked>,
     consumers: HashMap<ShortString, (Arc<Consumer>, Arc<Queue>)>,
+    /// Where the next round of [`Channel::dispatch_consumer_queues`] starts.
+    rotation: usize,
     /// basic.qos global=false: the limit given to consumers created from now on.
     consumer_prefetch: u32,
     /// basic.qos global=true: the limit shared by all the channel's consumers.
@@ -138,6 +140,7 @@ impl Channel {
             next_tag: 1,
             unacked: VecDeque::new(),
             consumers: HashMap::new(),
+            rotation: 0,
             consumer_prefetch: 0,
             channel_credit: Arc::new(Credit::new(0)),
             confirms: None,
@@ -1204,11 +1207,13 @@ impl Channel {
         for (queue, entries) in requeue {
             queue.requeue(entries, true);
         }
+        if self.channel_credit_limited() {
+            // The channel's shared credit came back: its queues take turns at it,
+            // rather than the acked message's queue always taking it again.
+            self.dispatch_consumer_queues();
+        }
         for queue in touched {
             queue.dispatch();
-        }
-        if self.channel_credit_limited() {
-            self.dispatch_consumer_queues();
         }
     }
 
@@ -1216,8 +1221,16 @@ impl Channel {
         !self.consumers.is_empty() && self.channel_credit.limited()
     }
 
-    fn dispatch_consumer_queues(&self) {
-        for (_, queue) in self.consumers.values() {
+    /// Dispatches the queues of this channel's consumers, starting one further
+    /// each time.
+    fn dispatch_consumer_queues(&mut self) {
+        let n = self.consumers.len();
+        if n == 0 {
+            return;
+        }
+        let start = self.rotation % n;
+        self.rotation = self.rotation.wrapping_add(1);
+        for (_, queue) in self.consumers.values().cycle().skip(start).take(n) {
             queue.dispatch();
         }
     }
