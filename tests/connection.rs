@@ -546,3 +546,33 @@ async fn exclusive_queues_are_deleted_before_close_ok() {
     }
     broker.stop().await;
 }
+
+/// Until tune-ok, frames are limited to 4096 bytes: a larger start-ok gets no answer
+/// and the socket is closed, as RabbitMQ does.
+#[tokio::test]
+async fn oversized_start_ok_is_refused_silently() {
+    use amq_protocol::protocol::{AMQPClass, connection};
+    use amq_protocol::types::{LongString, ShortString};
+    let broker = TestBroker::start().await;
+    let (mut raw, _) = Raw::start(&broker.uri).await;
+    let mut properties = amq_protocol::types::FieldTable::default();
+    properties.insert(
+        "padding".into(),
+        AMQPValue::LongString(LongString::from("x".repeat(5000))),
+    );
+    raw.send_method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+            client_properties: properties,
+            mechanism: ShortString::from("PLAIN"),
+            response: LongString::from(&b"\0guest\0guest"[..]),
+            locale: ShortString::from("en_US"),
+        })),
+    )
+    .await;
+    match raw.next().await {
+        Got::Eof => {}
+        Got::Frame(f) => panic!("expected the socket to close without an answer, got {f:?}"),
+    }
+    broker.stop().await;
+}

@@ -131,7 +131,15 @@ async fn expect_method(
     expected: &str,
 ) -> Result<connection::AMQPMethod, HandshakeError> {
     loop {
-        match reader.next().await? {
+        let frame = match reader.next().await {
+            // Before start-ok is taken RabbitMQ answers nothing, and resets the
+            // socket after a delay (an oversized start-ok, say).
+            Err(ProtocolError::Frame(e)) if expected == "start_ok" => {
+                return Err(HandshakeError::Silent(e));
+            }
+            other => other?,
+        };
+        match frame {
             None => return Err(HandshakeError::Drop("closed during handshake".into())),
             Some(Frame::Heartbeat(_)) => continue,
             Some(Frame::Method(0, method)) => match *method {

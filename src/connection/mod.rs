@@ -116,7 +116,8 @@ pub async fn serve(
     let (read_half, write_half) = socket.into_split();
     let outbox = Arc::new(Outbox::new(write_half));
     let writer = tokio::spawn(writer::run(outbox.clone()));
-    let mut reader = FrameReader::new(read_half, ctx.config.frame_max);
+    // Until tune-ok, frames are limited to the AMQP minimum, as in RabbitMQ.
+    let mut reader = FrameReader::new(read_half, 4096);
     let mut out = Vec::new();
 
     let negotiated = {
