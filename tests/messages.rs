@@ -934,7 +934,7 @@ async fn channel_flow_inactive_is_540() {
 async fn confirms_on_the_wire_cover_every_publish_once() {
     use amq_protocol::frame::AMQPFrame;
     use amq_protocol::protocol::{AMQPClass, basic, confirm, queue};
-    use common::raw::{Got, Raw, method_frame, raw_frame};
+    use common::raw::{Got, Raw, publish_frames};
     let broker = TestBroker::start().await;
     let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
     raw.open_channel(1).await;
@@ -970,21 +970,7 @@ async fn confirms_on_the_wire_cover_every_publish_once() {
     // 200 publishes in one write: header with empty properties, one body byte each.
     let mut bytes = Vec::new();
     for _ in 0..200 {
-        bytes.extend(method_frame(
-            1,
-            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-                exchange: "".into(),
-                routing_key: q.as_str().into(),
-                mandatory: false,
-                immediate: false,
-            })),
-        ));
-        let mut header = 60u16.to_be_bytes().to_vec();
-        header.extend_from_slice(&0u16.to_be_bytes());
-        header.extend_from_slice(&1u64.to_be_bytes());
-        header.extend_from_slice(&0u16.to_be_bytes());
-        bytes.extend(raw_frame(2, 1, &header));
-        bytes.extend(raw_frame(3, 1, b"x"));
+        bytes.extend(publish_frames(1, &q, b"x"));
     }
     raw.send(&bytes).await;
     let mut confirmed = 0u64;
@@ -1050,7 +1036,7 @@ async fn no_ack_consumer_waits_for_the_channel_limit() {
 async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
     use amq_protocol::frame::AMQPFrame;
     use amq_protocol::protocol::{AMQPClass, basic, queue};
-    use common::raw::{Got, Raw, method_frame, raw_frame};
+    use common::raw::{Got, Raw, method_frame, publish_frames};
     let broker = TestBroker::start().await;
     let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
     raw.open_channel(1).await;
@@ -1095,21 +1081,7 @@ async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
     }
     let mut bytes = Vec::new();
     for _ in 0..10 {
-        bytes.extend(method_frame(
-            1,
-            AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-                exchange: "".into(),
-                routing_key: q.as_str().into(),
-                mandatory: false,
-                immediate: false,
-            })),
-        ));
-        let mut header = 60u16.to_be_bytes().to_vec();
-        header.extend_from_slice(&0u16.to_be_bytes());
-        header.extend_from_slice(&1u64.to_be_bytes());
-        header.extend_from_slice(&0u16.to_be_bytes());
-        bytes.extend(raw_frame(2, 1, &header));
-        bytes.extend(raw_frame(3, 1, b"x"));
+        bytes.extend(publish_frames(1, &q, b"x"));
     }
     bytes.extend(method_frame(
         1,

@@ -52,6 +52,28 @@ pub fn raw_frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// basic.publish to the default exchange with a content header (no properties) and
+/// one body frame, ready to be written in a batch.
+pub fn publish_frames(channel: u16, routing_key: &str, body: &[u8]) -> Vec<u8> {
+    use amq_protocol::protocol::basic;
+    let mut bytes = method_frame(
+        channel,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: "".into(),
+            routing_key: routing_key.into(),
+            mandatory: false,
+            immediate: false,
+        })),
+    );
+    let mut header = 60u16.to_be_bytes().to_vec();
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    header.extend_from_slice(&0u16.to_be_bytes());
+    bytes.extend(raw_frame(2, channel, &header));
+    bytes.extend(raw_frame(3, channel, body));
+    bytes
+}
+
 impl Raw {
     pub async fn connect(uri: &str) -> Raw {
         let stream = TcpStream::connect(addr_of(uri)).await.expect("tcp connect");
