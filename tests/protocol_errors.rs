@@ -237,17 +237,24 @@ async fn second_channel_open_is_504() {
 #[tokio::test]
 async fn content_header_without_a_method_is_505() {
     let broker = TestBroker::start().await;
-    let (code, text, class, method) =
-        violation(&broker, &raw_frame(2, 1, &header_payload(3))).await;
-    assert_eq!(
-        (code, text.as_str(), class, method),
-        (
-            505,
-            "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
-            0,
-            0
-        )
-    );
+    // A well-formed header, and a method's payload sent as a header frame (which
+    // does not parse as one): either way the frame is out of place, and that is
+    // what RabbitMQ reports.
+    // basic.publish: class, method, ticket, exchange "", routing key "routing", bits.
+    let mut method_as_header = vec![0u8, 60, 0, 40, 0, 0, 0, 7];
+    method_as_header.extend_from_slice(b"routing\x00");
+    for payload in [header_payload(3), method_as_header] {
+        let (code, text, class, method) = violation(&broker, &raw_frame(2, 1, &payload)).await;
+        assert_eq!(
+            (code, text.as_str(), class, method),
+            (
+                505,
+                "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
+                0,
+                0
+            )
+        );
+    }
     // A body frame with no method either.
     let (code, text, ..) = violation(&broker, &raw_frame(3, 1, b"abc")).await;
     assert_eq!(

@@ -204,6 +204,18 @@ impl Channel {
                     Failure::Protocol(e) => Exception::from_protocol(&e, class_id, method_id),
                 })
             }
+            Frame::MalformedHeader(_) => {
+                if self.incoming.as_ref().is_some_and(|i| i.header.is_none()) {
+                    return Err(Exception::from_protocol(
+                        &ProtocolError::Frame("type 2: malformed content header".into()),
+                        0,
+                        0,
+                    ));
+                }
+                Err(unexpected_frame(
+                    "expected method frame, got non method frame instead",
+                ))
+            }
             Frame::Header(_, header) => {
                 let Some(incoming) = self.incoming.as_mut().filter(|i| i.header.is_none()) else {
                     return Err(unexpected_frame(

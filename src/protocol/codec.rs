@@ -31,14 +31,19 @@ pub enum Frame {
     Header(u16, Box<ContentHeader>),
     Body(u16, Bytes),
     Heartbeat(u16),
+    /// A content header whose payload does not parse: a frame error only where a
+    /// content header is expected (RabbitMQ checks the frame's place first).
+    MalformedHeader(u16),
 }
 
 impl Frame {
     pub fn channel(&self) -> u16 {
         match self {
-            Frame::Method(c, _) | Frame::Header(c, _) | Frame::Body(c, _) | Frame::Heartbeat(c) => {
-                *c
-            }
+            Frame::Method(c, _)
+            | Frame::Header(c, _)
+            | Frame::Body(c, _)
+            | Frame::Heartbeat(c)
+            | Frame::MalformedHeader(c) => *c,
         }
     }
 }
@@ -155,9 +160,12 @@ impl Decoder for FrameDecoder {
                             }),
                         )))
                     }
-                    _ => Err(ProtocolError::Frame(
-                        "type 2: malformed content header".into(),
-                    )),
+                    // Shorter than its fixed fields: RabbitMQ cannot read it as a frame.
+                    _ if size < 14 => Err(ProtocolError::Frame(format!(
+                        "type 2, {}: unknown_frame",
+                        payload_snippet(&frame[7..total - 1])
+                    ))),
+                    _ => Ok(Some(Frame::MalformedHeader(channel))),
                 }
             }
         }
