@@ -933,7 +933,7 @@ async fn channel_flow_inactive_is_540() {
 #[tokio::test]
 async fn confirms_on_the_wire_cover_every_publish_once() {
     use amq_protocol::frame::AMQPFrame;
-    use amq_protocol::protocol::{AMQPClass, basic, confirm, queue};
+    use amq_protocol::protocol::{AMQPClass, basic, confirm};
     use common::raw::{Got, Raw, publish_frames};
     let broker = TestBroker::start().await;
     let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
@@ -950,23 +950,7 @@ async fn confirms_on_the_wire_cover_every_publish_once() {
         other => panic!("expected confirm.select-ok, got {other:?}"),
     }
     let q = unique("wire");
-    raw.send_method(
-        1,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: q.as_str().into(),
-            passive: false,
-            durable: false,
-            exclusive: true,
-            auto_delete: false,
-            nowait: false,
-            arguments: FieldTable::default(),
-        })),
-    )
-    .await;
-    match raw.next_method().await {
-        Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))) => {}
-        other => panic!("expected queue.declare-ok, got {other:?}"),
-    }
+    raw.declare_queue(1, &q, false, true).await;
     // 200 publishes in one write: header with empty properties, one body byte each.
     let mut bytes = Vec::new();
     for _ in 0..200 {
@@ -1035,29 +1019,13 @@ async fn no_ack_consumer_waits_for_the_channel_limit() {
 #[tokio::test]
 async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
     use amq_protocol::frame::AMQPFrame;
-    use amq_protocol::protocol::{AMQPClass, basic, queue};
+    use amq_protocol::protocol::{AMQPClass, basic};
     use common::raw::{Got, Raw, method_frame, publish_frames};
     let broker = TestBroker::start().await;
     let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
     raw.open_channel(1).await;
     let q = unique("prio");
-    raw.send_method(
-        1,
-        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-            queue: q.as_str().into(),
-            passive: false,
-            durable: false,
-            exclusive: true,
-            auto_delete: false,
-            nowait: false,
-            arguments: FieldTable::default(),
-        })),
-    )
-    .await;
-    assert!(matches!(
-        raw.next_method().await,
-        Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))))
-    ));
+    raw.declare_queue(1, &q, false, true).await;
     for (tag, priority) in [("high", 1), ("low", 0)] {
         let mut arguments = FieldTable::default();
         arguments.insert("x-priority".into(), AMQPValue::LongInt(priority));

@@ -60,15 +60,7 @@ fn publish_method() -> AMQPClass {
 }
 
 fn declare_method() -> AMQPClass {
-    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-        queue: "".into(),
-        passive: false,
-        durable: false,
-        exclusive: true,
-        auto_delete: false,
-        nowait: false,
-        arguments: FieldTable::default(),
-    }))
+    common::raw::queue_declare("", false, true)
 }
 
 /// Content header payload for class 60 with an empty property list.

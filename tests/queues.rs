@@ -513,30 +513,12 @@ async fn unknown_arguments_are_not_compared_on_redeclare() {
 #[tokio::test]
 async fn replies_waiting_for_the_store_keep_their_order() {
     use amq_protocol::protocol::{AMQPClass, basic, channel, queue};
-    use common::raw::{Raw, method_frame};
+    use common::raw::{Raw, method_frame, queue_declare};
     let broker = TestBroker::start().await;
     let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
     raw.open_channel(1).await;
     let name = unique("ordered");
-    let declare = |name: &str| {
-        method_frame(
-            1,
-            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-                queue: name.into(),
-                passive: false,
-                durable: true,
-                exclusive: false,
-                auto_delete: false,
-                nowait: false,
-                arguments: FieldTable::default(),
-            })),
-        )
-    };
-    raw.send(&declare(&name)).await;
-    assert!(matches!(
-        raw.next_method().await,
-        Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))))
-    ));
+    raw.declare_queue(1, &name, true, false).await;
     raw.send_method(
         1,
         AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
@@ -576,7 +558,7 @@ async fn replies_waiting_for_the_store_keep_their_order() {
         raw.next_method().await,
         Some((1, AMQPClass::Basic(basic::AMQPMethod::Cancel(_))))
     ));
-    let mut bytes = declare(&unique("ordered"));
+    let mut bytes = method_frame(1, queue_declare(&unique("ordered"), true, false));
     bytes.extend(method_frame(
         1,
         AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {

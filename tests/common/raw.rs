@@ -74,6 +74,20 @@ pub fn publish_frames(channel: u16, routing_key: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// queue.declare (not passive, no arguments), waiting for declare-ok.
+pub fn queue_declare(name: &str, durable: bool, exclusive: bool) -> AMQPClass {
+    use amq_protocol::protocol::queue;
+    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+        queue: name.into(),
+        passive: false,
+        durable,
+        exclusive,
+        auto_delete: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }))
+}
+
 impl Raw {
     pub async fn connect(uri: &str) -> Raw {
         let stream = TcpStream::connect(addr_of(uri)).await.expect("tcp connect");
@@ -194,6 +208,23 @@ impl Raw {
         )
         .await;
         raw
+    }
+
+    /// Declares a queue on `channel` and waits for declare-ok.
+    pub async fn declare_queue(
+        &mut self,
+        channel: u16,
+        name: &str,
+        durable: bool,
+        exclusive: bool,
+    ) {
+        use amq_protocol::protocol::queue;
+        self.send_method(channel, queue_declare(name, durable, exclusive))
+            .await;
+        match self.next_method().await {
+            Some((c, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))) if c == channel => {}
+            other => panic!("expected queue.declare-ok, got {other:?}"),
+        }
     }
 
     /// Opens channel `id` and waits for open-ok.
