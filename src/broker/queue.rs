@@ -14,7 +14,7 @@ use crate::broker::{BrokerError, BrokerResult, Message, Slot, VHost, now_ms};
 use crate::store::Store;
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -153,13 +153,24 @@ impl Credit {
     }
 }
 
-/// Deliveries a consumer connection has been handed but not yet written: when a
-/// publisher fills a queue faster than its consumers' connections can write, the
-/// publisher stops reading until they catch up (as RabbitMQ's credit flow does).
+/// Deliveries a consumer connection has been handed but not yet written.
+///
+/// Two limits apply. When a publisher fills a queue faster than its consumers'
+/// connections can write, the publisher stops reading until they catch up (as
+/// RabbitMQ's credit flow does): [`Flow::HIGH`] and [`Flow::LOW`]. And a connection
+/// that does not drain what it was handed (its peer stopped reading) is handed
+/// nothing more once [`Flow::MAX_PENDING`] deliveries or [`Flow::MAX_PENDING_BYTES`]
+/// wait for it: the messages stay in their queues, which resume when it drains.
+/// This bounds what a stalled consumer costs, no-ack and unlimited-prefetch
+/// consumers included.
 #[derive(Debug, Default)]
 pub struct Flow {
     pending: AtomicUsize,
+    pending_bytes: AtomicUsize,
     drained: tokio::sync::Notify,
+    /// Queues that stopped dispatching because this connection was full.
+    stalled: Mutex<Vec<Weak<Queue>>>,
+    has_stalled: AtomicBool,
 }
 
 impl Flow {
@@ -167,13 +178,22 @@ impl Flow {
     pub const HIGH: usize = 2048;
     /// Pending deliveries at which held-back publishers resume.
     pub const LOW: usize = 512;
+    /// Pending deliveries at which queues stop handing this connection more.
+    pub const MAX_PENDING: usize = 4096;
+    /// Pending body bytes at which queues stop handing this connection more (a
+    /// connection with nothing pending always takes one delivery, however large).
+    pub const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 
-    fn added(&self) -> bool {
+    /// Counts a delivery handed to the connection; true when the connection is
+    /// congested (publishers feeding it should wait).
+    fn added(&self, bytes: usize) -> bool {
+        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.pending.fetch_add(1, Ordering::Relaxed) + 1 > Self::HIGH
     }
 
-    /// One delivery was written (or dropped).
-    pub fn done(&self) {
+    /// One delivery of `bytes` was written (or dropped).
+    pub fn done(&self, bytes: usize) {
+        self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
         if self.pending.fetch_sub(1, Ordering::Relaxed) == Self::LOW + 1 {
             self.drained.notify_waiters();
         }
@@ -181,6 +201,49 @@ impl Flow {
 
     pub fn congested(&self) -> bool {
         self.pending.load(Ordering::Relaxed) > Self::LOW
+    }
+
+    /// Whether queues must stop handing this connection deliveries.
+    pub fn full(&self) -> bool {
+        let pending = self.pending.load(Ordering::Relaxed);
+        pending >= Self::MAX_PENDING
+            || (pending > 0
+                && self.pending_bytes.load(Ordering::Relaxed) >= Self::MAX_PENDING_BYTES)
+    }
+
+    /// Whether a connection that was full has drained enough for its stalled queues
+    /// to resume (half the limits, so that they do not resume one message at a time).
+    fn resumable(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) <= Self::MAX_PENDING / 2
+            && self.pending_bytes.load(Ordering::Relaxed) <= Self::MAX_PENDING_BYTES / 2
+    }
+
+    /// Remembers a queue that stopped dispatching because this connection is full.
+    fn stall(&self, queue: &Arc<Queue>) {
+        let mut stalled = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
+        let weak = Arc::downgrade(queue);
+        if !stalled.iter().any(|q| q.ptr_eq(&weak)) {
+            stalled.push(weak);
+        }
+        self.has_stalled.store(true, Ordering::Release);
+    }
+
+    /// Called by the connection after it took deliveries: once it has drained far
+    /// enough, the queues that stopped on it dispatch again.
+    pub fn resume_stalled(&self) {
+        if !self.has_stalled.load(Ordering::Acquire) || !self.resumable() {
+            return;
+        }
+        let queues = {
+            let mut stalled = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
+            self.has_stalled.store(false, Ordering::Release);
+            std::mem::take(&mut *stalled)
+        };
+        for q in queues {
+            if let Some(q) = q.upgrade() {
+                q.dispatch();
+            }
+        }
     }
 
     /// Waits until the pending deliveries are down to [`Flow::LOW`], or at most
@@ -218,10 +281,18 @@ impl Consumer {
     /// A no-ack consumer takes no credit, but waits like the others while its
     /// channel's limit (basic.qos global) is used up, as in RabbitMQ.
     fn has_room(&self) -> bool {
+        self.has_credit() && !self.flow.full()
+    }
+
+    /// Room in the prefetch windows, whatever the connection's backlog.
+    fn has_credit(&self) -> bool {
         self.channel_credit.has_room() && (self.no_ack || self.credit.has_room())
     }
 
     fn try_acquire(&self) -> bool {
+        if self.flow.full() {
+            return false;
+        }
         if self.no_ack {
             return self.channel_credit.has_room();
         }
@@ -332,6 +403,59 @@ impl Ready {
         let level = &mut self.levels[l];
         let at = level.partition_point(|x| x.seq < e.seq);
         level.insert(at, e);
+    }
+
+    /// Puts many messages back at their original positions: one merge per level
+    /// rather than one shifting insert per message, so that requeueing a large
+    /// unacked window (a consumer that disconnects) costs linear time.
+    fn insert_many(&mut self, mut entries: Vec<ReadyEntry>) {
+        if entries.len() < 8 {
+            for e in entries {
+                self.insert(e);
+            }
+            return;
+        }
+        entries.sort_by_key(|e| e.seq);
+        let mut per_level: Vec<Vec<ReadyEntry>> =
+            (0..self.levels.len()).map(|_| Vec::new()).collect();
+        for e in entries {
+            self.added(&e);
+            let l = self.level(&e);
+            per_level[l].push(e);
+        }
+        for (l, back) in per_level.into_iter().enumerate() {
+            if back.is_empty() {
+                continue;
+            }
+            let level = &mut self.levels[l];
+            if level
+                .front()
+                .is_none_or(|f| back[back.len() - 1].seq < f.seq)
+            {
+                // The usual case: everything requeued was ahead of what is ready.
+                for e in back.into_iter().rev() {
+                    level.push_front(e);
+                }
+                continue;
+            }
+            let old = std::mem::take(level);
+            let mut merged = VecDeque::with_capacity(old.len() + back.len());
+            let mut a = old.into_iter().peekable();
+            let mut b = back.into_iter().peekable();
+            loop {
+                let take_a = match (a.peek(), b.peek()) {
+                    (Some(x), Some(y)) => x.seq < y.seq,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                let next = if take_a { a.next() } else { b.next() };
+                if let Some(e) = next {
+                    merged.push_back(e);
+                }
+            }
+            *level = merged;
+        }
     }
 
     fn pop_front(&mut self) -> Option<ReadyEntry> {
@@ -823,10 +947,14 @@ impl Queue {
         if state.deleted {
             return;
         }
-        for mut entry in entries {
-            entry.redelivered |= redelivered;
-            state.ready.insert(ReadyEntry::from(entry));
-        }
+        let entries = entries
+            .into_iter()
+            .map(|mut entry| {
+                entry.redelivered |= redelivered;
+                ReadyEntry::from(entry)
+            })
+            .collect();
+        state.ready.insert_many(entries);
         // Requeued messages count against the limits again: a drop-head queue drops
         // (dead-letters) from its head, as RabbitMQ does after a requeue.
         if self.args.overflow == Overflow::DropHead
@@ -851,6 +979,9 @@ impl Queue {
         let ttl = self.args.message_ttl.is_some() || state.ready.next_expiry().is_some();
         while !state.ready.is_empty() && !state.consumers.is_empty() {
             let Some(idx) = pick_consumer(state, self.args.single_active_consumer) else {
+                if self.stall_on_full_connections(state) {
+                    continue;
+                }
                 return;
             };
             let consumer = &state.consumers[idx];
@@ -877,17 +1008,16 @@ impl Queue {
                 return;
             };
             let consumer = &state.consumers[idx];
-            if consumer.no_ack {
-                self.remove_stored(&entry);
-            }
+            // Counted before sending: the consumer's connection may take the
+            // delivery (and count it down) before this thread goes on. A no-ack
+            // delivery leaves the store only once the connection writes it: until
+            // then it can still come back to the queue.
+            let congested = consumer.flow.added(entry.msg.body.len());
             let event = ConsumerEvent::Deliver {
                 consumer: consumer.clone(),
                 queue: self.clone(),
                 entry,
             };
-            // Counted before sending: the consumer's connection may take the
-            // delivery (and count it down) before this thread goes on.
-            let congested = consumer.flow.added();
             match consumer.events.send(event) {
                 Ok(()) => {
                     state.next_consumer = idx + 1;
@@ -902,6 +1032,7 @@ impl Queue {
                         entry, consumer, ..
                     } = failed.0
                     {
+                        consumer.flow.done(entry.msg.body.len());
                         consumer.release();
                         state.ready.push_front(ReadyEntry::from(entry));
                     }
@@ -909,6 +1040,22 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// When no consumer can take a message only because its connection is full,
+    /// asks those connections to wake this queue once they drain. Returns true if
+    /// one of them drained meanwhile (dispatch can go on).
+    fn stall_on_full_connections(self: &Arc<Self>, state: &QueueState) -> bool {
+        let mut stalled = false;
+        for c in &state.consumers {
+            if c.has_credit() && c.flow.full() {
+                c.flow.stall(self);
+                stalled = true;
+            }
+        }
+        // Registered before looking again, so a connection that drains in between
+        // either finds this queue in its list or leaves room seen here.
+        stalled && pick_consumer(state, self.args.single_active_consumer).is_some()
     }
 
     /// Adds a consumer, enforcing consumer exclusivity, then dispatches.

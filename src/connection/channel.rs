@@ -373,7 +373,10 @@ impl Channel {
             &msg.body,
             s.frame_max,
         );
-        if !consumer.no_ack {
+        if consumer.no_ack {
+            // Written: the message has left the queue for good.
+            queue.remove_stored(&entry);
+        } else {
             self.unacked.push_back(Unacked {
                 tag,
                 queue,

@@ -170,7 +170,7 @@ pub async fn serve(
     outbox.set_heartbeat(negotiated.heartbeat);
     tracing::info!(%peer, user = negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
 
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {
         session: Session {
             id,
@@ -194,8 +194,10 @@ pub async fn serve(
         blocked_notify: negotiated.blocked_notify,
         outbox: outbox.clone(),
     };
-    let ending = conn.run(&mut reader, events_rx, shutdown.clone()).await;
-    conn.cleanup();
+    let ending = conn
+        .run(&mut reader, &mut events_rx, shutdown.clone())
+        .await;
+    conn.cleanup(&mut events_rx);
     if let Ending::CloseRequested = ending {
         // As RabbitMQ: channels and exclusive queues are gone before close-ok, and
         // what the client sent after its close is read and dropped until it closes
@@ -291,7 +293,7 @@ impl Connection {
     async fn run(
         &mut self,
         reader: &mut FrameReader,
-        mut events: mpsc::UnboundedReceiver<ConsumerEvent>,
+        events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Ending {
         let mut committed = match &self.session.store {
@@ -337,6 +339,7 @@ impl Connection {
                                     while let Ok(event) = events.try_recv() {
                                         self.handle_event(event);
                                     }
+                                    self.session.flow.resume_stalled();
                                 }
                                 if let Err(end) = self.handle_frame(f) {
                                     match end {
@@ -380,6 +383,8 @@ impl Connection {
                             Err(_) => break,
                         }
                     }
+                    // Queues that stopped because this connection was full go on.
+                    self.session.flow.resume_stalled();
                 }
                 _ = ticker.tick() => {
                     if (blocked && self.session.publisher) || self.session.store_wait {
@@ -463,7 +468,7 @@ impl Connection {
                 queue,
                 entry,
             } => {
-                consumer.flow.done();
+                consumer.flow.done(entry.msg.body.len());
                 match self.channels.get_mut(&consumer.channel) {
                     Some(ch) if ch.owns(&consumer) => {
                         ch.deliver(&mut self.session, &consumer, queue, entry)
@@ -603,9 +608,31 @@ impl Connection {
 
     /// Releases everything the connection held: unacked messages go back to their
     /// queues, consumers are removed, exclusive queues are deleted.
-    fn cleanup(&mut self) {
+    fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
         for (_, mut ch) in self.channels.drain() {
             ch.release(&mut self.session);
+        }
+        // The consumers are gone from their queues, so nothing more arrives here:
+        // deliveries handed to this connection but never written go back to their
+        // queues, at their positions and not marked redelivered.
+        let mut back: Vec<(Arc<crate::broker::Queue>, Vec<crate::broker::QueueEntry>)> = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let ConsumerEvent::Deliver {
+                consumer,
+                queue,
+                entry,
+            } = event
+            {
+                consumer.flow.done(entry.msg.body.len());
+                consumer.release();
+                match back.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
+                    Some((_, entries)) => entries.push(entry),
+                    None => back.push((queue, vec![entry])),
+                }
+            }
+        }
+        for (queue, entries) in back {
+            queue.requeue(entries, false);
         }
         self.session.vhost.remove_exclusive_queues(self.session.id);
     }

@@ -1,0 +1,273 @@
+//! Consumers whose peer stops reading: a queue hands such a connection only a bounded
+//! number of deliveries (the rest wait in the queue, paged out if durable), nothing
+//! that never reached the socket is lost when it closes, and every unacked delivery
+//! is back in its queue, in order, as soon as the connection goes.
+
+mod common;
+
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::{AMQPClass, basic, connection};
+use amq_protocol::types::FieldTable;
+use common::raw::{Got, Raw, method_frame, raw_frame};
+use common::{TestBroker, unique};
+use futures_lite::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use std::time::Duration;
+
+/// Messages in each test: far more than a stalled connection may be handed.
+const N: u32 = 100_000;
+
+/// basic.publish of a persistent message whose body is its number, padded to 100 B.
+fn persistent_publish(channel: u16, routing_key: &str, n: u32) -> Vec<u8> {
+    let mut bytes = method_frame(
+        channel,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: "".into(),
+            routing_key: routing_key.into(),
+            mandatory: false,
+            immediate: false,
+        })),
+    );
+    let mut body = format!("{n:010}").into_bytes();
+    body.resize(100, b'.');
+    let mut header = 60u16.to_be_bytes().to_vec();
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    // Property flags: delivery-mode only; delivery-mode 2 (persistent).
+    header.extend_from_slice(&0x1000u16.to_be_bytes());
+    header.push(2);
+    bytes.extend(raw_frame(2, channel, &header));
+    bytes.extend(raw_frame(3, channel, &body));
+    bytes
+}
+
+fn number(body: &[u8]) -> u32 {
+    std::str::from_utf8(&body[..10])
+        .expect("ascii number")
+        .parse()
+        .expect("a number")
+}
+
+/// How many messages are ready in `queue`, as a passive declare reports it.
+async fn ready(broker: &TestBroker, queue: &str) -> u32 {
+    let (conn, ch) = broker.channel().await;
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare");
+    let _ = conn.close(200, "bye".into()).await;
+    q.message_count()
+}
+
+/// Waits (bounded) until `queue` holds `n` ready messages; returns the last count.
+async fn wait_ready(broker: &TestBroker, queue: &str, n: u32) -> u32 {
+    let mut last = 0;
+    for _ in 0..200 {
+        last = ready(broker, queue).await;
+        if last == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// A broker whose durable queues keep 1,000 messages in memory, and a durable queue
+/// holding `N` persistent messages numbered 0..N.
+async fn filled_queue() -> (TestBroker, String) {
+    let broker = TestBroker::start_with(|c| c.queue_memory_messages = 1_000).await;
+    let queue = unique("stalled");
+    let mut publisher = Raw::open(&broker.uri, 2047, 131_072, 0).await;
+    publisher.open_channel(1).await;
+    publisher.declare_queue(1, &queue, true, false).await;
+    let mut batch = Vec::new();
+    for n in 0..N {
+        batch.extend(persistent_publish(1, &queue, n));
+        if batch.len() > 1 << 20 {
+            publisher.send(&batch).await;
+            batch.clear();
+        }
+    }
+    publisher.send(&batch).await;
+    assert_eq!(wait_ready(&broker, &queue, N).await, N, "all published");
+    drop(publisher);
+    (broker, queue)
+}
+
+/// Opens a raw connection that subscribes to `queue` and then reads nothing.
+async fn stalled_consumer(broker: &TestBroker, queue: &str, no_ack: bool) -> Raw {
+    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
+    raw.open_channel(1).await;
+    raw.send_method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: queue.into(),
+            consumer_tag: "stalled".into(),
+            no_local: false,
+            no_ack,
+            exclusive: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+    )
+    .await;
+    raw
+}
+
+/// Lets the broker dispatch what it will to a stalled consumer; returns the ready
+/// count once it stopped moving.
+async fn settled(broker: &TestBroker, queue: &str) -> u32 {
+    let mut last = ready(broker, queue).await;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = ready(broker, queue).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+/// Consumes everything left in `queue` with lapin; returns (number, redelivered).
+async fn drain(broker: &TestBroker, queue: &str, expected: u32) -> Vec<(u32, bool)> {
+    let (conn, ch) = broker.channel().await;
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "drain".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut got = Vec::with_capacity(expected as usize);
+    while got.len() < expected as usize {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("the rest arrives")
+            .expect("consumer open")
+            .expect("delivery");
+        got.push((number(&d.data), d.redelivered));
+    }
+    let _ = conn.close(200, "bye".into()).await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_no_ack_consumer_is_handed_a_bounded_share_and_loses_nothing_on_close() {
+    let (broker, queue) = filled_queue().await;
+    let mut stalled = stalled_consumer(&broker, &queue, true).await;
+    let left = settled(&broker, &queue).await;
+    // What the socket buffers and the connection's bounded backlog hold: a small
+    // part of the queue. Unbounded dispatch would empty it.
+    assert!(
+        left > N / 2,
+        "a consumer that reads nothing took {} of {N} messages",
+        N - left
+    );
+
+    // The client asks to close and reads everything the broker wrote until close-ok:
+    // what it did not receive must still be in the queue.
+    stalled
+        .send(&method_frame(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: 200,
+                reply_text: "bye".into(),
+                class_id: 0,
+                method_id: 0,
+            })),
+        ))
+        .await;
+    let mut received = Vec::new();
+    loop {
+        match stalled.next().await {
+            Got::Frame(AMQPFrame::Body(1, body)) => received.push(number(&body)),
+            Got::Frame(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)),
+            )) => break,
+            Got::Frame(_) => {}
+            Got::Eof => panic!("socket closed before close-ok"),
+        }
+    }
+    let k = received.len() as u32;
+    assert_eq!(received, (0..k).collect::<Vec<_>>(), "delivered in order");
+    assert_eq!(
+        wait_ready(&broker, &queue, N - k).await,
+        N - k,
+        "the {} messages the client never received are back in the queue",
+        N - k
+    );
+    let rest = drain(&broker, &queue, N - k).await;
+    assert_eq!(
+        rest,
+        (k..N).map(|n| (n, false)).collect::<Vec<_>>(),
+        "the rest, in order, not marked redelivered (they never reached the client)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_manual_ack_consumer_gives_every_unacked_message_back_when_it_goes() {
+    let (broker, queue) = filled_queue().await;
+    let stalled = stalled_consumer(&broker, &queue, false).await;
+    let left = settled(&broker, &queue).await;
+    assert!(
+        left > N / 2,
+        "a consumer with no prefetch limit that reads nothing took {} of {N} messages",
+        N - left
+    );
+    // The peer vanishes without a close.
+    drop(stalled);
+    assert_eq!(
+        wait_ready(&broker, &queue, N).await,
+        N,
+        "every unacked message is back as soon as the connection is gone"
+    );
+    let all = drain(&broker, &queue, N).await;
+    let numbers: Vec<u32> = all.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        numbers,
+        (0..N).collect::<Vec<_>>(),
+        "in their original order"
+    );
+    // Those written to the socket are redelivered; those that never left the broker
+    // are not: the redelivered ones form the head.
+    let redelivered = all.iter().take_while(|(_, r)| *r).count();
+    assert!(
+        all[redelivered..].iter().all(|(_, r)| !r),
+        "redelivered messages are the ones delivered first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_reads_again_gets_the_rest() {
+    // The queue resumes a connection that drained: nothing stays stuck behind the bound.
+    let (broker, queue) = filled_queue().await;
+    let mut slow = stalled_consumer(&broker, &queue, true).await;
+    let left = settled(&broker, &queue).await;
+    assert!(left > N / 2, "bounded while stalled");
+    let mut seen = 0u32;
+    while seen < N {
+        match slow.next().await {
+            Got::Frame(AMQPFrame::Body(1, body)) => {
+                assert_eq!(number(&body), seen, "in order");
+                seen += 1;
+            }
+            Got::Frame(_) => {}
+            Got::Eof => panic!("socket closed"),
+        }
+    }
+    assert_eq!(ready(&broker, &queue).await, 0);
+}
