@@ -458,6 +458,11 @@ impl Ready {
         }
     }
 
+    /// The next message in delivery order.
+    fn front_mut(&mut self) -> Option<&mut ReadyEntry> {
+        self.levels.iter_mut().rev().find_map(|l| l.front_mut())
+    }
+
     fn pop_front(&mut self) -> Option<ReadyEntry> {
         let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
         self.removed(&e);
@@ -529,6 +534,8 @@ struct QueueState {
     /// Paged-out messages whose store write may not be committed yet, so they
     /// cannot be read back from the store: (store ticket, message).
     recent: VecDeque<(u64, Arc<Message>)>,
+    /// A batch of paged-out messages is being read back in the background.
+    paging: bool,
     /// When the pending expiry timer fires (ms since the epoch); 0: none pending.
     ttl_timer: u64,
     /// Last time the queue was used, for `x-expires`.
@@ -547,6 +554,7 @@ impl Queue {
             dead: Vec::new(),
             congested: None,
             recent: VecDeque::new(),
+            paging: false,
             ttl_timer: 0,
             last_used: 0,
             expires_timer: false,
@@ -753,6 +761,106 @@ impl Queue {
                     self.remove_stored_id(e.seq, e.store_id());
                 }
             }
+        }
+    }
+
+    /// The head message for a consumer, never reading the store under the lock: a
+    /// paged-out head starts a background read of the batch at the head and gives
+    /// None; the read dispatches again when it is done.
+    fn pop_for_dispatch(self: &Arc<Self>, state: &mut QueueState) -> Option<QueueEntry> {
+        let head = state.ready.front_mut()?;
+        if let Slot::Paged { store_id, .. } = head.slot {
+            let recent = state.recent.iter().find(|(_, m)| m.store_id == store_id);
+            match (recent, tokio::runtime::Handle::try_current()) {
+                (Some((_, m)), _) => {
+                    let m = m.clone();
+                    if let Some(head) = state.ready.front_mut() {
+                        head.slot = Slot::Loaded(m);
+                    }
+                }
+                (None, Ok(runtime)) => {
+                    self.start_page_in(state, &runtime);
+                    return None;
+                }
+                (None, Err(_)) => {}
+            }
+        }
+        self.pop_loaded(state)
+    }
+
+    /// Reads the paged-out messages at the head back on a blocking thread, off the
+    /// queue lock, then fills them in and dispatches.
+    fn start_page_in(self: &Arc<Self>, state: &mut QueueState, runtime: &tokio::runtime::Handle) {
+        if state.paging {
+            return;
+        }
+        let Some((store, _)) = &self.stored else {
+            return;
+        };
+        let ids: Vec<u64> = state
+            .ready
+            .paged_ahead(PAGE_IN_BATCH)
+            .into_iter()
+            .map(|(_, _, id)| id)
+            .collect();
+        let Some(&head) = ids.first() else {
+            return;
+        };
+        state.paging = true;
+        let store = store.clone();
+        let weak = Arc::downgrade(self);
+        runtime.spawn_blocking(move || {
+            let loaded = store.load(&ids);
+            let Some(q) = weak.upgrade() else {
+                return;
+            };
+            let mut found: std::collections::HashMap<u64, Arc<Message>> = ids
+                .iter()
+                .zip(loaded)
+                .filter_map(|(id, m)| m.map(|m| (*id, m)))
+                .collect();
+            let mut state = q.lock();
+            state.paging = false;
+            q.fill_paged(&mut state, &mut found, head);
+            if !state.deleted {
+                q.dispatch_locked(&mut state);
+            }
+            q.finish(state);
+        });
+    }
+
+    /// Puts messages read back from the store into their entries (those still
+    /// there). A head that the store could not give back, and that is not waiting
+    /// for its commit, is dropped as unreadable rather than retried forever.
+    fn fill_paged(
+        &self,
+        state: &mut QueueState,
+        found: &mut std::collections::HashMap<u64, Arc<Message>>,
+        head: u64,
+    ) {
+        let head_missing = !found.contains_key(&head);
+        for level in state.ready.levels.iter_mut().rev() {
+            for e in level.iter_mut().take(2 * PAGE_IN_BATCH) {
+                if found.is_empty() {
+                    break;
+                }
+                if let Slot::Paged { store_id, .. } = e.slot
+                    && let Some(m) = found.remove(&store_id)
+                {
+                    e.slot = Slot::Loaded(m);
+                }
+            }
+        }
+        if head_missing
+            && !state.recent.iter().any(|(_, m)| m.store_id == head)
+            && state
+                .ready
+                .front_mut()
+                .is_some_and(|e| matches!(e.slot, Slot::Paged { store_id, .. } if store_id == head))
+            && let Some(e) = state.ready.pop_front()
+        {
+            tracing::error!(queue = %self.name, seq = e.seq, "paged message unreadable, dropped");
+            self.remove_stored_id(e.seq, e.store_id());
         }
     }
 
@@ -1003,7 +1111,7 @@ impl Queue {
                     state.dead = dead;
                 }
             }
-            let Some(entry) = self.pop_loaded(state) else {
+            let Some(entry) = self.pop_for_dispatch(state) else {
                 state.consumers[idx].release();
                 return;
             };
