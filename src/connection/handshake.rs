@@ -114,6 +114,8 @@ fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
             let mut buf = Vec::with_capacity(response.len() + 4);
             buf.extend_from_slice(&(response.len() as u32).to_be_bytes());
             buf.extend_from_slice(response);
+            // Parsing recurses per level: a table nested too deeply is refused first.
+            crate::protocol::codec::table_within_limit(&buf).ok()?;
             let (_, t) = amq_protocol::types::parsing::parse_field_table(&buf[..]).ok()?;
             let get = |k: &str| match t.inner().get(k) {
                 Some(AMQPValue::LongString(s)) => String::from_utf8(s.as_bytes().to_vec()).ok(),

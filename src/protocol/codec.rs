@@ -134,6 +134,11 @@ impl Decoder for FrameDecoder {
                         ));
                     }
                 }
+                if !method_tables_within_limit(class_id, method_id, &frame[11..total - 1]) {
+                    // Refused like any method frame whose fields do not decode.
+                    tracing::debug!(class_id, method_id, "field table nested too deeply");
+                    return Err(ProtocolError::Syntax(class_id, method_id));
+                }
                 match parse_frame(&frame[..]) {
                     Ok((_, AMQPFrame::Method(_, method))) => {
                         Ok(Some(Frame::Method(channel, Box::new(method))))
@@ -146,9 +151,14 @@ impl Decoder for FrameDecoder {
             }
             _ => {
                 let frame = src.split_to(total).freeze();
+                // Payload: class (2), weight (2), body size (8), then properties.
+                if size >= 14 && !properties_within_limit(&frame[7 + 12..total - 1]) {
+                    // Refused like any content header whose properties do not decode.
+                    tracing::debug!("headers table nested too deeply");
+                    return Ok(Some(Frame::MalformedHeader(channel)));
+                }
                 match parse_frame(&frame[..]) {
                     Ok((_, AMQPFrame::Header(_, header))) => {
-                        // Payload: class (2), weight (2), body size (8), then properties.
                         let raw_properties = frame.slice(7 + 12..total - 1);
                         Ok(Some(Frame::Header(
                             channel,
@@ -170,6 +180,167 @@ impl Decoder for FrameDecoder {
             }
         }
     }
+}
+
+/// Deepest nesting of field tables and arrays accepted in a frame, the outermost
+/// table counting as 1.
+///
+/// Parsing a field value recurses once per level in `amq-protocol`, and so do
+/// cloning, comparing, encoding, formatting and dropping it; a 128 KiB frame holds
+/// some 20 000 levels, far more than a 2 MiB worker stack survives. Frames nested
+/// deeper than this are refused before they are parsed. Measured per level, parsing
+/// (the deepest of those operations) takes about 1.6 KiB of stack in a release build
+/// and 9.4 KiB in a debug build, so at 64 levels everything the broker does with a
+/// table needs about 110 KiB in release (a nineteenth of a worker stack), and in a
+/// debug build parsing alone about 600 KiB (under a third); the
+/// `nesting_at_the_limit_*` test below runs it all on a reduced stack. Real clients
+/// nest a few levels (the `x-death` header is 4 deep).
+pub const MAX_TABLE_DEPTH: usize = 64;
+
+/// Whether every field table in the fields of method `class_id`/`method_id` nests
+/// at most [`MAX_TABLE_DEPTH`] deep. Fields that end before their table are left to
+/// the parser to refuse.
+fn method_tables_within_limit(class_id: u16, method_id: u16, fields: &[u8]) -> bool {
+    // Where the table is: bytes before the short strings (a reserved short and the
+    // like), short strings, then bytes after them (bit fields).
+    let (before, short_strings, after) = match (class_id, method_id) {
+        // connection.start: version major, minor; server-properties.
+        (10, 10) => (2, 0, 0),
+        // connection.start-ok: client-properties first.
+        (10, 11) => (0, 0, 0),
+        // exchange.declare: ticket, exchange, type, bits.
+        (40, 10) => (2, 2, 1),
+        // exchange.bind / unbind, queue.bind: ticket, three names, nowait.
+        (40, 30) | (40, 40) | (50, 20) => (2, 3, 1),
+        // queue.declare: ticket, queue, bits.
+        (50, 10) => (2, 1, 1),
+        // queue.unbind: ticket, queue, exchange, routing key; no bits.
+        (50, 50) => (2, 3, 0),
+        // basic.consume: ticket, queue, consumer tag, bits.
+        (60, 20) => (2, 2, 1),
+        _ => return true,
+    };
+    let mut at = before;
+    for _ in 0..short_strings {
+        match fields.get(at) {
+            Some(&n) => at += 1 + n as usize,
+            None => return true,
+        }
+    }
+    at += after;
+    fields
+        .get(at..)
+        .is_none_or(|table| table_within_limit(table).is_ok())
+}
+
+/// Whether the headers in a basic property list (flags, then the properties present)
+/// nest at most [`MAX_TABLE_DEPTH`] deep. Without headers this reads only the flags.
+fn properties_within_limit(properties: &[u8]) -> bool {
+    const CONTENT_TYPE: u16 = 1 << 15;
+    const CONTENT_ENCODING: u16 = 1 << 14;
+    const HEADERS: u16 = 1 << 13;
+    let [hi, lo, ..] = *properties else {
+        return true;
+    };
+    let flags = u16::from_be_bytes([hi, lo]);
+    if flags & HEADERS == 0 {
+        return true;
+    }
+    // Headers come third, after two optional short strings.
+    let mut at = 2;
+    for flag in [CONTENT_TYPE, CONTENT_ENCODING] {
+        if flags & flag != 0 {
+            match properties.get(at) {
+                Some(&n) => at += 1 + n as usize,
+                None => return true,
+            }
+        }
+    }
+    properties
+        .get(at..)
+        .is_none_or(|table| table_within_limit(table).is_ok())
+}
+
+/// A field table nested deeper than [`MAX_TABLE_DEPTH`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooDeep;
+
+/// Checks the nesting of the field table encoded at the start of `buf` (length
+/// prefix first) without recursion and without allocating: one pass over the bytes,
+/// with the end of each open table or array on a fixed-size stack.
+///
+/// Only nesting is judged. Where the encoding is invalid (an unknown type tag, a
+/// value running past the end of its table) the walk stops and reports `Ok`: the
+/// parser, which reads the same bytes in the same order, fails at that same place,
+/// so it never goes deeper than the walk did.
+pub fn table_within_limit(buf: &[u8]) -> Result<(), TooDeep> {
+    // (end offset, is an array) of each open table or array, outermost first.
+    let mut open = [(0usize, false); MAX_TABLE_DEPTH];
+    let Some(len) = read_u32(buf, 0) else {
+        return Ok(());
+    };
+    let Some(end) = 4usize.checked_add(len).filter(|&e| e <= buf.len()) else {
+        return Ok(());
+    };
+    open[0] = (end, false);
+    let mut depth = 1;
+    let mut at = 4;
+    while depth > 0 {
+        let (end, is_array) = open[depth - 1];
+        if at == end {
+            depth -= 1;
+            continue;
+        }
+        if !is_array {
+            // The entry's name: a short string.
+            let Some(&name_len) = buf.get(at) else {
+                return Ok(());
+            };
+            at += 1 + name_len as usize;
+        }
+        let Some(&tag) = buf.get(at).filter(|_| at < end) else {
+            return Ok(());
+        };
+        at += 1;
+        let width = match tag {
+            b'V' => 0,
+            b't' | b'b' | b'B' => 1,
+            b's' | b'U' | b'u' => 2,
+            b'I' | b'i' | b'f' => 4,
+            b'D' => 5,
+            b'l' | b'L' | b'd' | b'T' => 8,
+            b'S' | b'x' | b'F' | b'A' => {
+                let Some(len) = read_u32(buf, at) else {
+                    return Ok(());
+                };
+                let Some(inner_end) = (at + 4).checked_add(len).filter(|&e| e <= end) else {
+                    return Ok(());
+                };
+                if matches!(tag, b'F' | b'A') {
+                    if depth == MAX_TABLE_DEPTH {
+                        return Err(TooDeep);
+                    }
+                    open[depth] = (inner_end, tag == b'A');
+                    depth += 1;
+                    at += 4;
+                    continue;
+                }
+                4 + len
+            }
+            _ => return Ok(()),
+        };
+        at += width;
+        if at > end {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The big-endian u32 at `at`, as a length.
+fn read_u32(buf: &[u8], at: usize) -> Option<usize> {
+    let bytes = buf.get(at..)?.first_chunk::<4>()?;
+    Some(u32::from_be_bytes(*bytes) as usize)
 }
 
 /// A frame payload the way RabbitMQ quotes it in frame errors: `all octets = <<...>>`
@@ -342,5 +513,320 @@ impl FrameReader {
     /// A frame already in the read buffer, if a whole one is there.
     pub fn next_buffered(&mut self) -> Result<Option<Frame>, ProtocolError> {
         self.decoder.decode(&mut self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::types::parsing::parse_field_table;
+    use amq_protocol::types::{AMQPValue, FieldTable};
+
+    /// A field table nested `depth` deep (the outermost table is level 1). With
+    /// `arrays`, every even level is an array instead of a table. The innermost
+    /// level holds one long string. Built front to back, lengths computed first.
+    fn nested(depth: usize, arrays: bool) -> Vec<u8> {
+        let is_array = |level: usize| arrays && level.is_multiple_of(2);
+        // Bytes each level adds before its child: a name (in a table) and a tag.
+        let entry = |level: usize| if is_array(level) { 1 } else { 3 };
+        let leaf = |level: usize| entry(level) + 5;
+        let mut lens = vec![0usize; depth + 1];
+        lens[depth] = leaf(depth);
+        for level in (1..depth).rev() {
+            lens[level] = entry(level) + 4 + lens[level + 1];
+        }
+        let mut out = Vec::with_capacity(4 + lens[1]);
+        for (level, len) in lens.iter().enumerate().skip(1) {
+            out.extend_from_slice(&(*len as u32).to_be_bytes());
+            if !is_array(level) {
+                out.extend_from_slice(&[1, b'n']);
+            }
+            if level < depth {
+                out.push(if is_array(level + 1) { b'A' } else { b'F' });
+            }
+        }
+        out.extend_from_slice(&[b'S', 0, 0, 0, 1, b'x']);
+        out
+    }
+
+    #[test]
+    fn nested_builds_what_the_parser_reads() {
+        for arrays in [false, true] {
+            let bytes = nested(5, arrays);
+            let (rest, table) = parse_field_table(&bytes[..]).expect("parses");
+            assert!(rest.is_empty());
+            let mut value = AMQPValue::FieldTable(table);
+            for _ in 1..5 {
+                value = match value {
+                    AMQPValue::FieldTable(t) => t.inner().get("n").cloned().expect("n"),
+                    AMQPValue::FieldArray(a) => a.as_slice()[0].clone(),
+                    other => panic!("{other:?}"),
+                };
+            }
+            assert!(matches!(
+                value,
+                AMQPValue::FieldTable(_) | AMQPValue::FieldArray(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn depth_limit_is_exact() {
+        for arrays in [false, true] {
+            assert_eq!(table_within_limit(&nested(1, arrays)), Ok(()));
+            assert_eq!(table_within_limit(&nested(MAX_TABLE_DEPTH, arrays)), Ok(()));
+            assert_eq!(
+                table_within_limit(&nested(MAX_TABLE_DEPTH + 1, arrays)),
+                Err(TooDeep)
+            );
+            assert_eq!(table_within_limit(&nested(20_000, arrays)), Err(TooDeep));
+        }
+    }
+
+    #[test]
+    fn every_value_type_is_stepped_over() {
+        // One entry of each type, then a table nested to the limit after them: the
+        // walk must reach it, so every width has to be right.
+        let mut body = Vec::new();
+        let mut entry = |tag: u8, value: &[u8]| {
+            // Named after its type tag.
+            body.extend_from_slice(&[1, tag, tag]);
+            body.extend_from_slice(value);
+        };
+        entry(b't', &[1]);
+        entry(b'b', &[0xF0]);
+        entry(b'B', &[0xF0]);
+        entry(b's', b"FA");
+        entry(b'U', b"FA");
+        entry(b'u', b"FA");
+        entry(b'I', b"FAFA");
+        entry(b'i', b"FAFA");
+        entry(b'f', b"FAFA");
+        entry(b'D', b"FAFAF");
+        entry(b'l', b"FAFAFAFA");
+        entry(b'L', b"FAFAFAFA");
+        entry(b'd', b"FAFAFAFA");
+        entry(b'T', b"FAFAFAFA");
+        entry(b'V', &[]);
+        entry(b'S', b"\0\0\0\x03FAF");
+        entry(b'x', b"\0\0\0\x02FA");
+        entry(b'A', b"\0\0\0\x09t\x01S\0\0\0\x01FV");
+        entry(b'F', b"\0\0\0\x04\x01kB\x02");
+        let deep = |depth: usize| {
+            let mut t = body.clone();
+            t.extend_from_slice(&[1, b'z', b'F']);
+            t.extend_from_slice(&nested(depth, false));
+            let mut out = (t.len() as u32).to_be_bytes().to_vec();
+            out.extend_from_slice(&t);
+            out
+        };
+        let shallow = deep(3);
+        let (rest, table) = parse_field_table(&shallow[..]).expect("parses");
+        assert!(rest.is_empty());
+        assert_eq!(table.inner().len(), 20);
+        assert_eq!(table_within_limit(&deep(MAX_TABLE_DEPTH - 1)), Ok(()));
+        assert_eq!(table_within_limit(&deep(MAX_TABLE_DEPTH)), Err(TooDeep));
+    }
+
+    #[test]
+    fn malformed_tables_are_left_to_the_parser() {
+        for bytes in [
+            &b""[..],
+            b"\0\0",
+            b"\0\0\0\x09",
+            b"\0\0\0\x03\x01kZ",
+            b"\0\0\0\x04\x05kF\0",
+            b"\0\0\0\x08\x01kF\0\0\0\xFF",
+            b"\0\0\0\x04\x01kI\0",
+        ] {
+            assert_eq!(table_within_limit(bytes), Ok(()), "{bytes:?}");
+        }
+    }
+
+    /// A raw frame: type, channel 1, payload, frame-end.
+    fn frame(kind: u8, payload: &[u8]) -> BytesMut {
+        let mut f = vec![kind, 0, 1];
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload);
+        f.push(FRAME_END);
+        BytesMut::from(&f[..])
+    }
+
+    fn decode(kind: u8, payload: &[u8]) -> Result<Option<Frame>, ProtocolError> {
+        FrameDecoder { frame_max: 0 }.decode(&mut frame(kind, payload))
+    }
+
+    /// queue.declare of queue "q" with `arguments`.
+    fn queue_declare(arguments: &[u8]) -> Vec<u8> {
+        let mut p = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
+        p.extend_from_slice(arguments);
+        p
+    }
+
+    /// A content header whose properties are a content type, a content encoding and
+    /// `headers`.
+    fn content_header(headers: &[u8]) -> Vec<u8> {
+        let mut p = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0b1110_0000, 0];
+        p.extend_from_slice(&[4, b't', b'e', b'x', b't', 0]);
+        p.extend_from_slice(headers);
+        p
+    }
+
+    #[test]
+    fn decoder_refuses_deep_tables_in_methods_and_headers() {
+        let ok = nested(MAX_TABLE_DEPTH, true);
+        let deep = nested(MAX_TABLE_DEPTH + 1, true);
+        assert!(matches!(
+            decode(FRAME_METHOD, &queue_declare(&ok)),
+            Ok(Some(Frame::Method(1, _)))
+        ));
+        assert!(matches!(
+            decode(FRAME_METHOD, &queue_declare(&deep)),
+            Err(ProtocolError::Syntax(50, 10))
+        ));
+        assert!(matches!(
+            decode(FRAME_HEADER, &content_header(&ok)),
+            Ok(Some(Frame::Header(1, _)))
+        ));
+        assert!(matches!(
+            decode(FRAME_HEADER, &content_header(&deep)),
+            Ok(Some(Frame::MalformedHeader(1)))
+        ));
+    }
+
+    #[test]
+    fn table_offsets_of_each_method() {
+        let deep = nested(MAX_TABLE_DEPTH + 1, false);
+        let with = |head: &[u8]| {
+            let mut p = head.to_vec();
+            p.extend_from_slice(&deep);
+            p
+        };
+        let cases: [(&[u8], u16, u16); 9] = [
+            (&[0, 10, 0, 10, 0, 9], 10, 10),
+            (&[0, 10, 0, 11], 10, 11),
+            (&[0, 40, 0, 10, 0, 0, 1, b'x', 1, b'd', 0], 40, 10),
+            (&[0, 40, 0, 30, 0, 0, 1, b'a', 1, b'b', 1, b'k', 0], 40, 30),
+            (&[0, 40, 0, 40, 0, 0, 1, b'a', 1, b'b', 1, b'k', 0], 40, 40),
+            (&[0, 50, 0, 10, 0, 0, 1, b'q', 0], 50, 10),
+            (&[0, 50, 0, 20, 0, 0, 1, b'q', 1, b'x', 1, b'k', 0], 50, 20),
+            (&[0, 50, 0, 50, 0, 0, 1, b'q', 1, b'x', 1, b'k'], 50, 50),
+            (&[0, 60, 0, 20, 0, 0, 1, b'q', 1, b't', 0], 60, 20),
+        ];
+        for (head, class, method) in cases {
+            match decode(FRAME_METHOD, &with(head)) {
+                Err(ProtocolError::Syntax(c, m)) => assert_eq!((c, m), (class, method)),
+                other => panic!("{class}/{method}: {other:?}"),
+            }
+        }
+    }
+
+    /// Everything the broker does with received field tables, on tables nested
+    /// `depth` deep: decoding (method and content header), Debug, clone, compare,
+    /// headers-exchange matching, the store's encoding and decoding, dead-lettering
+    /// (which re-encodes the properties), reading properties back, and drop.
+    fn exercise(depth: usize) {
+        use crate::broker::deadletter::{Reason, dead_letter};
+        use crate::broker::exchange::headers_match;
+        use crate::broker::memory::MemoryGauge;
+        use crate::broker::message::Message;
+        use crate::store::codec::{Reader, put_table};
+        use amq_protocol::protocol::queue;
+
+        let bytes = nested(depth, true);
+        let declare = decode(FRAME_METHOD, &queue_declare(&bytes));
+        assert!(!format!("{declare:?}").is_empty());
+        let Ok(Some(Frame::Method(_, method))) = declare else {
+            panic!("queue.declare decodes");
+        };
+        let AMQPClass::Queue(queue::AMQPMethod::Declare(declare)) = *method else {
+            panic!("queue.declare decodes as such");
+        };
+        let arguments = declare.arguments;
+        let copy = arguments.clone();
+        assert_eq!(copy, arguments);
+        assert!(headers_match(&arguments, Some(&copy)));
+        let mut stored = Vec::new();
+        put_table(&mut stored, &arguments);
+        assert_eq!(stored, bytes);
+        assert_eq!(Reader::new(&stored).table().as_ref(), Some(&arguments));
+        let mut encoded = Vec::new();
+        let mut start = FieldTable::default();
+        start.insert("nested".into(), AMQPValue::FieldTable(copy));
+        write_method(
+            &mut encoded,
+            0,
+            AMQPClass::Connection(amq_protocol::protocol::connection::AMQPMethod::Start(
+                amq_protocol::protocol::connection::Start {
+                    version_major: 0,
+                    version_minor: 9,
+                    server_properties: start,
+                    mechanisms: "PLAIN".into(),
+                    locales: "en_US".into(),
+                },
+            )),
+        );
+        assert!(encoded.len() > bytes.len());
+
+        let header = decode(FRAME_HEADER, &content_header(&bytes));
+        assert!(!format!("{header:?}").is_empty());
+        let Ok(Some(Frame::Header(_, header))) = header else {
+            panic!("content header decodes");
+        };
+        let memory = MemoryGauge::new(usize::MAX);
+        let msg = Message::new(
+            "x".into(),
+            "k".into(),
+            &header.properties,
+            header.raw_properties.clone(),
+            Bytes::from_static(b"body"),
+            memory.charge(4),
+        );
+        let (dead, headers) = dead_letter(&msg, Reason::Rejected, "q", "dlx", None, &memory);
+        let properties = dead.properties();
+        assert_eq!(properties.headers().as_ref(), Some(&headers));
+        let again = encode_properties(&properties);
+        assert!(again.len() > bytes.len());
+        let mut out = Vec::new();
+        write_content(&mut out, 1, &again, b"body", 0);
+        let redelivered = FrameDecoder { frame_max: 0 }.decode(&mut BytesMut::from(&out[..]));
+        assert!(matches!(redelivered, Ok(Some(Frame::Header(1, _)))));
+    }
+
+    /// The worker stack the broker runs on (tokio's default).
+    const WORKER_STACK: usize = 2 * 1024 * 1024;
+
+    #[test]
+    fn nesting_at_the_limit_fits_a_fraction_of_a_worker_stack() {
+        // Measured with `probe_stack`: about 110 KiB in release. Debug builds use
+        // some six times more stack per level (parsing alone about 600 KiB).
+        let share = if cfg!(debug_assertions) { 2 } else { 8 };
+        let worker = std::thread::Builder::new()
+            .stack_size(WORKER_STACK / share)
+            .spawn(|| exercise(MAX_TABLE_DEPTH))
+            .expect("thread starts");
+        assert!(worker.join().is_ok());
+    }
+
+    /// How the limit was chosen: runs [`exercise`] at a given depth (up to the limit)
+    /// on a thread with a given stack, so that the smallest stack it survives can be
+    /// found by bisection (an overflow aborts the process). For example
+    /// `WARREN_PROBE_DEPTH=64 WARREN_PROBE_STACK=131072 cargo test --release --lib
+    /// probe_stack -- --ignored`.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn probe_stack() {
+        let var = |name: &str| -> usize {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} must be set"))
+        };
+        let (depth, stack) = (var("WARREN_PROBE_DEPTH"), var("WARREN_PROBE_STACK"));
+        let worker = std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || exercise(depth))
+            .expect("thread starts");
+        assert!(worker.join().is_ok());
     }
 }
