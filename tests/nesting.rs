@@ -112,22 +112,23 @@ async fn round_trip(ch: &Channel, q: &str) {
     assert_eq!(m.delivery.data, b"still here");
 }
 
+/// RabbitMQ's answer to a method frame it cannot decode: 501 naming the method,
+/// quoting the fields as Erlang prints a binary, cut to 255 bytes with "...".
+fn assert_undecodable(close: &(u16, String, u16, u16), class_id: u16, method_id: u16) {
+    let (code, text, c, m) = close;
+    assert_eq!((*code, *c, *m), (501, class_id, method_id), "{text}");
+    assert!(text.starts_with("FRAME_ERROR - cannot decode <<"), "{text}");
+    assert!(text.len() <= 255 && text.ends_with("..."), "{text}");
+}
+
 /// Sends `bytes` on an open connection, expects the connection closed with a
-/// syntax error naming `class_id`/`method_id`, and checks the broker still serves.
+/// frame error naming `class_id`/`method_id`, and checks the broker still serves.
 async fn refused_method(bytes: &[u8], class_id: u16, method_id: u16) {
     let broker = TestBroker::start().await;
     let mut raw = opened(&broker).await;
     raw.send(bytes).await;
     let close = raw.expect_connection_close().await;
-    assert_eq!(
-        close,
-        (
-            502,
-            format!("SYNTAX_ERROR - cannot parse fields of method {class_id}/{method_id}"),
-            class_id,
-            method_id
-        )
-    );
+    assert_undecodable(&close, class_id, method_id);
     still_serving(&broker).await;
     broker.stop().await;
 }
@@ -214,15 +215,7 @@ async fn start_ok_client_properties() {
     assert!(payload.len() <= 4096 - 8);
     raw.send(&raw_frame(1, 0, &payload)).await;
     let close = raw.expect_connection_close().await;
-    assert_eq!(
-        close,
-        (
-            502,
-            "SYNTAX_ERROR - cannot parse fields of method 10/11".to_string(),
-            10,
-            11
-        )
-    );
+    assert_undecodable(&close, 10, 11);
     still_serving(&broker).await;
     broker.stop().await;
 }
@@ -306,11 +299,8 @@ async fn the_limit_is_exact() {
         &deep(MAX_TABLE_DEPTH + 1, true),
     ))
     .await;
-    let (code, text, ..) = raw.expect_connection_close().await;
-    assert_eq!(
-        (code, text.as_str()),
-        (502, "SYNTAX_ERROR - cannot parse fields of method 50/10")
-    );
+    let close = raw.expect_connection_close().await;
+    assert_undecodable(&close, 50, 10);
     still_serving(&broker).await;
     broker.stop().await;
 }

@@ -232,11 +232,15 @@ fn write_close(out: &mut Vec<u8>, e: &Exception) {
 
 /// A short string cut to the 255 bytes the protocol allows, on a char boundary.
 pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
-    let mut end = s.len().min(255);
+    if s.len() <= 255 {
+        return amq_protocol::types::ShortString::from(s);
+    }
+    // As RabbitMQ cuts a long reply text: 252 bytes and "...".
+    let mut end = 252;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    amq_protocol::types::ShortString::from(&s[..end])
+    amq_protocol::types::ShortString::from(format!("{}...", &s[..end]))
 }
 
 /// After close-ok: discard frames until the client closes the socket, the broker

@@ -137,7 +137,11 @@ impl Decoder for FrameDecoder {
                 if !method_tables_within_limit(class_id, method_id, &frame[11..total - 1]) {
                     // Refused like any method frame whose fields do not decode.
                     tracing::debug!(class_id, method_id, "field table nested too deeply");
-                    return Err(ProtocolError::Syntax(class_id, method_id));
+                    return Err(ProtocolError::Undecodable(
+                        class_id,
+                        method_id,
+                        fields_prefix(&frame[11..total - 1]),
+                    ));
                 }
                 match parse_frame(&frame[..]) {
                     Ok((_, AMQPFrame::Method(_, method))) => {
@@ -146,7 +150,11 @@ impl Decoder for FrameDecoder {
                     _ if !is_known_method(class_id, method_id) => {
                         Err(ProtocolError::UnknownMethod(class_id, method_id))
                     }
-                    _ => Err(ProtocolError::Syntax(class_id, method_id)),
+                    _ => Err(ProtocolError::Undecodable(
+                        class_id,
+                        method_id,
+                        fields_prefix(&frame[11..total - 1]),
+                    )),
                 }
             }
             _ => {
@@ -368,6 +376,11 @@ pub fn payload_snippet(payload: &[u8]) -> String {
         format!("<<{}>>", list.join(","))
     };
     format!("{which} octets = {shown}")
+}
+
+/// The start of a method's fields, as much as a reply text can quote.
+fn fields_prefix(fields: &[u8]) -> Vec<u8> {
+    fields[..fields.len().min(96)].to_vec()
 }
 
 /// Whether (class, method) exists in AMQP 0-9-1 with RabbitMQ's extensions.
@@ -682,7 +695,7 @@ mod tests {
         ));
         assert!(matches!(
             decode(FRAME_METHOD, &queue_declare(&deep)),
-            Err(ProtocolError::Syntax(50, 10))
+            Err(ProtocolError::Undecodable(50, 10, _))
         ));
         assert!(matches!(
             decode(FRAME_HEADER, &content_header(&ok)),
@@ -715,7 +728,7 @@ mod tests {
         ];
         for (head, class, method) in cases {
             match decode(FRAME_METHOD, &with(head)) {
-                Err(ProtocolError::Syntax(c, m)) => assert_eq!((c, m), (class, method)),
+                Err(ProtocolError::Undecodable(c, m, _)) => assert_eq!((c, m), (class, method)),
                 other => panic!("{class}/{method}: {other:?}"),
             }
         }

@@ -10,8 +10,9 @@ use std::fmt;
 pub enum ProtocolError {
     /// Malformed or oversized frame (501).
     Frame(String),
-    /// A method frame whose fields cannot be parsed (502).
-    Syntax(u16, u16),
+    /// A method frame whose fields cannot be decoded (501, as RabbitMQ's
+    /// `frame_error`): class, method, and the start of the fields.
+    Undecodable(u16, u16, Vec<u8>),
     /// A class/method id pair that does not exist (540).
     UnknownMethod(u16, u16),
     /// A method not valid here (503).
@@ -103,12 +104,16 @@ impl Exception {
     pub fn from_protocol(e: &ProtocolError, class_id: u16, method_id: u16) -> Self {
         match e {
             ProtocolError::Frame(d) => Exception::new(501, d, class_id, method_id),
-            ProtocolError::Syntax(c, m) => Exception::new(
-                502,
-                format_args!("cannot parse fields of method {c}/{m}"),
-                *c,
-                *m,
-            ),
+            ProtocolError::Undecodable(c, m, fields) => {
+                // Erlang's `~w` of a binary: every byte, comma-separated.
+                let bytes: Vec<String> = fields.iter().map(|b| b.to_string()).collect();
+                Exception::new(
+                    501,
+                    format_args!("cannot decode <<{}>>", bytes.join(",")),
+                    *c,
+                    *m,
+                )
+            }
             ProtocolError::UnknownMethod(c, m) => {
                 Exception::new(540, format_args!("unknown class/method id {c}/{m}"), *c, *m)
             }
