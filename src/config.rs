@@ -6,6 +6,16 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// What counts against the memory high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryStrategy {
+    /// Resident memory of the process, and the memory messages hold.
+    Rss,
+    /// Only the memory messages hold.
+    Allocated,
+}
+
 /// Every tunable of the broker. `Config::default()` is what `cargo run` uses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +45,13 @@ pub struct Config {
     /// Message memory above which publishers are blocked (connection.blocked), in
     /// bytes; 0 means 40% of physical memory.
     pub memory_high_watermark: u64,
+    /// Free disk space on the data directory's file system below which publishers
+    /// are blocked, in bytes (RabbitMQ's disk_free_limit, 50 MB by default).
+    pub disk_free_limit: u64,
+    /// What counts against the memory watermark (RabbitMQ's
+    /// vm_memory_calculation_strategy): `rss`, the process's resident memory as
+    /// well as what messages hold; `allocated`, only what messages hold.
+    pub memory_calculation_strategy: MemoryStrategy,
     /// Ready messages a durable queue keeps in memory; persistent messages beyond
     /// that stay only in the store until they are about to be delivered.
     pub queue_memory_messages: usize,
@@ -71,6 +88,8 @@ impl Default for Config {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             memory_high_watermark: 0,
+            disk_free_limit: 50_000_000,
+            memory_calculation_strategy: MemoryStrategy::Rss,
             queue_memory_messages: 100_000,
             store_cache_mb: 32,
             store_max_batch: 16_384,

@@ -81,6 +81,7 @@ impl Server {
         let mut connections = JoinSet::new();
         let mut next_id: u64 = 1;
         tracing::info!(addr = %self.local_addr(), "listening for AMQP 0-9-1 connections");
+        let sampler = tokio::spawn(sample_resources(self.ctx.clone()));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -127,8 +128,42 @@ impl Server {
         {
             connections.abort_all();
         }
+        sampler.abort();
         self.ctx.broker.close();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Samples resident memory and free disk space every second for the alarms.
+async fn sample_resources(ctx: Arc<ServerContext>) {
+    use crate::broker::memory::{disk_free, release_free_memory, resident_memory};
+    let gauge = &ctx.broker.memory;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let strategy = ctx.config.memory_calculation_strategy;
+        if strategy == crate::config::MemoryStrategy::Rss
+            && let Some(mut resident) = resident_memory()
+        {
+            if resident > gauge.high_watermark() && gauge.used() < gauge.high_watermark() / 2 {
+                // Most of it may be freed memory the allocator kept: give it back
+                // before deciding that the broker really holds that much.
+                release_free_memory();
+                resident = resident_memory().unwrap_or(resident);
+            }
+            gauge.set_resident(resident);
+        }
+        if ctx.config.disk_free_limit > 0 {
+            let dir = ctx.config.data_dir.clone();
+            let free = tokio::task::spawn_blocking(move || disk_free(&dir))
+                .await
+                .ok()
+                .flatten();
+            if let Some(free) = free {
+                gauge.set_disk_low(free < ctx.config.disk_free_limit);
+            }
+        }
     }
 }

@@ -305,7 +305,8 @@ impl Connection {
             None => watch::channel(u64::MAX).1,
         };
         let mut alarm = self.session.ctx.broker.memory.subscribe();
-        let mut blocked = *alarm.borrow_and_update();
+        let mut alarms = *alarm.borrow_and_update();
+        let mut blocked = alarms.any();
         // Only connections that publish are blocked and told so, as in RabbitMQ.
         let mut told_blocked = false;
         let mut last_read = Instant::now();
@@ -322,7 +323,8 @@ impl Connection {
                 biased;
                 Ok(()) = committed.changed(), if waiting || self.session.store_wait => {}
                 Ok(()) = alarm.changed() => {
-                    blocked = *alarm.borrow_and_update();
+                    alarms = *alarm.borrow_and_update();
+                    blocked = alarms.any();
                 }
                 _ = shutdown.changed() => {
                     let e = Exception::new(320, "broker forced connection closure with reason 'shutdown'", 0, 0);
@@ -406,7 +408,7 @@ impl Connection {
             let block = blocked && self.session.publisher;
             if block != told_blocked {
                 told_blocked = block;
-                self.notify_blocked(block);
+                self.notify_blocked(block, alarms.reason());
             }
             self.session.committed = *committed.borrow_and_update();
             if self.session.store_wait
@@ -422,13 +424,13 @@ impl Connection {
     }
 
     /// Tells a client that supports it that publishing is blocked or resumes.
-    fn notify_blocked(&mut self, blocked: bool) {
+    fn notify_blocked(&mut self, blocked: bool, reason: &str) {
         if !self.blocked_notify {
             return;
         }
         let method = if blocked {
             connection::AMQPMethod::Blocked(connection::Blocked {
-                reason: ShortString::from("low on memory"),
+                reason: ShortString::from(reason),
             })
         } else {
             connection::AMQPMethod::Unblocked(connection::Unblocked {})
