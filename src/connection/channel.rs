@@ -383,6 +383,12 @@ impl Channel {
         }
     }
 
+    /// Whether replies are held for the client (waiting for a store commit, or behind
+    /// one that does). A closing channel's are dropped, not owed.
+    pub fn owes_replies(&self) -> bool {
+        !self.closing && !self.deferred.is_empty()
+    }
+
     /// Whether replies wait for a store commit.
     pub fn waiting_on_store(&self) -> bool {
         self.confirms
