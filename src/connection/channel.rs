@@ -98,6 +98,13 @@ struct Confirms {
     waiting: VecDeque<(u64, Tickets, bool)>,
 }
 
+/// A reply held in order behind earlier ones (see [`Channel::defer`]).
+enum Reply {
+    Method(AMQPClass),
+    /// basic.get-ok, sent with its content.
+    GetOk(basic::GetOk, Arc<Message>),
+}
+
 pub struct Channel {
     id: u16,
     /// channel.close was sent; everything but close-ok is discarded.
@@ -120,8 +127,9 @@ pub struct Channel {
     /// The last queue declared, used when a method names the queue "".
     last_queue: Option<ShortString>,
     routed: Vec<Arc<Queue>>,
-    /// Replies waiting for a store commit (ticket, reply), in order.
-    deferred: VecDeque<(Tickets, AMQPClass)>,
+    /// Replies held behind one waiting for a store commit (the store tickets each
+    /// waits for, the reply), in the order of their requests.
+    deferred: VecDeque<(Tickets, Reply)>,
     /// The private queue of this channel's direct reply-to consumer.
     reply_queue: Option<Arc<Queue>>,
 }
@@ -421,8 +429,8 @@ impl Channel {
                     0,
                 ));
             }
-            if let Some((_, method)) = self.deferred.pop_front() {
-                s.send(self.id, method);
+            if let Some((_, reply)) = self.deferred.pop_front() {
+                self.send_reply(s, reply);
             }
         }
         let c = self.confirms.as_mut()?;
@@ -452,6 +460,24 @@ impl Channel {
         None
     }
 
+    fn send_reply(&mut self, s: &mut Session, reply: Reply) {
+        match reply {
+            Reply::Method(method) => s.send(self.id, method),
+            Reply::GetOk(get_ok, msg) => self.send_get_ok(s, get_ok, &msg),
+        }
+    }
+
+    fn send_get_ok(&self, s: &mut Session, get_ok: basic::GetOk, msg: &Message) {
+        s.send(self.id, AMQPClass::Basic(basic::AMQPMethod::GetOk(get_ok)));
+        write_content(
+            &mut s.out,
+            self.id,
+            &msg.raw_properties,
+            &msg.body,
+            s.frame_max,
+        );
+    }
+
     fn reply(&mut self, s: &mut Session, nowait: bool, method: AMQPClass) {
         if !nowait {
             self.defer(s, Tickets::default(), method);
@@ -468,13 +494,24 @@ impl Channel {
         }
     }
 
-    /// Sends a reply now, or after store ticket `ticket` commits; replies keep
-    /// their order either way.
+    /// Sends a reply now, or once store tickets `tickets` commit and the replies
+    /// before it went: every reply of the channel goes this way, so they keep the
+    /// order of their requests. Nothing is allocated while nothing waits.
     fn defer(&mut self, s: &mut Session, tickets: Tickets, method: AMQPClass) {
         if self.deferred.is_empty() && tickets.last == 0 {
             s.send(self.id, method);
         } else {
-            self.deferred.push_back((tickets, method));
+            self.deferred.push_back((tickets, Reply::Method(method)));
+        }
+    }
+
+    /// basic.get-ok with its content, in order with the other replies.
+    fn reply_get_ok(&mut self, s: &mut Session, get_ok: basic::GetOk, msg: &Arc<Message>) {
+        if self.deferred.is_empty() {
+            self.send_get_ok(s, get_ok, msg);
+        } else {
+            self.deferred
+                .push_back((Tickets::default(), Reply::GetOk(get_ok, msg.clone())));
         }
     }
 
@@ -529,8 +566,9 @@ impl Channel {
                         "second 'channel.open' seen".into(),
                     )));
                 }
-                chan::AMQPMethod::Flow(f) if f.active => s.send(
-                    self.id,
+                chan::AMQPMethod::Flow(f) if f.active => self.reply(
+                    s,
+                    false,
                     AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })),
                 ),
                 chan::AMQPMethod::Flow(_) => {
@@ -727,8 +765,9 @@ impl Channel {
                 if self.tx.is_none() {
                     self.tx = Some(Tx::default());
                 }
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
                 );
             }
@@ -770,8 +809,9 @@ impl Channel {
                     self.unacked.extend(items);
                 }
                 self.unacked.make_contiguous().sort_by_key(|u| u.tag);
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
                 );
             }
@@ -803,8 +843,9 @@ impl Channel {
                 } else {
                     self.consumer_prefetch = u32::from(qos.prefetch_count);
                 }
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
                 );
             }
@@ -822,31 +863,24 @@ impl Channel {
             basic::AMQPMethod::Get(g) => {
                 let name = self.queue_name(&g.queue)?;
                 let queue = s.vhost.queue(name.as_str(), s.id)?;
+                // The message is taken now; only the reply waits its turn.
                 match queue.get() {
-                    None => s.send(
-                        self.id,
+                    None => self.reply(
+                        s,
+                        false,
                         AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
                     ),
                     Some((entry, message_count)) => {
                         let tag = self.next_tag;
                         self.next_tag += 1;
-                        s.send(
-                            self.id,
-                            AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
-                                delivery_tag: tag,
-                                redelivered: entry.redelivered,
-                                exchange: entry.msg.exchange.clone(),
-                                routing_key: entry.msg.routing_key.clone(),
-                                message_count,
-                            })),
-                        );
-                        write_content(
-                            &mut s.out,
-                            self.id,
-                            &entry.msg.raw_properties,
-                            &entry.msg.body,
-                            s.frame_max,
-                        );
+                        let get_ok = basic::GetOk {
+                            delivery_tag: tag,
+                            redelivered: entry.redelivered,
+                            exchange: entry.msg.exchange.clone(),
+                            routing_key: entry.msg.routing_key.clone(),
+                            message_count,
+                        };
+                        self.reply_get_ok(s, get_ok, &entry.msg);
                         if g.no_ack {
                             queue.remove_stored(&entry);
                         } else {
@@ -884,8 +918,9 @@ impl Channel {
             }
             basic::AMQPMethod::Recover(r) => {
                 self.recover(r.requeue)?;
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
                 );
             }
