@@ -696,3 +696,52 @@ async fn replies_keep_order_with_publisher_confirms() {
     assert_replies(&got, &s);
     broker.stop().await;
 }
+
+/// A channel error in a pipelined burst: the replies to the methods before the failing
+/// one come first, then channel.close; what follows the failing method is dropped.
+#[tokio::test]
+async fn a_channel_error_comes_after_the_replies_before_it() {
+    let broker = TestBroker::start().await;
+    let mut raw = opened(&broker, &[1, 2]).await;
+    let q = unique("pipe-error");
+    let missing = unique("pipe-missing");
+    let mut s = Script::default();
+    s.declare(1, &q, true, false, "queue.declare-ok 0");
+    s.publish(1, "", &q, "one", true);
+    s.get(1, &q, true, "basic.get-ok 0 one");
+    s.qos(1, 1, false);
+    s.get(
+        1,
+        &missing,
+        true,
+        &format!("channel.close 404 NOT_FOUND - no queue '{missing}' in vhost '/'"),
+    );
+    s.qos(2, 1, false);
+    // Dropped: the channel is closing.
+    s.bytes
+        .extend(method_frame(1, queue_declare(&q, true, false)));
+    raw.send(&s.bytes).await;
+    let mut got = Received::default();
+    read_until(&mut raw, &mut got, |g| {
+        g.replies(1)
+            .last()
+            .is_some_and(|r| r.starts_with("channel.close"))
+            && !g.replies(2).is_empty()
+    })
+    .await;
+    assert_replies(&got, &s);
+
+    let mut s = Script::default();
+    s.bytes.extend(method_frame(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+    ));
+    s.delete_queue(2, &q, "queue.delete-ok 0");
+    s.close_connection();
+    raw.send(&s.bytes).await;
+    let mut got = Received::default();
+    read_until_close_ok(&mut raw, &mut got).await;
+    assert_eq!(got.connection, ["connection.close-ok"]);
+    assert_replies(&got, &s);
+    broker.stop().await;
+}

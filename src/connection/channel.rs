@@ -184,11 +184,17 @@ impl Channel {
                 Frame::Method(_, m) => match *m {
                     AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => After::Remove,
                     AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
-                        s.send(
-                            self.id,
-                            AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
-                        );
-                        After::Remove
+                        let close_ok =
+                            AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}));
+                        if self.deferred.is_empty() {
+                            s.send(self.id, close_ok);
+                            After::Remove
+                        } else {
+                            // After our channel.close and the replies before it.
+                            self.defer(s, Tickets::default(), close_ok);
+                            self.closed_by_client = true;
+                            After::Continue
+                        }
                     }
                     _ => After::Continue,
                 },
@@ -290,17 +296,16 @@ impl Channel {
         }
     }
 
-    /// Sends channel.close for a channel error and releases what the channel held.
+    /// Sends channel.close for a channel error (after the replies to the methods
+    /// before it) and releases what the channel held.
     pub fn fail(&mut self, s: &mut Session, e: &Exception) {
-        s.send(
-            self.id,
-            AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
-                reply_code: e.code,
-                reply_text: short(&e.text),
-                class_id: e.class_id,
-                method_id: e.method_id,
-            })),
-        );
+        let close = AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
+            reply_code: e.code,
+            reply_text: short(&e.text),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        }));
+        self.defer(s, Tickets::default(), close);
         self.release(s);
         self.closing = true;
     }
@@ -391,10 +396,9 @@ impl Channel {
         }
     }
 
-    /// Whether replies are held for the client (waiting for a store commit, or behind
-    /// one that does). A closing channel's are dropped, not owed.
+    /// Whether replies are held (they wait for a store commit, or behind one that does).
     pub fn owes_replies(&self) -> bool {
-        !self.closing && !self.deferred.is_empty()
+        !self.deferred.is_empty()
     }
 
     /// Whether replies wait for a store commit.
@@ -405,15 +409,13 @@ impl Channel {
             || !self.deferred.is_empty()
     }
 
-    /// Sends what became due: publisher confirms (one basic.ack with `multiple` when
-    /// several are due; basic.nack for publishes whose store commit failed) and
-    /// replies whose store commit reached the disk. A reply whose writes failed
-    /// (a tx.commit, a durable declare) is not sent: the error returned closes the
-    /// connection, as a broker that cannot write its store does.
+    /// Sends what became due: replies whose store commit reached the disk (and those
+    /// held behind them), and publisher confirms (one basic.ack with `multiple` when
+    /// several are due; basic.nack for publishes whose store commit failed) unless
+    /// the channel is closing. A reply whose writes failed (a tx.commit, a durable
+    /// declare) is not sent: the error returned closes the connection, as a broker
+    /// that cannot write its store does.
     pub fn flush_confirms(&mut self, s: &mut Session) -> Option<Exception> {
-        if self.closing {
-            return None;
-        }
         while let Some(&(tickets, _)) = self.deferred.front() {
             if tickets.last > s.committed {
                 break;
@@ -432,6 +434,9 @@ impl Channel {
             if let Some((_, reply)) = self.deferred.pop_front() {
                 self.send_reply(s, reply);
             }
+        }
+        if self.closing {
+            return None;
         }
         let c = self.confirms.as_mut()?;
         while let Some(&(seq, tickets, refused)) = c.waiting.front() {
