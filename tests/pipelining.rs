@@ -26,6 +26,9 @@ struct Received {
     deliveries: BTreeMap<u16, Vec<String>>,
     /// Methods on channel 0.
     connection: Vec<String>,
+    /// Every method as "channel name", in arrival order (a delivery as
+    /// "channel basic.deliver body").
+    log: Vec<String>,
     /// The broker closed the socket.
     eof: bool,
 }
@@ -119,7 +122,10 @@ async fn read_until(raw: &mut Raw, got: &mut Received, done: impl Fn(&Received) 
                 return;
             }
             Got::Frame(AMQPFrame::Heartbeat) => {}
-            Got::Frame(AMQPFrame::Method(0, m)) => got.connection.push(describe(&m)),
+            Got::Frame(AMQPFrame::Method(0, m)) => {
+                got.log.push(format!("0 {}", describe(&m)));
+                got.connection.push(describe(&m));
+            }
             Got::Frame(AMQPFrame::Method(ch, m)) => match m {
                 AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => {
                     got.confirms
@@ -135,6 +141,7 @@ async fn read_until(raw: &mut Raw, got: &mut Received, done: impl Fn(&Received) 
                 }
                 AMQPClass::Basic(basic::AMQPMethod::Deliver(_)) => {
                     let body = read_content(raw, ch, "basic.deliver").await;
+                    got.log.push(format!("{ch} basic.deliver {body}"));
                     got.deliveries.entry(ch).or_default().push(body);
                 }
                 AMQPClass::Basic(basic::AMQPMethod::Return(_)) => {
@@ -143,12 +150,16 @@ async fn read_until(raw: &mut Raw, got: &mut Received, done: impl Fn(&Received) 
                 AMQPClass::Basic(basic::AMQPMethod::GetOk(_)) => {
                     let name = describe(&m);
                     let body = read_content(raw, ch, &name).await;
+                    got.log.push(format!("{ch} {name} {body}"));
                     got.replies
                         .entry(ch)
                         .or_default()
                         .push(format!("{name} {body}"));
                 }
-                other => got.replies.entry(ch).or_default().push(describe(&other)),
+                other => {
+                    got.log.push(format!("{ch} {}", describe(&other)));
+                    got.replies.entry(ch).or_default().push(describe(&other));
+                }
             },
             Got::Frame(other) => panic!("unexpected frame {other:?}; so far: {got:#?}"),
         }
@@ -737,6 +748,72 @@ async fn a_channel_error_comes_after_the_replies_before_it() {
         AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
     ));
     s.delete_queue(2, &q, "queue.delete-ok 0");
+    s.close_connection();
+    raw.send(&s.bytes).await;
+    let mut got = Received::default();
+    read_until_close_ok(&mut raw, &mut got).await;
+    assert_eq!(got.connection, ["connection.close-ok"]);
+    assert_replies(&got, &s);
+    broker.stop().await;
+}
+
+/// A consume-ok held behind a reply that waits for the store still comes before the
+/// consumer's first delivery, and deliveries before a basic.cancel before its
+/// cancel-ok.
+#[tokio::test]
+async fn deliveries_follow_their_consume_ok() {
+    let broker = TestBroker::start().await;
+    let mut raw = opened(&broker, &[1]).await;
+    let q = unique("pipe-consume");
+    let other = unique("pipe-consume");
+    let mut s = Script::default();
+    s.declare(1, &q, true, false, "queue.declare-ok 0");
+    for i in 0..3 {
+        s.publish(1, "", &q, &format!("m{i}"), true);
+    }
+    // Waits for the store; the consume-ok behind it too.
+    s.declare(1, &other, true, false, "queue.declare-ok 0");
+    s.method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: q.as_str().into(),
+            consumer_tag: "c1".into(),
+            no_local: false,
+            no_ack: true,
+            exclusive: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+        Some("basic.consume-ok c1"),
+    );
+    s.declare(1, &other, true, false, "queue.declare-ok 0");
+    raw.send(&s.bytes).await;
+    let mut got = Received::default();
+    read_until(&mut raw, &mut got, |g| {
+        g.replies(1).len() >= 3 && g.deliveries.get(&1).is_some_and(|d| d.len() >= 3)
+    })
+    .await;
+    assert_replies(&got, &s);
+    assert_eq!(got.deliveries[&1], ["m0", "m1", "m2"]);
+    let consume_ok = got.log.iter().position(|m| m == "1 basic.consume-ok c1");
+    let first = got
+        .log
+        .iter()
+        .position(|m| m.starts_with("1 basic.deliver"));
+    assert!(consume_ok < first, "{:#?}", got.log);
+
+    let mut s = Script::default();
+    s.method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+            consumer_tag: "c1".into(),
+            nowait: false,
+        })),
+        Some("basic.cancel-ok c1"),
+    );
+    s.delete_queue(1, &q, "queue.delete-ok 0");
+    s.delete_queue(1, &other, "queue.delete-ok 0");
+    s.close_channel(1);
     s.close_connection();
     raw.send(&s.bytes).await;
     let mut got = Received::default();

@@ -103,6 +103,10 @@ enum Reply {
     Method(AMQPClass),
     /// basic.get-ok, sent with its content.
     GetOk(basic::GetOk, Arc<Message>),
+    /// basic.consume-ok: deliveries to the consumer wait behind it.
+    ConsumeOk(Arc<Consumer>),
+    /// A delivery to a consumer whose consume-ok was still held when it came.
+    Deliver(Arc<Consumer>, Arc<Queue>, QueueEntry),
 }
 
 pub struct Channel {
@@ -312,6 +316,7 @@ impl Channel {
 
     /// Requeues unacked messages and removes the consumers (channel closing).
     pub fn release(&mut self, s: &mut Session) {
+        self.requeue_held();
         self.incoming = None;
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.clear();
@@ -358,6 +363,51 @@ impl Channel {
         }
     }
 
+    /// A delivery to a consumer whose consume-ok is held (behind a reply waiting for
+    /// the store) waits behind it: a client must learn of a consumer before its
+    /// deliveries. Returns the delivery when it can go now.
+    fn hold_before_consume_ok(
+        &mut self,
+        consumer: &Arc<Consumer>,
+        queue: Arc<Queue>,
+        entry: QueueEntry,
+    ) -> Option<(Arc<Queue>, QueueEntry)> {
+        let held = self
+            .deferred
+            .iter()
+            .any(|(_, r)| matches!(r, Reply::ConsumeOk(c) if Arc::ptr_eq(c, consumer)));
+        if !held {
+            return Some((queue, entry));
+        }
+        self.deferred.push_back((
+            Tickets::default(),
+            Reply::Deliver(consumer.clone(), queue, entry),
+        ));
+        None
+    }
+
+    /// Gives the held deliveries back to their queues (the channel is going).
+    fn requeue_held(&mut self) {
+        if !self
+            .deferred
+            .iter()
+            .any(|(_, r)| matches!(r, Reply::Deliver(..)))
+        {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.deferred.len());
+        for (tickets, reply) in self.deferred.drain(..) {
+            match reply {
+                Reply::Deliver(consumer, queue, entry) => {
+                    consumer.release();
+                    queue.requeue([entry], false);
+                }
+                other => kept.push_back((tickets, other)),
+            }
+        }
+        self.deferred = kept;
+    }
+
     /// Writes a delivery from a queue to the client.
     pub fn deliver(
         &mut self,
@@ -366,6 +416,9 @@ impl Channel {
         queue: Arc<Queue>,
         entry: QueueEntry,
     ) {
+        let Some((queue, entry)) = self.hold_before_consume_ok(consumer, queue, entry) else {
+            return;
+        };
         let tag = self.next_tag;
         self.next_tag += 1;
         let msg = &entry.msg;
@@ -469,6 +522,8 @@ impl Channel {
         match reply {
             Reply::Method(method) => s.send(self.id, method),
             Reply::GetOk(get_ok, msg) => self.send_get_ok(s, get_ok, &msg),
+            Reply::ConsumeOk(consumer) => s.send(self.id, consume_ok(&consumer)),
+            Reply::Deliver(consumer, queue, entry) => self.deliver(s, &consumer, queue, entry),
         }
     }
 
@@ -995,15 +1050,17 @@ impl Channel {
             flow: s.flow.clone(),
         });
         // Deliveries come back through the connection's event queue and are written
-        // after this frame is handled, so consume-ok always precedes them.
+        // after this frame is handled, so consume-ok always precedes them; while it
+        // is held behind other replies, so are they (see `hold_before_consume_ok`).
         queue.add_consumer(consumer.clone())?;
-        self.reply(
-            s,
-            c.nowait,
-            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                consumer_tag: tag.clone(),
-            })),
-        );
+        if !c.nowait {
+            if self.deferred.is_empty() {
+                s.send(self.id, consume_ok(&consumer));
+            } else {
+                self.deferred
+                    .push_back((Tickets::default(), Reply::ConsumeOk(consumer.clone())));
+            }
+        }
         self.consumers.insert(tag, (consumer, queue));
         Ok(())
     }
@@ -1304,6 +1361,12 @@ impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
         Failure::Broker(e)
     }
+}
+
+fn consume_ok(consumer: &Consumer) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+        consumer_tag: consumer.tag.clone(),
+    }))
 }
 
 /// Acknowledges every publish up to `upto` not yet confirmed.
