@@ -98,6 +98,17 @@ struct Confirms {
     waiting: VecDeque<(u64, Tickets, bool)>,
 }
 
+/// A reply held in order behind earlier ones (see [`Channel::defer`]).
+enum Reply {
+    Method(AMQPClass),
+    /// basic.get-ok, sent with its content.
+    GetOk(basic::GetOk, Arc<Message>),
+    /// basic.consume-ok: deliveries to the consumer wait behind it.
+    ConsumeOk(Arc<Consumer>),
+    /// A delivery to a consumer whose consume-ok was still held when it came.
+    Deliver(Arc<Consumer>, Arc<Queue>, QueueEntry),
+}
+
 pub struct Channel {
     id: u16,
     /// channel.close was sent; everything but close-ok is discarded.
@@ -120,8 +131,9 @@ pub struct Channel {
     /// The last queue declared, used when a method names the queue "".
     last_queue: Option<ShortString>,
     routed: Vec<Arc<Queue>>,
-    /// Replies waiting for a store commit (ticket, reply), in order.
-    deferred: VecDeque<(Tickets, AMQPClass)>,
+    /// Replies held behind one waiting for a store commit (the store tickets each
+    /// waits for, the reply), in the order of their requests.
+    deferred: VecDeque<(Tickets, Reply)>,
     /// The private queue of this channel's direct reply-to consumer.
     reply_queue: Option<Arc<Queue>>,
 }
@@ -176,11 +188,17 @@ impl Channel {
                 Frame::Method(_, m) => match *m {
                     AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => After::Remove,
                     AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
-                        s.send(
-                            self.id,
-                            AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
-                        );
-                        After::Remove
+                        let close_ok =
+                            AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}));
+                        if self.deferred.is_empty() {
+                            s.send(self.id, close_ok);
+                            After::Remove
+                        } else {
+                            // After our channel.close and the replies before it.
+                            self.defer(s, Tickets::default(), close_ok);
+                            self.closed_by_client = true;
+                            After::Continue
+                        }
                     }
                     _ => After::Continue,
                 },
@@ -282,23 +300,23 @@ impl Channel {
         }
     }
 
-    /// Sends channel.close for a channel error and releases what the channel held.
+    /// Sends channel.close for a channel error (after the replies to the methods
+    /// before it) and releases what the channel held.
     pub fn fail(&mut self, s: &mut Session, e: &Exception) {
-        s.send(
-            self.id,
-            AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
-                reply_code: e.code,
-                reply_text: short(&e.text),
-                class_id: e.class_id,
-                method_id: e.method_id,
-            })),
-        );
+        let close = AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
+            reply_code: e.code,
+            reply_text: short(&e.text),
+            class_id: e.class_id,
+            method_id: e.method_id,
+        }));
+        self.defer(s, Tickets::default(), close);
         self.release(s);
         self.closing = true;
     }
 
     /// Requeues unacked messages and removes the consumers (channel closing).
     pub fn release(&mut self, s: &mut Session) {
+        self.requeue_held();
         self.incoming = None;
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.clear();
@@ -345,6 +363,51 @@ impl Channel {
         }
     }
 
+    /// A delivery to a consumer whose consume-ok is held (behind a reply waiting for
+    /// the store) waits behind it: a client must learn of a consumer before its
+    /// deliveries. Returns the delivery when it can go now.
+    fn hold_before_consume_ok(
+        &mut self,
+        consumer: &Arc<Consumer>,
+        queue: Arc<Queue>,
+        entry: QueueEntry,
+    ) -> Option<(Arc<Queue>, QueueEntry)> {
+        let held = self
+            .deferred
+            .iter()
+            .any(|(_, r)| matches!(r, Reply::ConsumeOk(c) if Arc::ptr_eq(c, consumer)));
+        if !held {
+            return Some((queue, entry));
+        }
+        self.deferred.push_back((
+            Tickets::default(),
+            Reply::Deliver(consumer.clone(), queue, entry),
+        ));
+        None
+    }
+
+    /// Gives the held deliveries back to their queues (the channel is going).
+    fn requeue_held(&mut self) {
+        if !self
+            .deferred
+            .iter()
+            .any(|(_, r)| matches!(r, Reply::Deliver(..)))
+        {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.deferred.len());
+        for (tickets, reply) in self.deferred.drain(..) {
+            match reply {
+                Reply::Deliver(consumer, queue, entry) => {
+                    consumer.release();
+                    queue.requeue([entry], false);
+                }
+                other => kept.push_back((tickets, other)),
+            }
+        }
+        self.deferred = kept;
+    }
+
     /// Writes a delivery from a queue to the client.
     pub fn deliver(
         &mut self,
@@ -353,6 +416,9 @@ impl Channel {
         queue: Arc<Queue>,
         entry: QueueEntry,
     ) {
+        let Some((queue, entry)) = self.hold_before_consume_ok(consumer, queue, entry) else {
+            return;
+        };
         let tag = self.next_tag;
         self.next_tag += 1;
         let msg = &entry.msg;
@@ -386,6 +452,11 @@ impl Channel {
         }
     }
 
+    /// Whether replies are held (they wait for a store commit, or behind one that does).
+    pub fn owes_replies(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     /// Whether replies wait for a store commit.
     pub fn waiting_on_store(&self) -> bool {
         self.confirms
@@ -394,15 +465,13 @@ impl Channel {
             || !self.deferred.is_empty()
     }
 
-    /// Sends what became due: publisher confirms (one basic.ack with `multiple` when
-    /// several are due; basic.nack for publishes whose store commit failed) and
-    /// replies whose store commit reached the disk. A reply whose writes failed
-    /// (a tx.commit, a durable declare) is not sent: the error returned closes the
-    /// connection, as a broker that cannot write its store does.
+    /// Sends what became due: replies whose store commit reached the disk (and those
+    /// held behind them), and publisher confirms (one basic.ack with `multiple` when
+    /// several are due; basic.nack for publishes whose store commit failed) unless
+    /// the channel is closing. A reply whose writes failed (a tx.commit, a durable
+    /// declare) is not sent: the error returned closes the connection, as a broker
+    /// that cannot write its store does.
     pub fn flush_confirms(&mut self, s: &mut Session) -> Option<Exception> {
-        if self.closing {
-            return None;
-        }
         while let Some(&(tickets, _)) = self.deferred.front() {
             if tickets.last > s.committed {
                 break;
@@ -418,9 +487,12 @@ impl Channel {
                     0,
                 ));
             }
-            if let Some((_, method)) = self.deferred.pop_front() {
-                s.send(self.id, method);
+            if let Some((_, reply)) = self.deferred.pop_front() {
+                self.send_reply(s, reply);
             }
+        }
+        if self.closing {
+            return None;
         }
         let c = self.confirms.as_mut()?;
         while let Some(&(seq, tickets, refused)) = c.waiting.front() {
@@ -449,6 +521,26 @@ impl Channel {
         None
     }
 
+    fn send_reply(&mut self, s: &mut Session, reply: Reply) {
+        match reply {
+            Reply::Method(method) => s.send(self.id, method),
+            Reply::GetOk(get_ok, msg) => self.send_get_ok(s, get_ok, &msg),
+            Reply::ConsumeOk(consumer) => s.send(self.id, consume_ok(&consumer)),
+            Reply::Deliver(consumer, queue, entry) => self.deliver(s, &consumer, queue, entry),
+        }
+    }
+
+    fn send_get_ok(&self, s: &mut Session, get_ok: basic::GetOk, msg: &Message) {
+        s.send(self.id, AMQPClass::Basic(basic::AMQPMethod::GetOk(get_ok)));
+        write_content(
+            &mut s.out,
+            self.id,
+            &msg.raw_properties,
+            &msg.body,
+            s.frame_max,
+        );
+    }
+
     fn reply(&mut self, s: &mut Session, nowait: bool, method: AMQPClass) {
         if !nowait {
             self.defer(s, Tickets::default(), method);
@@ -465,13 +557,24 @@ impl Channel {
         }
     }
 
-    /// Sends a reply now, or after store ticket `ticket` commits; replies keep
-    /// their order either way.
+    /// Sends a reply now, or once store tickets `tickets` commit and the replies
+    /// before it went: every reply of the channel goes this way, so they keep the
+    /// order of their requests. Nothing is allocated while nothing waits.
     fn defer(&mut self, s: &mut Session, tickets: Tickets, method: AMQPClass) {
         if self.deferred.is_empty() && tickets.last == 0 {
             s.send(self.id, method);
         } else {
-            self.deferred.push_back((tickets, method));
+            self.deferred.push_back((tickets, Reply::Method(method)));
+        }
+    }
+
+    /// basic.get-ok with its content, in order with the other replies.
+    fn reply_get_ok(&mut self, s: &mut Session, get_ok: basic::GetOk, msg: &Arc<Message>) {
+        if self.deferred.is_empty() {
+            self.send_get_ok(s, get_ok, msg);
+        } else {
+            self.deferred
+                .push_back((Tickets::default(), Reply::GetOk(get_ok, msg.clone())));
         }
     }
 
@@ -526,8 +629,9 @@ impl Channel {
                         "second 'channel.open' seen".into(),
                     )));
                 }
-                chan::AMQPMethod::Flow(f) if f.active => s.send(
-                    self.id,
+                chan::AMQPMethod::Flow(f) if f.active => self.reply(
+                    s,
+                    false,
                     AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })),
                 ),
                 chan::AMQPMethod::Flow(_) => {
@@ -724,8 +828,9 @@ impl Channel {
                 if self.tx.is_none() {
                     self.tx = Some(Tx::default());
                 }
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
                 );
             }
@@ -767,8 +872,9 @@ impl Channel {
                     self.unacked.extend(items);
                 }
                 self.unacked.make_contiguous().sort_by_key(|u| u.tag);
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
                 );
             }
@@ -800,8 +906,9 @@ impl Channel {
                 } else {
                     self.consumer_prefetch = u32::from(qos.prefetch_count);
                 }
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
                 );
             }
@@ -819,31 +926,24 @@ impl Channel {
             basic::AMQPMethod::Get(g) => {
                 let name = self.queue_name(&g.queue)?;
                 let queue = s.vhost.queue(name.as_str(), s.id)?;
+                // The message is taken now; only the reply waits its turn.
                 match queue.get() {
-                    None => s.send(
-                        self.id,
+                    None => self.reply(
+                        s,
+                        false,
                         AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
                     ),
                     Some((entry, message_count)) => {
                         let tag = self.next_tag;
                         self.next_tag += 1;
-                        s.send(
-                            self.id,
-                            AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
-                                delivery_tag: tag,
-                                redelivered: entry.redelivered,
-                                exchange: entry.msg.exchange.clone(),
-                                routing_key: entry.msg.routing_key.clone(),
-                                message_count,
-                            })),
-                        );
-                        write_content(
-                            &mut s.out,
-                            self.id,
-                            &entry.msg.raw_properties,
-                            &entry.msg.body,
-                            s.frame_max,
-                        );
+                        let get_ok = basic::GetOk {
+                            delivery_tag: tag,
+                            redelivered: entry.redelivered,
+                            exchange: entry.msg.exchange.clone(),
+                            routing_key: entry.msg.routing_key.clone(),
+                            message_count,
+                        };
+                        self.reply_get_ok(s, get_ok, &entry.msg);
                         if g.no_ack {
                             queue.remove_stored(&entry);
                         } else {
@@ -881,8 +981,9 @@ impl Channel {
             }
             basic::AMQPMethod::Recover(r) => {
                 self.recover(r.requeue)?;
-                s.send(
-                    self.id,
+                self.reply(
+                    s,
+                    false,
                     AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
                 );
             }
@@ -952,15 +1053,17 @@ impl Channel {
             flow: s.flow.clone(),
         });
         // Deliveries come back through the connection's event queue and are written
-        // after this frame is handled, so consume-ok always precedes them.
+        // after this frame is handled, so consume-ok always precedes them; while it
+        // is held behind other replies, so are they (see `hold_before_consume_ok`).
         queue.add_consumer(consumer.clone())?;
-        self.reply(
-            s,
-            c.nowait,
-            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                consumer_tag: tag.clone(),
-            })),
-        );
+        if !c.nowait {
+            if self.deferred.is_empty() {
+                s.send(self.id, consume_ok(&consumer));
+            } else {
+                self.deferred
+                    .push_back((Tickets::default(), Reply::ConsumeOk(consumer.clone())));
+            }
+        }
         self.consumers.insert(tag, (consumer, queue));
         Ok(())
     }
@@ -1261,6 +1364,12 @@ impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
         Failure::Broker(e)
     }
+}
+
+fn consume_ok(consumer: &Consumer) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+        consumer_tag: consumer.tag.clone(),
+    }))
 }
 
 /// Acknowledges every publish up to `upto` not yet confirmed.

@@ -357,8 +357,14 @@ impl Connection {
                                             return Ending::Closed;
                                         }
                                         FrameOutcome::CloseRequested => {
-                                            self.flush();
-                                            return Ending::CloseRequested;
+                                            return self
+                                                .close_requested(
+                                                    reader,
+                                                    &mut committed,
+                                                    &mut events,
+                                                    &mut shutdown,
+                                                )
+                                                .await;
                                         }
                                     }
                                 }
@@ -451,6 +457,47 @@ impl Connection {
         }
         self.channels.retain(|_, ch| !ch.finished());
         error
+    }
+
+    /// The client sent connection.close: the channels stop (consumers go, unacked
+    /// messages return to their queues), then every reply they still owe is sent,
+    /// after the store commits it waits for, before close-ok (RabbitMQ flushes its
+    /// channels first). Frames after the close are not read.
+    async fn close_requested(
+        &mut self,
+        reader: &mut FrameReader,
+        committed: &mut watch::Receiver<u64>,
+        events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Ending {
+        for ch in self.channels.values_mut() {
+            ch.release(&mut self.session);
+        }
+        let mut store_running = true;
+        loop {
+            self.session.committed = *committed.borrow_and_update();
+            if let Some(e) = self.flush_confirms() {
+                return self.close_with(reader, &e).await;
+            }
+            self.flush();
+            let owed = self.channels.values().filter(|c| c.owes_replies()).count();
+            if owed == 0 {
+                return Ending::CloseRequested;
+            }
+            if !store_running {
+                // The store stopped (the broker is stopping) after committing what
+                // it had: what still waits never will.
+                tracing::warn!(channels = owed, "replies still owed at connection close");
+                return Ending::CloseRequested;
+            }
+            tokio::select! {
+                biased;
+                changed = committed.changed() => store_running = changed.is_ok(),
+                _ = shutdown.changed() => store_running = false,
+                // Deliveries dispatched before the consumers went: back to their queues.
+                Some(event) = events.recv() => self.handle_event(event),
+            }
+        }
     }
 
     /// Sends connection.close, waits for close-ok (bounded), and ends.

@@ -111,6 +111,12 @@ impl Raw {
             .expect("the broker answers in time")
     }
 
+    /// The next frame, or None if nothing comes within `wait` (for a test that
+    /// reports what it got so far before failing).
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Got> {
+        tokio::time::timeout(wait, self.read_frame()).await.ok()
+    }
+
     async fn read_frame(&mut self) -> Got {
         let mut head = [0u8; 7];
         if let Err(e) = self.stream.read_exact(&mut head).await {
