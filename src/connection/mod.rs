@@ -361,7 +361,7 @@ impl Connection {
                                                 .close_requested(
                                                     reader,
                                                     &mut committed,
-                                                    &mut events,
+                                                    events,
                                                     &mut shutdown,
                                                 )
                                                 .await;
