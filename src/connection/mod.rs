@@ -16,6 +16,7 @@ use handshake::HandshakeError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -89,6 +90,41 @@ enum Ending {
 /// (RabbitMQ's CLOSING_TIMEOUT).
 const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections being served, and the most there were since freed memory was last
+/// handed back to the system.
+static SERVING: AtomicUsize = AtomicUsize::new(0);
+static SERVING_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a connection while it is served. glibc keeps what a connection frees in its
+/// arenas (only their top goes back to the system), so after many connections close the
+/// resident memory stays at its peak, and grows with each new wave as their buffers
+/// land on other pages: once half of the connections since the last release are gone,
+/// the free memory is released (not for fewer than 64: too little to matter).
+struct Served;
+
+impl Served {
+    fn new() -> Served {
+        let serving = SERVING.fetch_add(1, Ordering::Relaxed) + 1;
+        SERVING_PEAK.fetch_max(serving, Ordering::Relaxed);
+        Served
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let serving = SERVING.fetch_sub(1, Ordering::Relaxed) - 1;
+        let peak = SERVING_PEAK.load(Ordering::Relaxed);
+        if peak >= 64
+            && serving <= peak / 2
+            && SERVING_PEAK
+                .compare_exchange(peak, serving, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            crate::broker::memory::release_free_memory();
+        }
+    }
+}
+
 /// Serves one accepted socket until it closes.
 pub async fn serve(
     mut socket: TcpStream,
@@ -97,6 +133,8 @@ pub async fn serve(
     ctx: Arc<ServerContext>,
     shutdown: watch::Receiver<bool>,
 ) {
+    // Dropped last, once everything the connection held is freed.
+    let _served = Served::new();
     let _ = socket.set_nodelay(true);
     let handshake_timeout = Duration::from_secs(ctx.config.handshake_timeout_secs);
     let mut header = [0u8; 8];
