@@ -1,6 +1,12 @@
-//! The listener: accepts connections within the configured limit, and shuts down
+//! The listeners: accept connections within the configured limit, and shut down
 //! gracefully (every connection gets connection.close 320, then the server waits for
 //! them to finish, bounded by a timeout).
+//!
+//! Every configured address gets its own socket; IPv6 sockets are IPv6-only, so
+//! `[::]:5672` and `0.0.0.0:5672` (RabbitMQ's "every interface") bind side by side. On a
+//! host without IPv6, IPv6 listeners are skipped with a warning as long as another
+//! listener is bound. Once every listener is bound the server logs RabbitMQ's
+//! `Server startup complete` line, which testcontainers waits for.
 
 use crate::broker::Broker;
 use crate::config::Config;
@@ -9,12 +15,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+/// The line RabbitMQ logs when it has booted; testcontainers (Java, Go, .NET) wait for
+/// `.*Server startup complete.*`.
+pub const STARTUP_COMPLETE: &str = "Server startup complete; 0 plugins started.";
+
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     ctx: Arc<ServerContext>,
 }
 
@@ -25,10 +35,7 @@ impl Server {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let started = std::time::Instant::now();
-        let watermark = match config.memory_high_watermark {
-            0 => crate::broker::memory::default_high_watermark(),
-            n => n as usize,
-        };
+        let watermark = config.memory_watermark_bytes();
         let memory = crate::broker::memory::MemoryGauge::new(watermark);
         let options = crate::store::StoreOptions {
             cache_bytes: config.store_cache_mb.saturating_mul(1024 * 1024),
@@ -56,7 +63,7 @@ impl Server {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "store recovered"
         );
-        let listener = match TcpListener::bind(config.listen).await {
+        let listeners = match bind_all(&config.listen) {
             Ok(l) => l,
             Err(e) => {
                 broker.close();
@@ -64,14 +71,24 @@ impl Server {
             }
         };
         Ok(Server {
-            listener,
+            listeners,
             ctx: Arc::new(ServerContext { broker, config }),
         })
     }
 
+    /// The first listener's address (tests bind one listener on port 0 and read it here).
     pub fn local_addr(&self) -> SocketAddr {
-        // The listener is bound, so its address is known; fall back to the configured one.
-        self.listener.local_addr().unwrap_or(self.ctx.config.listen)
+        self.local_addrs()[0]
+    }
+
+    /// Every bound listener's address, in configuration order (never empty).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .zip(&self.ctx.config.listen)
+            // A bound socket knows its address; the configured one is the fallback.
+            .map(|(l, configured)| l.local_addr().unwrap_or(*configured))
+            .collect()
     }
 
     /// Accepts connections until `shutdown` completes, then closes them all.
@@ -80,20 +97,25 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
         let mut connections = JoinSet::new();
         let mut next_id: u64 = 1;
-        tracing::info!(addr = %self.local_addr(), "listening for AMQP 0-9-1 connections");
+        let addrs = self.local_addrs();
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let mut acceptors = JoinSet::new();
+        for (listener, addr) in self.listeners.into_iter().zip(&addrs) {
+            tracing::info!(%addr, "listening for AMQP 0-9-1 connections");
+            acceptors.spawn(accept_loop(listener, accepted_tx.clone()));
+        }
+        drop(accepted_tx);
+        tracing::info!(
+            version = crate::identity::WARREN_VERSION,
+            rabbitmq_version = crate::identity::RABBITMQ_VERSION,
+            "{STARTUP_COMPLETE}"
+        );
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => {
-                    let (socket, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(error) => {
-                            tracing::warn!(%error, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                accepted = accepted_rx.recv() => {
+                    let Some((socket, peer)) = accepted else { break };
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         tracing::warn!(
                             %peer,
@@ -116,7 +138,8 @@ impl Server {
             }
         }
         tracing::info!(connections = connections.len(), "shutting down");
-        drop(self.listener);
+        acceptors.abort_all();
+        while acceptors.join_next().await.is_some() {}
         let _ = stop_tx.send(true);
         let grace = Duration::from_secs(self.ctx.config.close_timeout_secs + 2);
         if tokio::time::timeout(grace, async {
@@ -131,4 +154,85 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Accepts on one listener and hands each connection to the server loop.
+async fn accept_loop(listener: TcpListener, to_server: mpsc::Sender<(TcpStream, SocketAddr)>) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => {
+                if to_server.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Binds every address. Addresses with port 0 share the port the first of them gets.
+fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
+    let mut bound = Vec::new();
+    let mut skipped = Vec::new();
+    let mut picked_port = None;
+    for &configured in addrs {
+        let mut addr = configured;
+        if addr.port() == 0
+            && let Some(port) = picked_port
+        {
+            addr.set_port(port);
+        }
+        match bind_one(addr) {
+            Ok(listener) => {
+                if configured.port() == 0 && picked_port.is_none() {
+                    picked_port = listener.local_addr().ok().map(|a| a.port());
+                }
+                bound.push(listener);
+            }
+            Err(e) if addr.is_ipv6() && ipv6_unavailable(&e) => skipped.push((addr, e)),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ));
+            }
+        }
+    }
+    if bound.is_empty() {
+        let (addr, e) = skipped
+            .into_iter()
+            .next()
+            .ok_or_else(|| std::io::Error::other("no listen address configured"))?;
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e}"),
+        ));
+    }
+    for (addr, error) in skipped {
+        tracing::warn!(%addr, %error, "IPv6 is not available here: not listening on this address");
+    }
+    Ok(bound)
+}
+
+/// Errors that mean the host has no IPv6 (or not that address), not a conflict.
+fn ipv6_unavailable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // As tokio's TcpListener::bind: a restarted broker rebinds at once.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }

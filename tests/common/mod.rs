@@ -39,7 +39,7 @@ impl TestBroker {
         }
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = Config {
-            listen: "127.0.0.1:0".parse().expect("valid address"),
+            listen: vec!["127.0.0.1:0".parse().expect("valid address")],
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };

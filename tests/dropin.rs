@@ -1,0 +1,334 @@
+//! Warren as a drop-in for RabbitMQ in development setups: listeners on both loopbacks,
+//! the startup line testcontainers waits for, logs without escape codes off a terminal,
+//! RabbitMQ's rabbitmq.conf and environment variables, and the RabbitMQ command shims'
+//! answers and exit codes. The real binaries are spawned; each test picks its own ports.
+
+mod common;
+
+use common::TestBroker;
+use lapin::{Connection, ConnectionProperties};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use warren::Config;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rabbitmq")
+}
+
+fn ipv6_loopback_available() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// A `warren` command isolated from the machine's own RabbitMQ configuration.
+fn warren(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+    isolate(&mut cmd, dir);
+    cmd.arg("--data-dir").arg(dir.join("data"));
+    cmd
+}
+
+fn isolate(cmd: &mut Command, dir: &Path) {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("RABBITMQ_") || key == "WARREN_CONFIG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RABBITMQ_CONFIG_FILE", dir.join("absent.conf"))
+        .env("RABBITMQ_CONFIG_FILES", dir.join("absent.d"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+}
+
+/// A running binary and its log lines so far.
+struct Running {
+    child: Child,
+    lines: Vec<String>,
+}
+
+/// Spawns the broker and reads its log until the startup line, returning the lines.
+async fn spawn_until_started(mut cmd: Command) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn warren");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut reader = BufReader::new(stdout).lines();
+    let mut lines = Vec::new();
+    let started = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = reader.next_line().await {
+            let done = line.contains("Server startup complete");
+            lines.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if started != Ok(true) {
+        let _ = child.start_kill();
+        let out = child.wait_with_output().await.expect("output");
+        panic!(
+            "no startup line; log: {lines:#?}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Keep draining the log so the broker never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = reader.next_line().await {} });
+    Running { child, lines }
+}
+
+/// The addresses the log says the broker listens on (text or JSON lines).
+fn listening(lines: &[String]) -> Vec<SocketAddr> {
+    lines
+        .iter()
+        .filter(|l| l.contains("listening for AMQP"))
+        .map(|l| {
+            let at = l.find("addr").expect("an addr field");
+            let rest = &l[at + 4..];
+            let rest = rest.trim_start_matches(['=', '"', ':']);
+            let end = rest.find(['"', ' ']).unwrap_or(rest.len());
+            rest[..end].parse().expect("a socket address")
+        })
+        .collect()
+}
+
+async fn stop(mut running: Running) {
+    let pid = running.child.id().expect("running") as i32;
+    // SAFETY: signalling our own child process by its pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = tokio::time::timeout(Duration::from_secs(10), running.child.wait()).await;
+}
+
+#[tokio::test]
+async fn both_loopbacks_share_the_port_picked_for_port_0() {
+    if !ipv6_loopback_available() {
+        eprintln!("no IPv6 loopback on this machine: only 127.0.0.1 is checked");
+    }
+    let broker = TestBroker::start_with(|c| {
+        c.listen = vec![
+            "127.0.0.1:0".parse().expect("address"),
+            "[::1]:0".parse().expect("address"),
+        ];
+    })
+    .await;
+    let port = broker.addr.expect("in-process broker").port();
+    let mut uris = vec![format!("amqp://guest:guest@127.0.0.1:{port}/%2f")];
+    if ipv6_loopback_available() {
+        // amqplib's `ipv6` test, and `localhost` for resolvers that try ::1 first.
+        uris.push(format!("amqp://guest:guest@[::1]:{port}/%2f"));
+    }
+    for uri in uris {
+        let conn = Connection::connect(&uri, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        conn.close(200, "bye".into()).await.expect("close");
+    }
+    broker.stop().await;
+}
+
+#[test]
+fn default_listeners_are_both_loopbacks_on_5672() {
+    let addrs: Vec<String> = Config::default()
+        .listen
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1:5672", "[::1]:5672"]);
+}
+
+#[tokio::test]
+async fn startup_line_follows_every_listener_and_plain_logs_have_no_escape_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = warren(dir.path());
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    if ipv6_loopback_available() {
+        cmd.args(["--listen", "[::1]:0"]);
+    }
+    let running = spawn_until_started(cmd).await;
+    let last = running.lines.last().expect("a line");
+    assert!(
+        last.contains("Server startup complete; 0 plugins started."),
+        "{last}"
+    );
+    let addrs = listening(&running.lines);
+    assert_eq!(addrs.len(), if ipv6_loopback_available() { 2 } else { 1 });
+    // Every listener accepts by the time the line is printed.
+    for addr in &addrs {
+        let uri = format!("amqp://guest:guest@{addr}/%2f");
+        let conn = Connection::connect(&uri, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("{uri}: {e}"));
+        conn.close(200, "bye".into()).await.expect("close");
+    }
+    for line in &running.lines {
+        assert!(
+            !line.contains('\u{1b}'),
+            "escape code in a piped log: {line:?}"
+        );
+    }
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = warren(dir.path());
+    cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
+    let running = spawn_until_started(cmd).await;
+    for line in &running.lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    let last: serde_json::Value =
+        serde_json::from_str(running.lines.last().expect("a line")).expect("JSON");
+    assert_eq!(
+        last["fields"]["message"],
+        "Server startup complete; 0 plugins started."
+    );
+    stop(running).await;
+}
+
+/// The fixture's environment: its rabbitmq.conf and conf.d.
+fn fixture_env(name: &str) -> Option<String> {
+    match name {
+        "RABBITMQ_CONFIG_FILE" => Some(fixtures().join("rabbitmq.conf").display().to_string()),
+        "RABBITMQ_CONFIG_FILES" => Some(fixtures().join("conf.d").display().to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn rabbitmq_conf_fixture_sets_every_key_dev_setups_use() {
+    let (config, notices) = Config::load(None, fixture_env).expect("the fixture loads");
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["127.0.0.1:5672", "[::1]:5672"]);
+    assert_eq!(config.default_user, "dev-user");
+    // conf.d/20-password.conf comes after rabbitmq.conf; README.txt is not read.
+    assert_eq!(config.default_pass, "s3cret");
+    assert_eq!(config.default_vhost, "dev");
+    assert!(!config.guest_loopback_only);
+    assert_eq!(
+        (config.heartbeat, config.frame_max, config.channel_max),
+        (30, 65536, 100)
+    );
+    assert_eq!(config.consumer_timeout_ms, Some(3_600_000));
+    assert_eq!(config.memory_high_watermark, 0);
+    assert_eq!(config.memory_high_watermark_relative, 0.6);
+    assert_eq!(config.disk_free_limit_bytes, 2_000_000_000);
+    assert_eq!(
+        config.load_definitions.as_deref(),
+        Some(Path::new("/etc/rabbitmq/definitions.json"))
+    );
+    assert_eq!(
+        (config.management_port, config.prometheus_port),
+        (15673, 15693)
+    );
+    assert_eq!(config.log_level, "warn");
+    assert_eq!(config.log_format, warren::config::LogFormat::Json);
+    let ignored: Vec<&String> = notices
+        .lines
+        .iter()
+        .filter(|(warn, _)| *warn)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(ignored.len(), 2, "{ignored:?}");
+    assert!(
+        ignored[0].contains("rabbitmq.conf:26: cluster_formation.peer_discovery_backend"),
+        "{ignored:?}"
+    );
+    assert!(
+        ignored[1].contains("collect_statistics_interval"),
+        "{ignored:?}"
+    );
+}
+
+#[test]
+fn precedence_is_rabbitmq_conf_then_warren_toml_then_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = dir.path().join("warren.toml");
+    std::fs::write(&toml, "default_user = \"toml-user\"\nheartbeat = 5\n").expect("write");
+    let env = |name: &str| match name {
+        "RABBITMQ_DEFAULT_USER" => Some("env-user".to_string()),
+        "RABBITMQ_NODE_PORT" => Some("5999".to_string()),
+        _ => fixture_env(name),
+    };
+    let (config, _) = Config::load(Some(&toml), env).expect("loads");
+    assert_eq!(config.default_user, "env-user");
+    assert_eq!(config.heartbeat, 5);
+    // Not set by the TOML file: rabbitmq.conf's values stay.
+    assert_eq!(
+        (config.default_vhost.as_str(), config.channel_max),
+        ("dev", 100)
+    );
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["127.0.0.1:5999", "[::1]:5999"]);
+}
+
+#[tokio::test]
+async fn a_broker_started_from_the_fixture_serves_its_user_vhost_and_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = warren(dir.path());
+    cmd.env("RABBITMQ_CONFIG_FILE", fixtures().join("rabbitmq.conf"))
+        .env("RABBITMQ_CONFIG_FILES", fixtures().join("conf.d"))
+        .env("RABBITMQ_NODE_PORT", "0")
+        // The fixture logs warnings only; the flag wins.
+        .args(["--log-level", "info"]);
+    let running = spawn_until_started(cmd).await;
+    let ignored = running
+        .lines
+        .iter()
+        .filter(|l| l.contains("is not supported by Warren; ignored"))
+        .count();
+    assert_eq!(ignored, 2, "{:#?}", running.lines);
+    let addr = listening(&running.lines)[0];
+    let uri = format!("amqp://dev-user:s3cret@{addr}/dev");
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| panic!("{uri}: {e}"));
+    let tuned = conn.configuration();
+    assert_eq!(
+        (tuned.channel_max(), tuned.frame_max(), tuned.heartbeat()),
+        (100, 65536, 30)
+    );
+    conn.close(200, "bye".into()).await.expect("close");
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn a_bad_value_in_rabbitmq_conf_stops_the_boot_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("rabbitmq.conf");
+    std::fs::write(&conf, "default_user = dev\nheartbeat = soon\n").expect("write");
+    let mut cmd = warren(dir.path());
+    cmd.env("RABBITMQ_CONFIG_FILE", &conf)
+        .args(["--listen", "127.0.0.1:0"]);
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .expect("exits at once")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("rabbitmq.conf:2: heartbeat = soon"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_documented_warren_toml_holds_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/warren.toml");
+    let documented = Config::from_file(&path).expect("config/warren.toml loads");
+    assert_eq!(
+        format!("{documented:?}"),
+        format!("{:?}", Config::default())
+    );
+}
