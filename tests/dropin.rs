@@ -332,3 +332,37 @@ fn the_documented_warren_toml_holds_the_defaults() {
         format!("{:?}", Config::default())
     );
 }
+
+#[test]
+fn the_image_defaults_with_testcontainers_config_listen_everywhere_for_guest() {
+    // testcontainers-go mounts its own file as RABBITMQ_CONFIG_FILE; the image's conf.d
+    // still applies, as in RabbitMQ's image.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let env = |name: &str| match name {
+        "RABBITMQ_CONFIG_FILE" => Some(
+            fixtures()
+                .join("testcontainers-go.conf")
+                .display()
+                .to_string(),
+        ),
+        "RABBITMQ_CONFIG_FILES" => Some(
+            root.join("docker/rootfs/etc/rabbitmq/conf.d/*.conf")
+                .display()
+                .to_string(),
+        ),
+        _ => None,
+    };
+    let (config, notices) = Config::load(None, env).expect("loads");
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["[::]:5672", "0.0.0.0:5672"]);
+    assert!(!config.guest_loopback_only);
+    assert_eq!(
+        (config.default_user.as_str(), config.default_pass.as_str()),
+        ("guest", "guest")
+    );
+    assert!(
+        notices.lines.iter().all(|(warn, _)| !warn),
+        "{:?}",
+        notices.lines
+    );
+}
