@@ -24,7 +24,8 @@ use tokio::task::JoinSet;
 pub const STARTUP_COMPLETE: &str = "Server startup complete; 0 plugins started.";
 
 pub struct Server {
-    listeners: Vec<TcpListener>,
+    /// Each bound listener with its address (port 0 resolved).
+    listeners: Vec<(TcpListener, SocketAddr)>,
     ctx: Arc<ServerContext>,
 }
 
@@ -83,12 +84,7 @@ impl Server {
 
     /// Every bound listener's address, in configuration order (never empty).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .zip(&self.ctx.config.listen)
-            // A bound socket knows its address; the configured one is the fallback.
-            .map(|(l, configured)| l.local_addr().unwrap_or(*configured))
-            .collect()
+        self.listeners.iter().map(|(_, addr)| *addr).collect()
     }
 
     /// Accepts connections until `shutdown` completes, then closes them all.
@@ -97,10 +93,9 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
         let mut connections = JoinSet::new();
         let mut next_id: u64 = 1;
-        let addrs = self.local_addrs();
         let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
         let mut acceptors = JoinSet::new();
-        for (listener, addr) in self.listeners.into_iter().zip(&addrs) {
+        for (listener, addr) in self.listeners {
             tracing::info!(%addr, "listening for AMQP 0-9-1 connections");
             acceptors.spawn(accept_loop(listener, accepted_tx.clone()));
         }
@@ -174,7 +169,7 @@ async fn accept_loop(listener: TcpListener, to_server: mpsc::Sender<(TcpStream, 
 }
 
 /// Binds every address. Addresses with port 0 share the port the first of them gets.
-fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
+fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<(TcpListener, SocketAddr)>> {
     let mut bound = Vec::new();
     let mut skipped = Vec::new();
     let mut picked_port = None;
@@ -187,10 +182,11 @@ fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
         }
         match bind_one(addr) {
             Ok(listener) => {
+                let local = listener.local_addr()?;
                 if configured.port() == 0 && picked_port.is_none() {
-                    picked_port = listener.local_addr().ok().map(|a| a.port());
+                    picked_port = Some(local.port());
                 }
-                bound.push(listener);
+                bound.push((listener, local));
             }
             Err(e) if addr.is_ipv6() && ipv6_unavailable(&e) => skipped.push((addr, e)),
             Err(e) => {

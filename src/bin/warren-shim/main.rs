@@ -185,7 +185,19 @@ fn run(tool: &str, options: Options) -> u8 {
         }
     };
     let node = node_name();
-    let listeners: Vec<SocketAddr> = config.listen.iter().map(|a| reachable(*a)).collect();
+    // On a host without IPv6 the broker skips its IPv6 listeners; so do the checks.
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let configured: Vec<SocketAddr> = config
+        .listen
+        .iter()
+        .copied()
+        .filter(|a| ipv6 || a.is_ipv4())
+        .collect();
+    let listeners: Vec<SocketAddr> = configured.iter().map(|a| reachable(*a)).collect();
+    if listeners.is_empty() {
+        eprintln!("Error: the configuration has only IPv6 listeners and this host has no IPv6.");
+        return EX_UNAVAILABLE;
+    }
     match command.as_str() {
         "ping" => {
             if !options.quiet {
@@ -241,9 +253,9 @@ fn run(tool: &str, options: Options) -> u8 {
             if !options.quiet {
                 println!("Asking node {node} to report its protocol listeners ...");
             }
-            for addr in &config.listen {
+            for addr in &configured {
                 println!(
-                    "Interface: {}, port: {}, protocol: amqp, purpose: AMQP 0-9-1 and AMQP 1.0",
+                    "Interface: {}, port: {}, protocol: amqp, purpose: AMQP 0-9-1",
                     addr.ip(),
                     addr.port()
                 );
@@ -260,7 +272,7 @@ fn run(tool: &str, options: Options) -> u8 {
             }
             Err(e) => unavailable(&node, &e),
         },
-        "status" => status(&node, &config, &listeners, &options),
+        "status" => status(&node, &config, &configured, &listeners, &options),
         "list_users" => {
             if !options.quiet {
                 println!("Listing users ...");
@@ -395,7 +407,13 @@ fn await_startup(node: &str, listeners: &[SocketAddr], options: &Options) -> u8 
     }
 }
 
-fn status(node: &str, config: &Config, listeners: &[SocketAddr], options: &Options) -> u8 {
+fn status(
+    node: &str,
+    config: &Config,
+    configured: &[SocketAddr],
+    listeners: &[SocketAddr],
+    options: &Options,
+) -> u8 {
     if !options.quiet {
         println!("Status of node {node} ...");
     }
@@ -423,7 +441,7 @@ fn status(node: &str, config: &Config, listeners: &[SocketAddr], options: &Optio
     }
     println!("\nData directory\n\n{}", config.data_dir.display());
     println!("\nListeners\n");
-    for (configured, addr) in config.listen.iter().zip(listeners) {
+    for (configured, addr) in configured.iter().zip(listeners) {
         let state = match probe::probe(*addr, options.timeout) {
             Ok(_) => "answering".to_string(),
             Err(e) => format!("not answering: {e}"),
