@@ -27,14 +27,16 @@ FROM scratch AS build
 COPY --from=compile /build/ /
 
 FROM scratch AS image
-# docker/rootfs: /etc/rabbitmq/conf.d/10-defaults.conf (every interface, guest allowed
-# from the network, as the rabbitmq image) and the shims' symlinks. docker/data makes the
+# docker/rootfs: /etc/warren/container.toml (listen on every interface, under any
+# rabbitmq.conf), /etc/rabbitmq/conf.d/10-defaults.conf (guest allowed from the network, as
+# the rabbitmq image) and the shims' symlinks. docker/data makes the
 # data directory, owned by the user Warren runs as (uid 999, as the rabbitmq image).
 COPY docker/rootfs/ /
 COPY --chown=999:999 docker/data/ /var/lib/rabbitmq/
 COPY --from=build /warren /warren-shim /usr/local/bin/
 ENV PATH=/usr/local/bin \
-    HOME=/var/lib/rabbitmq
+    HOME=/var/lib/rabbitmq \
+    WARREN_DEFAULTS=/etc/warren/container.toml
 USER 999:999
 VOLUME /var/lib/rabbitmq
 # AMQP, AMQPS, management HTTP API, Prometheus: the rabbitmq image's ports. Only 5672 is

@@ -10,9 +10,9 @@ use warren::{Config, Server};
 
 /// Warren, an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.
 ///
-/// Configuration sources, later ones winning: defaults, RabbitMQ's rabbitmq.conf and
-/// conf.d (RABBITMQ_CONFIG_FILE, /etc/rabbitmq/rabbitmq.conf, /etc/rabbitmq/conf.d, if
-/// present), the TOML file (--config or WARREN_CONFIG), the RABBITMQ_DEFAULT_USER /
+/// Configuration sources, later ones winning: defaults (and WARREN_DEFAULTS), RabbitMQ's
+/// rabbitmq.conf and conf.d (RABBITMQ_CONFIG_FILE, RABBITMQ_CONFIG_FILES,
+/// /etc/rabbitmq/rabbitmq.conf, /etc/rabbitmq/conf.d, if present), the TOML file (--config or WARREN_CONFIG), the RABBITMQ_DEFAULT_USER /
 /// _PASS / _VHOST, RABBITMQ_NODE_IP_ADDRESS and RABBITMQ_NODE_PORT environment
 /// variables, then these flags.
 #[derive(Parser, Debug)]

@@ -116,7 +116,7 @@ async fn json_logs_are_one_object_per_line() {
 fn fixture_env(name: &str) -> Option<String> {
     match name {
         "RABBITMQ_CONFIG_FILE" => Some(fixtures().join("rabbitmq.conf").display().to_string()),
-        "RABBITMQ_CONFIG_FILES" => Some(fixtures().join("conf.d").display().to_string()),
+        "RABBITMQ_CONFIG_FILES" => Some(fixtures().join("conf.d/*.conf").display().to_string()),
         _ => None,
     }
 }
@@ -193,7 +193,7 @@ async fn a_broker_started_from_the_fixture_serves_its_user_vhost_and_limits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = warren(dir.path());
     cmd.env("RABBITMQ_CONFIG_FILE", fixtures().join("rabbitmq.conf"))
-        .env("RABBITMQ_CONFIG_FILES", fixtures().join("conf.d"))
+        .env("RABBITMQ_CONFIG_FILES", fixtures().join("conf.d/*.conf"))
         .env("RABBITMQ_NODE_PORT", "0")
         // The fixture logs warnings only; the flag wins.
         .args(["--log-level", "info"]);
@@ -248,25 +248,26 @@ fn the_documented_warren_toml_holds_the_defaults() {
     );
 }
 
-#[test]
-fn the_image_defaults_with_testcontainers_config_listen_everywhere_for_guest() {
-    // testcontainers-go mounts its own file as RABBITMQ_CONFIG_FILE; the image's conf.d
-    // still applies, as in RabbitMQ's image.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let env = |name: &str| match name {
-        "RABBITMQ_CONFIG_FILE" => Some(
-            fixtures()
-                .join("testcontainers-go.conf")
-                .display()
-                .to_string(),
-        ),
+/// The container image's environment, with `main` as its RABBITMQ_CONFIG_FILE.
+fn image_env(main: PathBuf) -> impl Fn(&str) -> Option<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/rootfs");
+    move |name: &str| match name {
+        "WARREN_DEFAULTS" => Some(root.join("etc/warren/container.toml").display().to_string()),
+        "RABBITMQ_CONFIG_FILE" => Some(main.display().to_string()),
         "RABBITMQ_CONFIG_FILES" => Some(
-            root.join("docker/rootfs/etc/rabbitmq/conf.d/*.conf")
+            root.join("etc/rabbitmq/conf.d/*.conf")
                 .display()
                 .to_string(),
         ),
         _ => None,
-    };
+    }
+}
+
+#[test]
+fn the_image_defaults_with_testcontainers_config_listen_everywhere_for_guest() {
+    // testcontainers-go mounts its own file as RABBITMQ_CONFIG_FILE; the image's conf.d
+    // still applies, as in RabbitMQ's image.
+    let env = image_env(fixtures().join("testcontainers-go.conf"));
     let (config, notices) = Config::load(None, env).expect("loads");
     let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
     assert_eq!(listen, ["[::]:5672", "0.0.0.0:5672"]);
@@ -280,4 +281,14 @@ fn the_image_defaults_with_testcontainers_config_listen_everywhere_for_guest() {
         "{:?}",
         notices.lines
     );
+}
+
+#[test]
+fn a_mounted_rabbitmq_conf_replaces_the_image_listeners() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = dir.path().join("rabbitmq.conf");
+    std::fs::write(&main, "listeners.tcp.default = 5673\n").expect("write");
+    let (config, _) = Config::load(None, image_env(main)).expect("loads");
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["[::]:5673", "0.0.0.0:5673"]);
 }

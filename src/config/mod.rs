@@ -1,7 +1,9 @@
 //! Broker configuration and where it comes from. Sources apply in this order, each later
 //! one overriding the keys it sets:
 //!
-//! 1. defaults ([`Config::default`]);
+//! 1. defaults ([`Config::default`]), then the TOML file named by `WARREN_DEFAULTS` if set
+//!    (the container image's defaults: every interface, where RabbitMQ listens by
+//!    default, without overriding a listener that a mounted rabbitmq.conf names);
 //! 2. RabbitMQ's `rabbitmq.conf` and `conf.d/*.conf` ([`rabbitmq_conf`]), found where
 //!    RabbitMQ's images look (`RABBITMQ_CONFIG_FILE`, `/etc/rabbitmq/rabbitmq.conf`,
 //!    `RABBITMQ_CONFIG_FILES`, `/etc/rabbitmq/conf.d`), read only if present;
@@ -23,8 +25,8 @@ use std::path::{Path, PathBuf};
 
 /// Where RabbitMQ's images keep rabbitmq.conf.
 pub const RABBITMQ_CONF: &str = "/etc/rabbitmq/rabbitmq.conf";
-/// Where RabbitMQ's images keep the conf.d directory.
-pub const RABBITMQ_CONF_D: &str = "/etc/rabbitmq/conf.d";
+/// Which conf.d files RabbitMQ's images read.
+pub const RABBITMQ_CONF_D: &str = "/etc/rabbitmq/conf.d/*.conf";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -217,6 +219,10 @@ impl Config {
     ) -> Result<(Config, Notices), ConfigError> {
         let mut config = Config::default();
         let mut notices = Notices::default();
+        if let Some(path) = env("WARREN_DEFAULTS").map(PathBuf::from) {
+            config.apply_toml_file(&path)?;
+            notices.info(format!("read {}", path.display()));
+        }
         config.apply_rabbitmq_conf(&env, &mut notices)?;
         let toml_path = warren_toml
             .map(Path::to_owned)
@@ -281,32 +287,11 @@ impl Config {
             rabbitmq_conf::apply_file(self, &mut pending, &main, notices)?;
             notices.info(format!("read {}", main.display()));
         }
-        let conf_d = match env("RABBITMQ_CONFIG_FILES") {
-            // RabbitMQ takes a glob such as /etc/rabbitmq/conf.d/*.conf.
-            Some(p) => {
-                let p = PathBuf::from(p);
-                if p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains('*'))
-                {
-                    p.parent().map(Path::to_owned).unwrap_or_default()
-                } else {
-                    p
-                }
-            }
-            None => PathBuf::from(RABBITMQ_CONF_D),
-        };
-        if conf_d.is_dir() {
-            let entries =
-                std::fs::read_dir(&conf_d).map_err(|e| ConfigError::Read(conf_d.clone(), e))?;
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "conf") && p.is_file())
-                .collect();
-            files.sort();
-            for file in files {
-                rabbitmq_conf::apply_file(self, &mut pending, &file, notices)?;
-                notices.info(format!("read {}", file.display()));
-            }
+        for file in additional_files(
+            &env("RABBITMQ_CONFIG_FILES").unwrap_or_else(|| RABBITMQ_CONF_D.into()),
+        )? {
+            rabbitmq_conf::apply_file(self, &mut pending, &file, notices)?;
+            notices.info(format!("read {}", file.display()));
         }
         pending.apply(self)
     }
@@ -412,4 +397,47 @@ pub fn physical_memory() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(4 << 30, |kb| kb * 1024)
+}
+
+/// The files RabbitMQ reads after its main file, in name order: every regular file of a
+/// directory, the files a `dir/prefix*suffix` pattern matches, or one named file.
+fn additional_files(pattern: &str) -> Result<Vec<PathBuf>, ConfigError> {
+    let pattern = PathBuf::from(pattern);
+    let (dir, filter) = if pattern.is_dir() {
+        (pattern, None)
+    } else {
+        let name = pattern
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match name.split_once('*') {
+            Some((prefix, suffix)) => (
+                pattern.parent().map(Path::to_owned).unwrap_or_default(),
+                Some((prefix.to_string(), suffix.to_string())),
+            ),
+            None if pattern.is_file() => return Ok(vec![pattern]),
+            None => return Ok(Vec::new()),
+        }
+    };
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(&dir).map_err(|e| ConfigError::Read(dir.clone(), e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            filter.as_ref().is_none_or(|(prefix, suffix)| {
+                name.len() >= prefix.len() + suffix.len()
+                    && name.starts_with(prefix.as_str())
+                    && name.ends_with(suffix.as_str())
+            })
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
