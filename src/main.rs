@@ -1,43 +1,57 @@
-//! `warren`: parses flags into a [`Config`] and runs the server.
+//! `warren`: loads the configuration (files, environment, flags) and runs the server.
 
 use clap::Parser;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use warren::config::LogFormat;
 use warren::{Config, Server};
 
 /// Warren, an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.
+///
+/// Configuration sources, later ones winning: defaults (and WARREN_DEFAULTS), RabbitMQ's
+/// rabbitmq.conf and conf.d (RABBITMQ_CONFIG_FILE, RABBITMQ_CONFIG_FILES,
+/// /etc/rabbitmq/rabbitmq.conf, /etc/rabbitmq/conf.d, if present), the TOML file (--config or WARREN_CONFIG), the RABBITMQ_DEFAULT_USER /
+/// _PASS / _VHOST, RABBITMQ_NODE_IP_ADDRESS and RABBITMQ_NODE_PORT environment
+/// variables, then these flags.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file (see config/warren.toml for every option).
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
-    /// Address to listen on, e.g. 127.0.0.1:5672 or 0.0.0.0:5672.
-    #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
+    /// Address to listen on; may be given several times. 127.0.0.1:5672, [::1]:5672,
+    /// or a bare port for every interface (both families). Default: both loopbacks.
+    #[arg(long, value_parser = parse_listen)]
+    listen: Vec<Vec<SocketAddr>>,
     /// Directory for the broker's data files.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long)]
     log_level: Option<String>,
+    /// Log line format: text (coloured only on a terminal) or json.
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_listen(s: &str) -> Result<Vec<SocketAddr>, String> {
+    warren::config::listen::parse_listener(s)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match &cli.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("warren: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    let (mut config, notices) = match Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return ExitCode::from(2);
+        }
     };
-    config.apply_env(|k| std::env::var(k).ok());
-    if let Some(v) = cli.listen {
-        config.listen = v;
+    if !cli.listen.is_empty() {
+        config.listen = cli.listen.into_iter().flatten().collect();
     }
     if let Some(v) = cli.data_dir {
         config.data_dir = v;
@@ -45,9 +59,21 @@ fn main() -> ExitCode {
     if let Some(v) = cli.log_level {
         config.log_level = v;
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Some(v) = cli.log_format {
+        config.log_format = v;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("warren: {e}");
+        return ExitCode::from(2);
+    }
+    init_logging(&config);
+    tracing::info!(
+        version = warren::identity::WARREN_VERSION,
+        rabbitmq_version = warren::identity::RABBITMQ_VERSION,
+        "starting {}",
+        warren::identity::warren_release()
+    );
+    notices.log();
 
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -81,6 +107,26 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Logs to standard output: plain lines, coloured only when it is a terminal (a file or
+/// a pipe gets no escape codes), or one JSON object per line.
+fn init_logging(config: &Config) {
+    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "warren: log level '{}' is not valid ({e}); using info",
+                config.log_level
+            );
+            tracing_subscriber::EnvFilter::new("info")
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,6 +1,12 @@
-//! The listener: accepts connections within the configured limit, and shuts down
+//! The listeners: accept connections within the configured limit, and shut down
 //! gracefully (every connection gets connection.close 320, then the server waits for
 //! them to finish, bounded by a timeout).
+//!
+//! Every configured address gets its own socket; IPv6 sockets are IPv6-only, so
+//! `[::]:5672` and `0.0.0.0:5672` (RabbitMQ's "every interface") bind side by side. On a
+//! host without IPv6, IPv6 listeners are skipped with a warning as long as another
+//! listener is bound. Once every listener is bound the server logs RabbitMQ's
+//! `Server startup complete` line, which testcontainers waits for.
 
 use crate::broker::Broker;
 use crate::config::Config;
@@ -9,12 +15,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+/// The line RabbitMQ logs when it has booted; testcontainers (Java, Go, .NET) wait for
+/// `.*Server startup complete.*`.
+pub const STARTUP_COMPLETE: &str = "Server startup complete; 0 plugins started.";
+
 pub struct Server {
-    listener: TcpListener,
+    /// Each bound listener with its address (port 0 resolved).
+    listeners: Vec<(TcpListener, SocketAddr)>,
     ctx: Arc<ServerContext>,
 }
 
@@ -25,10 +36,7 @@ impl Server {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let started = std::time::Instant::now();
-        let watermark = match config.memory_high_watermark {
-            0 => crate::broker::memory::default_high_watermark(),
-            n => n as usize,
-        };
+        let watermark = config.memory_watermark_bytes();
         let memory = crate::broker::memory::MemoryGauge::new(watermark);
         let options = crate::store::StoreOptions {
             cache_bytes: config.store_cache_mb.saturating_mul(1024 * 1024),
@@ -56,7 +64,7 @@ impl Server {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "store recovered"
         );
-        let listener = match TcpListener::bind(config.listen).await {
+        let listeners = match bind_all(&config.listen) {
             Ok(l) => l,
             Err(e) => {
                 broker.close();
@@ -64,14 +72,19 @@ impl Server {
             }
         };
         Ok(Server {
-            listener,
+            listeners,
             ctx: Arc::new(ServerContext { broker, config }),
         })
     }
 
+    /// The first listener's address (tests bind one listener on port 0 and read it here).
     pub fn local_addr(&self) -> SocketAddr {
-        // The listener is bound, so its address is known; fall back to the configured one.
-        self.listener.local_addr().unwrap_or(self.ctx.config.listen)
+        self.local_addrs()[0]
+    }
+
+    /// Every bound listener's address, in configuration order (never empty).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|(_, addr)| *addr).collect()
     }
 
     /// Accepts connections until `shutdown` completes, then closes them all.
@@ -80,21 +93,25 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
         let mut connections = JoinSet::new();
         let mut next_id: u64 = 1;
-        tracing::info!(addr = %self.local_addr(), "listening for AMQP 0-9-1 connections");
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let mut acceptors = JoinSet::new();
+        for (listener, addr) in self.listeners {
+            tracing::info!(%addr, "listening for AMQP 0-9-1 connections");
+            acceptors.spawn(accept_loop(listener, accepted_tx.clone()));
+        }
+        drop(accepted_tx);
         let sampler = tokio::spawn(sample_resources(self.ctx.clone()));
+        tracing::info!(
+            version = crate::identity::WARREN_VERSION,
+            rabbitmq_version = crate::identity::RABBITMQ_VERSION,
+            "{STARTUP_COMPLETE}"
+        );
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => {
-                    let (socket, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(error) => {
-                            tracing::warn!(%error, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                accepted = accepted_rx.recv() => {
+                    let Some((socket, peer)) = accepted else { break };
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         tracing::warn!(
                             %peer,
@@ -117,7 +134,8 @@ impl Server {
             }
         }
         tracing::info!(connections = connections.len(), "shutting down");
-        drop(self.listener);
+        acceptors.abort_all();
+        while acceptors.join_next().await.is_some() {}
         let _ = stop_tx.send(true);
         let grace = Duration::from_secs(self.ctx.config.close_timeout_secs + 2);
         if tokio::time::timeout(grace, async {
@@ -135,10 +153,93 @@ impl Server {
     }
 }
 
+/// Accepts on one listener and hands each connection to the server loop.
+async fn accept_loop(listener: TcpListener, to_server: mpsc::Sender<(TcpStream, SocketAddr)>) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => {
+                if to_server.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Binds every address. Addresses with port 0 share the port the first of them gets.
+fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<(TcpListener, SocketAddr)>> {
+    let mut bound = Vec::new();
+    let mut skipped = Vec::new();
+    let mut picked_port = None;
+    for &configured in addrs {
+        let mut addr = configured;
+        if addr.port() == 0
+            && let Some(port) = picked_port
+        {
+            addr.set_port(port);
+        }
+        match bind_one(addr) {
+            Ok(listener) => {
+                let local = listener.local_addr()?;
+                if configured.port() == 0 && picked_port.is_none() {
+                    picked_port = Some(local.port());
+                }
+                bound.push((listener, local));
+            }
+            Err(e) if addr.is_ipv6() && ipv6_unavailable(&e) => skipped.push((addr, e)),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ));
+            }
+        }
+    }
+    if bound.is_empty() {
+        let (addr, e) = skipped
+            .into_iter()
+            .next()
+            .ok_or_else(|| std::io::Error::other("no listen address configured"))?;
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e}"),
+        ));
+    }
+    for (addr, error) in skipped {
+        tracing::warn!(%addr, %error, "IPv6 is not available here: not listening on this address");
+    }
+    Ok(bound)
+}
+
+/// Errors that mean the host has no IPv6 (or not that address), not a conflict.
+fn ipv6_unavailable(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // As tokio's TcpListener::bind: a restarted broker rebinds at once.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Samples resident memory and free disk space every second for the alarms.
 async fn sample_resources(ctx: Arc<ServerContext>) {
     use crate::broker::memory::{disk_free, release_free_memory, resident_memory};
     let gauge = &ctx.broker.memory;
+    let disk_limit = ctx.config.disk_free_limit();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -155,14 +256,14 @@ async fn sample_resources(ctx: Arc<ServerContext>) {
             }
             gauge.set_resident(resident);
         }
-        if ctx.config.disk_free_limit > 0 {
+        if disk_limit > 0 {
             let dir = ctx.config.data_dir.clone();
             let free = tokio::task::spawn_blocking(move || disk_free(&dir))
                 .await
                 .ok()
                 .flatten();
             if let Some(free) = free {
-                gauge.set_disk_low(free < ctx.config.disk_free_limit);
+                gauge.set_disk_low(free < disk_limit);
             }
         }
     }

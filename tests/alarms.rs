@@ -164,7 +164,7 @@ async fn a_transient_flood_is_stopped_near_the_watermark_and_resumes_when_draine
 async fn low_disk_space_blocks_publishers_but_not_consumers() {
     // No file system has this much free space: the disk alarm goes on at the
     // first sample.
-    let broker = TestBroker::start_with(|c| c.disk_free_limit = u64::MAX).await;
+    let broker = TestBroker::start_with(|c| c.disk_free_limit_bytes = u64::MAX).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_consumer_conn, consumer_ch) = broker.channel().await;
     consumer_ch

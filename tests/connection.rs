@@ -48,15 +48,30 @@ async fn connection_start_advertises_rabbitmq_shaped_server_properties() {
             other => panic!("{key} should be a non-empty longstr, got {other:?}"),
         }
     }
+    // kombu and amqplib branch on the product: RabbitMQ's, on Warren as on RabbitMQ.
+    assert_eq!(
+        props.get("product"),
+        Some(&AMQPValue::LongString("RabbitMQ".into()))
+    );
     if !external() {
         assert_eq!(
-            props.get("product"),
-            Some(&AMQPValue::LongString("Warren".into()))
+            props.get("version"),
+            Some(&AMQPValue::LongString(
+                warren::identity::RABBITMQ_VERSION.into()
+            ))
         );
         assert_eq!(
-            props.get("version"),
+            props.get("warren_version"),
             Some(&AMQPValue::LongString(env!("CARGO_PKG_VERSION").into()))
         );
+        match props.get("platform") {
+            Some(AMQPValue::LongString(s)) => assert!(
+                String::from_utf8_lossy(s.as_bytes())
+                    .starts_with(&format!("Warren {}", env!("CARGO_PKG_VERSION"))),
+                "{s:?}"
+            ),
+            other => panic!("platform: {other:?}"),
+        }
     }
     let Some(AMQPValue::FieldTable(caps)) = props.get("capabilities") else {
         panic!("capabilities table missing: {props:?}");

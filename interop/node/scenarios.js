@@ -80,9 +80,18 @@ function closeErr(e) { // amqplib: "Operation failed: ...; 404 (NOT-FOUND) with 
 const S = {};
 S.connect = async () => {
   const c = await connect(); const ch = await c.channel();
-  const caps = c.raw.connection.serverProperties.capabilities || {};
-  const obs = { open: true, capabilities: Object.keys(caps).filter((k) => caps[k]).sort() };
-  await c.close(); return obs;
+  const props = c.raw.connection.serverProperties;
+  const caps = props.capabilities || {};
+  // amqplib's own serverProperties test asserts the product.
+  const obs = { open: true, product: props.product, capabilities: Object.keys(caps).filter((k) => caps[k]).sort() };
+  await c.close();
+  if (obs.product !== 'RabbitMQ') throw new Mismatch('product is not RabbitMQ', obs);
+  // amqplib's ipv6 test: the same broker on [::1] (INTEROP_URL6 is set where the broker listens there).
+  if (process.env.INTEROP_URL6) {
+    try { const c6 = await connect(process.env.INTEROP_URL6); await c6.close(); }
+    catch (e) { throw new Mismatch(`no connection on ${process.env.INTEROP_URL6}: ${e.message}`, obs); }
+  }
+  return obs;
 };
 S.declare = async () => {
   const c = await connect(); const ch = await c.channel(); const q = `${P}.declare`;

@@ -2,6 +2,7 @@
 
 use crate::broker::{Broker, VHost};
 use crate::config::Config;
+use crate::identity;
 use crate::protocol::codec::FrameReader;
 use crate::protocol::{Exception, Frame, ProtocolError};
 use amq_protocol::protocol::{AMQPClass, connection};
@@ -55,7 +56,8 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes()))
 }
 
-/// The server-properties of connection.start, shaped like RabbitMQ's.
+/// The server-properties of connection.start, shaped like RabbitMQ's: the product and
+/// version are RabbitMQ's (see [`identity`]), `platform` and `warren_version` name Warren.
 pub fn server_properties() -> FieldTable {
     let yes = AMQPValue::Boolean(true);
     let capabilities = table(&[
@@ -80,10 +82,15 @@ pub fn server_properties() -> FieldTable {
         ),
         (
             "platform",
-            text(&format!("Rust / {}", std::env::consts::OS)),
+            text(&format!(
+                "{} (Rust, {})",
+                identity::warren_release(),
+                std::env::consts::OS
+            )),
         ),
-        ("product", text("Warren")),
-        ("version", text(env!("CARGO_PKG_VERSION"))),
+        ("product", text(identity::PRODUCT)),
+        ("version", text(identity::RABBITMQ_VERSION)),
+        ("warren_version", text(identity::WARREN_VERSION)),
     ])
 }
 

@@ -3,6 +3,7 @@
 //! against another broker (for example a reference RabbitMQ) instead.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod raw;
 
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -39,7 +40,7 @@ impl TestBroker {
         }
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = Config {
-            listen: "127.0.0.1:0".parse().expect("valid address"),
+            listen: vec!["127.0.0.1:0".parse().expect("valid address")],
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };

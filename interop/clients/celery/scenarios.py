@@ -25,7 +25,15 @@ try:
         rs = [add.delay(i, i * 10) for i in range(5)]
         out = [r.get(timeout=20) for r in rs]
         big = echo.delay("x" * 100000).get(timeout=20)
-        return expect({"results": out, "echo": big}, results=[i * 11 for i in range(5)], echo={"len": 100000, "head": "xxxxxxxx"})
+        # The worker picks its basic.qos `global` flag from the server's product and version
+        # (kombu: RabbitMQ 3.3 to 3.x means global=True; 4.x and other products, False): the
+        # product must read RabbitMQ, on Warren as on RabbitMQ.
+        with app.connection() as conn:
+            conn.connect()
+            product = conn.connection.server_properties.get("product")
+        return expect({"results": out, "echo": big, "product": product},
+                      results=[i * 11 for i in range(5)], echo={"len": 100000, "head": "xxxxxxxx"},
+                      product="RabbitMQ")
 
     def celery_ping():
         worker_ready()

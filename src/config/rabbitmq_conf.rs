@@ -1,0 +1,337 @@
+//! RabbitMQ's `rabbitmq.conf` (the sysctl-like cuttlefish format: `key = value`, `#`
+//! comments, values unquoted or in single quotes), for the keys development setups use.
+//! A compose file or a testcontainers setup that mounts its rabbitmq.conf keeps working.
+//!
+//! Keys Warren does not know, or knows but does not implement, are reported and ignored
+//! (RabbitMQ would refuse an unknown key; a drop-in must not refuse what RabbitMQ accepts).
+//! A known key with a value RabbitMQ would refuse stops the boot, naming file, line and key.
+
+use super::listen::parse_listener;
+use super::{Config, ConfigError, LogFormat, Notices};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// What several rabbitmq.conf files add up to before it is applied: listeners replace
+/// Warren's default listeners only if some file names one.
+#[derive(Default)]
+pub struct Pending {
+    listeners: Vec<(String, Vec<SocketAddr>)>,
+    listeners_set: bool,
+    console_level_set: bool,
+}
+
+impl Pending {
+    /// Replaces the configured listeners if any file named one.
+    pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
+        if !self.listeners_set {
+            return Ok(());
+        }
+        let addrs: Vec<SocketAddr> = self.listeners.into_iter().flat_map(|(_, a)| a).collect();
+        if addrs.is_empty() {
+            return Err(ConfigError::Invalid(
+                "listeners.tcp = none leaves no AMQP listener; Warren needs at least one".into(),
+            ));
+        }
+        config.listen = addrs;
+        Ok(())
+    }
+}
+
+/// Reads one file and applies its keys to `config`.
+pub fn apply_file(
+    config: &mut Config,
+    pending: &mut Pending,
+    path: &Path,
+    notices: &mut Notices,
+) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
+    apply_text(config, pending, &text, &path.display().to_string(), notices)
+}
+
+/// Applies the keys of one file's text; `origin` names the file in messages.
+pub fn apply_text(
+    config: &mut Config,
+    pending: &mut Pending,
+    text: &str,
+    origin: &str,
+    notices: &mut Notices,
+) -> Result<(), ConfigError> {
+    for (n, line) in text.lines().enumerate() {
+        let at = format!("{origin}:{}", n + 1);
+        let Some((key, value)) = split_line(line).map_err(|why| bad(&at, line.trim(), &why))?
+        else {
+            continue;
+        };
+        let known = apply_key(config, pending, key, &value, notices)
+            .map_err(|why| bad(&at, &format!("{key} = {value}"), &why))?;
+        if !known {
+            notices.warn(format!("{at}: {key} is not supported by Warren; ignored"));
+        }
+    }
+    Ok(())
+}
+
+fn bad(at: &str, what: &str, why: &str) -> ConfigError {
+    ConfigError::Invalid(format!("{at}: {what}: {why}"))
+}
+
+/// One line: `None` for a blank or comment line, else the key and its value.
+fn split_line(line: &str) -> Result<Option<(&str, String)>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let (key, rest) = line
+        .split_once('=')
+        .ok_or_else(|| "expected `key = value`".to_string())?;
+    let key = key.trim();
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    {
+        return Err(format!("'{key}' is not a key"));
+    }
+    let rest = rest.trim_start();
+    let value = if let Some(quoted) = rest.strip_prefix('\'') {
+        let (value, after) = quoted
+            .split_once('\'')
+            .ok_or_else(|| "unterminated quoted value".to_string())?;
+        let after = after.trim();
+        if !(after.is_empty() || after.starts_with('#')) {
+            return Err("unexpected text after the quoted value".into());
+        }
+        value.to_string()
+    } else {
+        rest.split('#').next().unwrap_or("").trim().to_string()
+    };
+    if value.is_empty() {
+        return Err("missing value".into());
+    }
+    Ok(Some((key, value)))
+}
+
+/// Applies one key; `Ok(false)` means Warren does not support it (reported, ignored).
+fn apply_key(
+    config: &mut Config,
+    pending: &mut Pending,
+    key: &str,
+    value: &str,
+    notices: &mut Notices,
+) -> Result<bool, String> {
+    match key {
+        "listeners.tcp" if value == "none" => {
+            pending.listeners.clear();
+            pending.listeners_set = true;
+        }
+        "listeners.tcp" => return Err("expected 'none' or listeners.tcp.NAME = ...".into()),
+        _ if key.starts_with("listeners.tcp.") => {
+            let name = &key["listeners.tcp.".len()..];
+            let addrs = parse_listener(value)?;
+            match pending.listeners.iter_mut().find(|(n, _)| n == name) {
+                Some((_, a)) => *a = addrs,
+                None => pending.listeners.push((name.to_string(), addrs)),
+            }
+            pending.listeners_set = true;
+        }
+        "default_user" => config.default_user = value.to_string(),
+        "default_pass" => config.default_pass = value.to_string(),
+        "default_vhost" => config.default_vhost = value.to_string(),
+        "loopback_users" if value == "none" => config.guest_loopback_only = false,
+        "loopback_users.guest" => config.guest_loopback_only = boolean(value)?,
+        _ if key.starts_with("loopback_users.") => {
+            // Only guest can be loopback-only in Warren: other users' entries are refused
+            // only if they ask for a restriction Warren cannot apply.
+            if boolean(value)? {
+                return Ok(false);
+            }
+        }
+        "heartbeat" => config.heartbeat = integer(value)?,
+        "frame_max" => {
+            // RabbitMQ's 0 means "no limit": the largest frame AMQP can describe.
+            config.frame_max = match integer::<u32>(value)? {
+                0 => u32::MAX,
+                n if n < 4096 => return Err("frame_max is below the AMQP minimum of 4096".into()),
+                n => n,
+            }
+        }
+        "channel_max" => {
+            // RabbitMQ's 0 means "no limit": the highest channel number AMQP can carry.
+            config.channel_max = match integer::<u16>(value)? {
+                0 => u16::MAX,
+                n => n,
+            }
+        }
+        "max_message_size" => config.max_message_size = integer(value)?,
+        "vm_memory_high_watermark.relative" => {
+            config.memory_high_watermark_relative = fraction(value, 1.0)?;
+            config.memory_high_watermark = 0;
+        }
+        "vm_memory_high_watermark.absolute" => {
+            config.memory_high_watermark = information_unit(value)?;
+        }
+        "vm_memory_calculation_strategy" => {
+            config.memory_calculation_strategy = match value {
+                "rss" => super::MemoryStrategy::Rss,
+                // Warren has no runtime of its own to ask: what messages hold is
+                // what it allocates.
+                "allocated" | "erlang" | "legacy" => super::MemoryStrategy::Allocated,
+                _ => return Err("expected rss, allocated, erlang or legacy".into()),
+            }
+        }
+        "disk_free_limit.absolute" => {
+            config.disk_free_limit_bytes = information_unit(value)?;
+            config.disk_free_limit_relative = None;
+        }
+        "disk_free_limit.relative" => {
+            config.disk_free_limit_relative = Some(fraction(value, f64::MAX)?);
+        }
+        "consumer_timeout" => {
+            config.consumer_timeout_ms = match value {
+                "false" | "infinity" => None,
+                v => Some(integer(v)?),
+            }
+        }
+        "load_definitions" | "management.load_definitions" => {
+            config.load_definitions = Some(PathBuf::from(value));
+        }
+        "management.tcp.port" => config.management_port = integer(value)?,
+        "management.tcp.ip" => config.management_ip = ip(value)?,
+        "prometheus.tcp.port" => config.prometheus_port = integer(value)?,
+        "prometheus.tcp.ip" => config.prometheus_ip = ip(value)?,
+        "log.console.level" | "log.default.level" => config.log_level = log_level(value)?,
+        "log.file.level" => {
+            // Warren logs to standard output only: a file level is the level of that log,
+            // unless the console's own level is set.
+            let level = log_level(value)?;
+            if !pending.console_level_set {
+                config.log_level = level;
+            }
+            return Ok(true);
+        }
+        "log.console" => {
+            boolean(value)?;
+        }
+        "log.file" => {
+            if value != "false" {
+                notices.info(format!(
+                    "log.file = {value}: Warren logs to standard output only"
+                ));
+            }
+        }
+        "log.console.formatter" | "log.file.formatter" => {
+            config.log_format = match value {
+                "json" => LogFormat::Json,
+                "plaintext" => LogFormat::Text,
+                _ => return Err("expected json or plaintext".into()),
+            }
+        }
+        _ => return Ok(false),
+    }
+    if matches!(key, "log.console.level" | "log.default.level") {
+        pending.console_level_set = true;
+    }
+    Ok(true)
+}
+
+fn boolean(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn integer<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("expected an integer in range, got '{value}'"))
+}
+
+fn fraction(value: &str, max: f64) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 0.0 && f <= max => Ok(f),
+        _ => Err(format!(
+            "expected a number between 0 and {max}, got '{value}'"
+        )),
+    }
+}
+
+fn ip(value: &str) -> Result<Option<IpAddr>, String> {
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("'{value}' is not an IP address"))
+}
+
+/// RabbitMQ's log levels, as `tracing` filters.
+fn log_level(value: &str) -> Result<String, String> {
+    Ok(match value {
+        "debug" => "debug",
+        "info" | "notice" => "info",
+        "warning" => "warn",
+        "error" | "critical" | "alert" | "emergency" => "error",
+        "none" => "off",
+        _ => {
+            return Err(
+                "expected debug, info, notice, warning, error, critical, alert, emergency or none"
+                    .into(),
+            );
+        }
+    }
+    .to_string())
+}
+
+/// A size in RabbitMQ's information units: bytes, or a number with `k`/`K`/`kiB`,
+/// `m`/`M`/`MiB`, `g`/`G`/`GiB` (powers of 1024) or `kB`/`KB`, `MB`, `GB` (powers of 1000).
+pub fn information_unit(value: &str) -> Result<u64, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{value}' is not a size (e.g. 1073741824, 1GB, 1024MiB)"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" | "K" | "kiB" | "KiB" | "kib" | "KIB" => 1 << 10,
+        "m" | "M" | "MiB" | "mib" | "MIB" => 1 << 20,
+        "g" | "G" | "GiB" | "gib" | "GIB" => 1 << 30,
+        "kB" | "KB" | "kb" | "Kb" => 1_000,
+        "MB" | "mb" | "Mb" => 1_000_000,
+        "GB" | "gb" | "Gb" => 1_000_000_000,
+        _ => return Err(format!("'{unit}' is not a size unit")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("'{value}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        assert_eq!(split_line("  # comment").unwrap(), None);
+        assert_eq!(
+            split_line("default_pass = s3cret # inline").unwrap(),
+            Some(("default_pass", "s3cret".to_string()))
+        );
+        assert_eq!(
+            split_line("default_pass = 'with # hash'").unwrap(),
+            Some(("default_pass", "with # hash".to_string()))
+        );
+        assert!(split_line("no equals sign").is_err());
+        assert!(split_line("key =").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(information_unit("1024").unwrap(), 1024);
+        assert_eq!(information_unit("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(information_unit("512MiB").unwrap(), 512 << 20);
+        assert_eq!(information_unit("1g").unwrap(), 1 << 30);
+        assert!(information_unit("12parsecs").is_err());
+        assert!(information_unit("GB").is_err());
+    }
+}
