@@ -92,7 +92,6 @@ async fn direct_reply_to_round_trip() {
             .map(|s| s.as_str()),
         Some("42")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -116,7 +115,6 @@ async fn reply_to_without_reply_consumer_is_406() {
         text.contains("PRECONDITION_FAILED - fast reply consumer does not exist"),
         "{text}"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -133,7 +131,6 @@ async fn reply_consumer_must_be_no_ack() {
         .await
         .expect_err("ack-mode reply consumer refused");
     assert!(err.to_string().contains("PRECONDITION_FAILED"), "{err}");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -202,5 +199,4 @@ async fn memory_alarm_blocks_publishers_and_unblocks_when_drained() {
         .await
         .expect("the held-back publishes go out once unblocked")
         .expect("publish task");
-    broker.stop().await;
 }

@@ -78,7 +78,6 @@ async fn connection_start_advertises_rabbitmq_shaped_server_properties() {
             "capability {cap}"
         );
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -100,7 +99,6 @@ async fn plain_and_amqplain_authenticate() {
             .expect("connection.close");
         assert!(!conn.status().connected());
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -119,7 +117,6 @@ async fn wrong_password_is_403_via_connection_close() {
         let (code, _) = connect_err(&broker.uri_with("nobody", "guest", "%2f")).await;
         assert_eq!(code, 403, "unknown user");
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -129,7 +126,6 @@ async fn unknown_vhost_is_530() {
     let (code, text) = connect_err(&broker.uri_with("guest", "guest", &vhost)).await;
     assert_eq!(code, 530);
     assert_eq!(text, format!("NOT_ALLOWED - vhost {vhost} not found"));
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -154,7 +150,6 @@ async fn tune_takes_the_lower_of_both_offers() {
         channels.push(conn.create_channel().await.expect("within channel_max"));
     }
     assert!(conn.create_channel().await.is_err(), "channel_max reached");
-    broker.stop().await;
 }
 
 /// RabbitMQ 4.x answers a refused tune-ok with connection.close 530 (3.10 closed the
@@ -194,7 +189,6 @@ async fn tune_ok_outside_the_limits_is_530() {
         assert_eq!((code, text.as_str()), (530, expected));
         assert_eq!((class, method), (10, 30), "blames connection.tune");
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -210,7 +204,6 @@ async fn broker_sends_heartbeats() {
             other => panic!("expected a heartbeat, got {other:?}"),
         }
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -238,7 +231,6 @@ async fn silent_peer_is_disconnected_after_missed_heartbeats() {
     )
     .await
     .expect("still serving");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -278,7 +270,6 @@ async fn client_close_is_answered_with_close_ok() {
         other => panic!("expected connection.close-ok, got {other:?}"),
     }
     // Closing the socket is now up to the client (RabbitMQ leaves it open too).
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -411,7 +402,6 @@ async fn default_user_and_vhost_from_config_are_used() {
         code, 403,
         "guest is not created when another user is configured"
     );
-    broker.stop().await;
 }
 
 #[test]
@@ -468,7 +458,6 @@ async fn refused_login_without_failure_close_capability_closes_silently() {
             Got::Frame(f) => panic!("expected the socket to close silently, got {f:?}"),
         }
     }
-    broker.stop().await;
 }
 
 /// connection.close followed by more frames (a client that had publishes buffered):
@@ -522,7 +511,6 @@ async fn frames_after_connection_close_are_dropped_and_the_socket_left_to_the_cl
     let more = tokio::time::timeout(Duration::from_millis(500), raw.next()).await;
     assert!(more.is_err(), "the broker leaves the socket open: {more:?}");
     raw.stream.shutdown().await.expect("our side closes");
-    broker.stop().await;
 }
 
 /// An exclusive queue is gone by the time connection.close-ok arrives: a client
@@ -544,7 +532,6 @@ async fn exclusive_queues_are_deleted_before_close_ok() {
             .expect("declare: the previous owner's queue is gone");
         conn.close(200, "bye".into()).await.expect("close");
     }
-    broker.stop().await;
 }
 
 /// Until tune-ok, frames are limited to 4096 bytes: a larger start-ok gets no answer
@@ -574,5 +561,4 @@ async fn oversized_start_ok_is_refused_silently() {
         Got::Eof => {}
         Got::Frame(f) => panic!("expected the socket to close without an answer, got {f:?}"),
     }
-    broker.stop().await;
 }

@@ -117,7 +117,6 @@ async fn default_exchange_routes_by_queue_name() {
     publish(&ch, "", "no-such-queue-anywhere", b"lost", plain()).await;
     assert_eq!(drain(&ch, &q).await, ["one", "two"]);
     assert!(drain(&ch, &other).await.is_empty());
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -172,7 +171,6 @@ async fn predeclared_exchanges_exist_with_their_types() {
     )
     .await;
     assert_eq!(drain(&ch, &q).await, ["direct", "fanout", "topic", "match"]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -196,7 +194,6 @@ async fn passive_declare_of_missing_exchange_is_404() {
         format!("NOT_FOUND - no exchange '{name}' in vhost '/'")
     );
     assert!(!ch.status().connected(), "the channel is closed");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -259,7 +256,6 @@ async fn declare_is_idempotent_and_durable_flag_is_compared() {
     ch.exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
         .await
         .expect("delete");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -308,7 +304,6 @@ async fn declare_with_arguments_and_compare_them() {
             "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange '{name}' in vhost '/': received 'other-ae' but current is 'ae'"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -330,7 +325,6 @@ async fn unknown_exchange_type_is_a_406_channel_error() {
     assert_eq!(text, "PRECONDITION_FAILED - unknown exchange type 'x-nope'");
     assert!(conn.status().connected(), "only the channel is closed");
     assert!(!exchange_exists(&conn, &name).await);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -350,7 +344,6 @@ async fn amq_prefix_is_reserved() {
         text,
         format!("ACCESS_REFUSED - exchange name '{name}' contains reserved prefix 'amq.*'")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -381,7 +374,6 @@ async fn default_exchange_cannot_be_bound_or_deleted() {
         text,
         "ACCESS_REFUSED - operation not permitted on the default exchange"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -431,7 +423,6 @@ async fn delete_if_unused_refuses_an_exchange_with_bindings() {
     ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
         .await
         .expect("delete of a missing exchange is ok");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -471,7 +462,6 @@ async fn auto_delete_exchange_goes_with_its_last_binding() {
         .await
         .expect("queue.delete");
     assert!(!exchange_exists(&conn, &x).await);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -526,7 +516,6 @@ async fn publishing_to_an_internal_exchange_is_403() {
     bind(&ch, &q, &x, "", FieldTable::default()).await;
     publish(&ch, &front, "", b"via", plain()).await;
     assert_eq!(drain(&ch, &q).await, ["via"]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -592,7 +581,6 @@ async fn exchange_to_exchange_bindings_route_and_unbind() {
         text,
         format!("NOT_FOUND - no exchange '{missing}' in vhost '/'")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -647,7 +635,6 @@ async fn binding_a_missing_queue_or_to_a_missing_exchange_is_404() {
         text,
         format!("NOT_FOUND - no exchange '{missing_x}' in vhost '/'")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -672,7 +659,6 @@ async fn direct_and_fanout_routing() {
     publish(&ch, &f, "anything", b"f", plain()).await;
     assert_eq!(drain(&ch, &q1).await, ["r", "g", "f"]);
     assert_eq!(drain(&ch, &q2).await, ["r", "f"]);
-    broker.stop().await;
 }
 
 /// Which of `keys` a topic binding `pattern` matches.
@@ -743,7 +729,6 @@ async fn topic_wildcards_and_empty_words() {
         let got = topic_matches(&ch, pattern, &keys).await;
         assert_eq!(&got, expected, "pattern {pattern:?}");
     }
-    broker.stop().await;
 }
 
 fn headers(entries: &[(&str, AMQPValue)]) -> FieldTable {
@@ -854,7 +839,6 @@ async fn headers_exchange_all_and_any() {
         .await,
         ["0", "1", "2", "4", "5"]
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -898,7 +882,6 @@ async fn alternate_exchange_takes_unroutable_messages() {
     assert!(confirm.take_message().is_none(), "not returned");
     assert_eq!(drain(&ch, &routed).await, ["routed"]);
     assert_eq!(drain(&ch, &spill).await, ["spilled", "mandatory-spilled"]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -914,7 +897,6 @@ async fn system_exchanges_cannot_be_deleted() {
         text,
         "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"
     );
-    broker.stop().await;
 }
 
 fn routes(cc: &[&str], bcc: &[&str]) -> FieldTable {
@@ -976,7 +958,6 @@ async fn cc_and_bcc_headers_add_routing_keys() {
     publish(&ch, "", &queues[0], b"direct", props).await;
     assert_eq!(drain(&ch, &queues[0]).await, vec!["direct"]);
     assert_eq!(drain(&ch, &queues[1]).await, vec!["direct"]);
-    broker.stop().await;
 }
 
 /// A CC or BCC header that is not an array makes the message invalid: 406, as in
@@ -1007,5 +988,4 @@ async fn cc_header_of_another_type_is_406() {
             "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"CC\",longstr}"
         )
     );
-    broker.stop().await;
 }

@@ -130,7 +130,6 @@ async fn refused_method(bytes: &[u8], class_id: u16, method_id: u16) {
     let close = raw.expect_connection_close().await;
     assert_undecodable(&close, class_id, method_id);
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -197,7 +196,6 @@ async fn message_headers() {
         )
     );
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// Before connection.tune frames are limited to 4096 bytes, which still holds a
@@ -217,7 +215,6 @@ async fn start_ok_client_properties() {
     let close = raw.expect_connection_close().await;
     assert_undecodable(&close, 10, 11);
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// connection.start-ok with the AMQPLAIN mechanism, whose response (a field table
@@ -272,7 +269,6 @@ async fn amqplain_response() {
         )
     );
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// The limit itself: arguments nested exactly that deep are taken, one more level is
@@ -302,7 +298,6 @@ async fn the_limit_is_exact() {
     let close = raw.expect_connection_close().await;
     assert_undecodable(&close, 50, 10);
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// A value nested `depth` levels deep counting the table it is put in: tables and
@@ -377,5 +372,4 @@ async fn modest_nesting_is_accepted_and_delivered_intact() {
     assert_eq!(delivery.data, b"nested");
     assert_eq!(delivery.properties.headers().as_ref(), Some(&headers));
     conn.close(200, "bye".into()).await.expect("close");
-    broker.stop().await;
 }

@@ -436,7 +436,6 @@ async fn replies_to_a_pipelined_burst_keep_request_order() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_replies_at_close(&got, &s, &[]);
     assert_eq!(got.connection, ["connection.close-ok"]);
-    broker.stop().await;
 }
 
 /// One round of a channel's part in the long session: durable and transient queues,
@@ -608,7 +607,6 @@ async fn a_long_pipelined_session_gets_every_reply_in_order() {
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &["basic.consume-ok", "basic.cancel-ok"]);
     assert!(got.deliveries.is_empty(), "{:?}", got.deliveries);
-    broker.stop().await;
 }
 
 /// connection.close while a channel still owes replies that wait for the store (it
@@ -634,7 +632,6 @@ async fn connection_close_ok_follows_the_replies_still_owed() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &[]);
-    broker.stop().await;
 }
 
 /// declare-ok of a queue just published to: RabbitMQ's queue answers the count
@@ -758,7 +755,6 @@ async fn replies_keep_order_with_publisher_confirms() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &[]);
-    broker.stop().await;
 }
 
 /// A channel error in a pipelined burst: the replies to the methods before the failing
@@ -807,7 +803,6 @@ async fn a_channel_error_comes_after_the_replies_before_it() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &[]);
-    broker.stop().await;
 }
 
 /// A consume-ok held behind a reply that waits for the store still comes before the
@@ -872,5 +867,4 @@ async fn deliveries_follow_their_consume_ok() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &["basic.cancel-ok"]);
-    broker.stop().await;
 }

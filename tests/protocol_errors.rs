@@ -112,7 +112,6 @@ async fn wrong_protocol_header_gets_ours_back_and_the_socket_closed() {
     }
     let (_conn, ch, q) = bystander(&broker).await;
     still_fine(&ch, &q).await;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -130,7 +129,6 @@ async fn frame_larger_than_frame_max_is_501() {
         "FRAME_ERROR - type 1, all octets = <<>>: {frame_too_large,10000,4088}"
     );
     assert_eq!((class, method), (0, 0));
-    broker.stop().await;
 }
 
 /// A client still writing a too-large frame when the broker refuses it can finish
@@ -153,7 +151,6 @@ async fn a_large_refused_frame_can_be_written_out_and_the_close_read() {
     let (code, text, ..) = raw.expect_connection_close().await;
     assert_eq!(code, 501, "{text}");
     drop(raw);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -172,7 +169,6 @@ async fn frames_up_to_frame_max_itself_are_tolerated() {
         Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))) => {}
         other => panic!("expected queue.declare-ok, got {other:?}"),
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -208,7 +204,6 @@ async fn method_on_a_channel_that_is_not_open_is_504() {
         (504, "CHANNEL_ERROR - expected 'channel.open'", 50, 10)
     );
     still_fine(&ch, &q).await;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -223,7 +218,6 @@ async fn second_channel_open_is_504() {
         (code, text.as_str(), class, method),
         (504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -256,7 +250,6 @@ async fn content_header_without_a_method_is_505() {
             "UNEXPECTED_FRAME - expected method frame, got non method frame instead"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -274,7 +267,6 @@ async fn method_where_content_was_expected_is_505() {
             40
         )
     );
-    broker.stop().await;
 }
 
 /// RabbitMQ 4.x (rabbit_command_assembler) answers 501; 3.10 had no check and waited
@@ -295,7 +287,6 @@ async fn body_longer_than_its_header_said_is_501() {
             40
         )
     );
-    broker.stop().await;
 }
 
 /// The issue asks for 540 NOT_IMPLEMENTED. RabbitMQ (3.10, and 4.x by its source:
@@ -315,7 +306,6 @@ async fn unknown_class_or_method_is_540() {
         );
         assert_eq!((class, method), (class_id, method_id));
     }
-    broker.stop().await;
 }
 
 /// basic.qos with a prefetch size (in bytes): RabbitMQ does not implement it and
@@ -344,7 +334,6 @@ async fn basic_qos_with_a_prefetch_size_is_540() {
         (code, text.as_str(), class, method),
         (540, "NOT_IMPLEMENTED - prefetch_size!=0 (1024)", 60, 10)
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -363,7 +352,6 @@ async fn unknown_frame_type_and_heartbeat_on_a_channel() {
         (code, text.as_str()),
         (505, "UNEXPECTED_FRAME - type 8, all octets = <<>>")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -379,7 +367,6 @@ async fn bad_frame_end_is_501() {
             "FRAME_ERROR - type 8, all octets = <<>>: {invalid_frame_end_marker,171}"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -417,7 +404,6 @@ async fn many_violations_leave_the_broker_serving() {
     drop(raw);
     still_fine(&ch, &q).await;
     let _ = Got::Eof;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -445,5 +431,4 @@ async fn channel_max_limits_open_channels_not_their_numbers() {
         )
     );
     still_fine(&ch, &q).await;
-    broker.stop().await;
 }

@@ -104,7 +104,6 @@ async fn server_named_queues_look_like_rabbitmqs() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 20, "names are unique");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -140,7 +139,6 @@ async fn passive_declare_of_missing_queue_is_404() {
         .await
         .expect("delete of a missing queue");
     assert_eq!(deleted, 0);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -164,7 +162,6 @@ async fn declare_ok_reports_ready_messages_and_consumers() {
     assert_eq!(first.data, b"m0");
     // One message is unacked: it is not counted as ready.
     assert_eq!(queue_counts(&conn, &q).await, Some((2, 1)));
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -220,7 +217,6 @@ async fn exclusive_queue_is_locked_to_its_connection_and_goes_with_it() {
 
     owner.close(200, "bye".into()).await.expect("close");
     assert_eq!(queue_counts(&other, &q).await, None, "gone with its owner");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -256,7 +252,6 @@ async fn auto_delete_queue_goes_after_its_last_consumer() {
     let _c = consume(&ch, &q2, "c").await;
     ch.close(200, "bye".into()).await.expect("close");
     assert_eq!(queue_counts(&conn, &q2).await, None);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -327,7 +322,6 @@ async fn redeclare_compares_flags_and_arguments() {
             "PRECONDITION_FAILED - inequivalent arg 'durable' for queue '{q}' in vhost '/': received 'true' but current is 'false'"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -367,7 +361,6 @@ async fn bind_and_unbind_change_routing() {
     )
     .await
     .expect("unbind of a missing binding");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -405,7 +398,6 @@ async fn purge_and_delete_report_counts() {
         .expect("delete");
     assert_eq!(deleted, 3);
     assert_eq!(queue_counts(&conn, &q).await, None);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -447,7 +439,6 @@ async fn conditional_deletes_are_406() {
         format!("PRECONDITION_FAILED - queue '{q}' in vhost '/' in use")
     );
     assert!(queue_counts(&conn, &q).await.is_some());
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -471,7 +462,6 @@ async fn consumers_of_a_deleted_queue_get_basic_cancel() {
     // basic.cancel closes neither the channel nor the connection.
     assert!(ch.status().connected());
     declare(&ch, "", QueueDeclareOptions::default()).await;
-    broker.stop().await;
 }
 
 /// RabbitMQ compares only the arguments it interprets: rabbit_classic_queue's
@@ -503,7 +493,6 @@ async fn unknown_arguments_are_not_compared_on_redeclare() {
         .await
         .expect("RabbitMQ compares only alternate-exchange for exchanges");
     }
-    broker.stop().await;
 }
 
 /// Replies keep the order of the methods they answer even when one waits for the
@@ -581,7 +570,6 @@ async fn replies_waiting_for_the_store_keep_their_order() {
         "declare-ok then close-ok, got {replies:?}"
     );
     drop(raw);
-    broker.stop().await;
 }
 
 /// CR and LF are removed from the names of declared, bound and deleted queues and
@@ -644,7 +632,6 @@ async fn line_feeds_are_stripped_from_names() {
         .await
         .expect("delete");
     assert_eq!(count, 1);
-    broker.stop().await;
 }
 
 /// queue.bind with neither a queue nor a routing key binds the channel's last declared
@@ -678,7 +665,6 @@ async fn bind_shortcut_uses_the_last_declared_queue_as_key() {
         .expect("get")
         .expect("routed by the queue's name");
     assert_eq!(m.delivery.data, b"m");
-    broker.stop().await;
 }
 
 /// A queue.declare of a direct reply-to name is passive: the bare name and the name
@@ -762,5 +748,4 @@ async fn direct_reply_to_names_declare_passively() {
     ))
     .await;
     assert_eq!(code, 404);
-    broker.stop().await;
 }

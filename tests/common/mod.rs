@@ -7,17 +7,23 @@ pub mod raw;
 
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use tokio::sync::oneshot;
 use warren::{Config, Server};
 
+/// A broker for one test. Dropping it stops the broker: the shutdown signal is sent and
+/// the server task ends on its own, removing the data directory once the server has
+/// stopped. So a failing (panicking) test cannot leave a broker running. Use
+/// [`TestBroker::stop`] where a test must wait for the clean stop.
 pub struct TestBroker {
     pub addr: Option<SocketAddr>,
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
     pub uri: String,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The server task; it owns the data directory and hands it back when it ends.
+    task: Option<tokio::task::JoinHandle<tempfile::TempDir>>,
     config: Option<Config>,
-    dir: Option<tempfile::TempDir>,
+    data_dir: Option<PathBuf>,
 }
 
 impl TestBroker {
@@ -34,7 +40,7 @@ impl TestBroker {
                 shutdown: None,
                 task: None,
                 config: None,
-                dir: None,
+                data_dir: None,
             };
         }
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -51,6 +57,9 @@ impl TestBroker {
         let server = Server::bind(config.clone()).await.expect("broker binds");
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel();
+        let data_dir = dir.path().to_owned();
+        // The task owns the directory, so it outlives the server even when the handle
+        // is dropped without waiting.
         let task = tokio::spawn(async move {
             server
                 .run(async {
@@ -58,6 +67,7 @@ impl TestBroker {
                 })
                 .await
                 .expect("broker runs");
+            dir
         });
         TestBroker {
             addr: Some(addr),
@@ -65,7 +75,7 @@ impl TestBroker {
             shutdown: Some(tx),
             task: Some(task),
             config: Some(config),
-            dir: Some(dir),
+            data_dir: Some(data_dir),
         }
     }
 
@@ -73,14 +83,13 @@ impl TestBroker {
     /// new port: connect again with the new `uri`).
     pub async fn restart(mut self) -> TestBroker {
         let config = self.config.take().expect("an in-process broker");
-        let dir = self.dir.take().expect("an in-process broker");
-        self.stop().await;
+        let dir = self.halt().await.expect("the broker stopped cleanly");
         Self::launch(config, dir).await
     }
 
     /// The data directory of an in-process broker.
-    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
-        self.dir.as_ref().map(|d| d.path().to_owned())
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.data_dir.clone()
     }
 
     /// The URI with other credentials or vhost, e.g. `uri_with("guest", "bad", "%2f")`.
@@ -104,11 +113,28 @@ impl TestBroker {
 
     /// Stops the broker (clients get connection.close 320) and waits for it to exit.
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// Sends the shutdown signal and waits for the server task; returns the data
+    /// directory unless the task failed (or the broker is external).
+    async fn halt(&mut self) -> Option<tempfile::TempDir> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        match self.task.take() {
+            Some(task) => task.await.ok(),
+            None => None,
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    /// Sends the shutdown signal without waiting: the server task then finishes by
+    /// itself (or is dropped with the test's runtime) and removes the data directory.
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
     }
 }
