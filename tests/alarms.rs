@@ -5,6 +5,7 @@
 mod common;
 
 use common::TestBroker;
+use common::binary::start_warren;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions,
@@ -12,45 +13,25 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, Event};
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// The real binary with `config` (TOML) as its configuration file.
 async fn start_binary(dir: &std::path::Path, config: &str) -> (Child, String) {
-    let port = free_port();
     let file = dir.join("warren.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n{config}",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .arg("--config")
-        .arg(&file)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn warren");
-    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    for _ in 0..200 {
-        if let Ok(c) = Connection::connect(&uri, ConnectionProperties::default()).await {
-            let _ = c.close(200, "ready".into()).await;
-            return (child, uri);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("warren exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("warren did not start");
+    start_warren(|port| {
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n{config}",
+                dir.join("data").display()
+            ),
+        )
+        .expect("config written");
+        vec!["--config".into(), file.clone().into()]
+    })
+    .await
 }
 
 /// Resident memory of a process, in bytes.

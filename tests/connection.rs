@@ -5,7 +5,7 @@
 mod common;
 
 use common::raw::{Got, Raw};
-use common::{TestBroker, unique};
+use common::{TestBroker, external, unique};
 use futures_lite::StreamExt;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -13,10 +13,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn external() -> bool {
-    std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok()
-}
 
 async fn connect_err(uri: &str) -> (u16, String) {
     let result = tokio::time::timeout(
@@ -315,32 +311,20 @@ async fn sigterm_and_ctrl_c_send_320_to_clients_of_the_binary() {
 }
 
 async fn signal_sends_320(signal: &str) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path())
-        .args(["--log-level", "warn"])
-        .spawn()
-        .expect("spawn warren");
-    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    let conn = tokio::time::timeout(WAIT, async {
-        loop {
-            match Connection::connect(&uri, ConnectionProperties::default()).await {
-                Ok(c) => return c,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
+    let (mut child, uri) =
+        common::binary::start_warren(|port| common::binary::listen_args(port, dir.path())).await;
+    let conn = tokio::time::timeout(
+        WAIT,
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
     .await
-    .expect("the binary listens");
+    .expect("the binary answers in time")
+    .expect("connects");
     let ch = conn.create_channel().await.expect("channel");
     let watch = common::watch_close(&ch).await;
     let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
+        .args([signal, &child.id().expect("running").to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
@@ -350,10 +334,7 @@ async fn signal_sends_320(signal: &str) {
         text,
         "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
     );
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let exit = child.wait().await.expect("wait");
     assert!(exit.success(), "clean exit on {signal}: {exit:?}");
 }
 

@@ -4,35 +4,13 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, publish_confirmed as publish, unique};
+use common::{
+    TestBroker, confirm_channel, drain_bodies as drain, expect_amqp_error,
+    publish_confirmed as publish, temp_queue, unique,
+};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
-
-/// A channel in confirm mode, so that a confirmed publish has been routed.
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
-}
-
-/// A fresh server-named exclusive queue.
-async fn temp_queue(ch: &Channel) -> String {
-    ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare")
-    .name()
-    .to_string()
-}
 
 async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
     ch.queue_bind(
@@ -55,19 +33,6 @@ async fn declare(ch: &Channel, name: &str, kind: ExchangeKind) {
     )
     .await
     .expect("exchange.declare");
-}
-
-/// Bodies of every ready message in `queue`, taken with basic.get (no-ack).
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-    {
-        out.push(String::from_utf8(m.delivery.data.clone()).expect("utf-8 body"));
-    }
-    out
 }
 
 /// Whether an exchange exists, asked with a passive declare on a throw-away channel.

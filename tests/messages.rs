@@ -4,22 +4,14 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, next, unique};
+use common::{TestBroker, confirm_channel, consume, drain, expect_amqp_error, next, ready, unique};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
-}
 
 /// Publishes `bodies` to the default exchange and waits for their confirms.
 async fn publish_all(ch: &Channel, queue: &str, bodies: &[&str]) {
@@ -50,46 +42,6 @@ async fn new_queue(ch: &Channel) -> String {
     .await
     .expect("declare");
     q
-}
-
-/// Ready messages of a queue, from a passive declare on a throw-away channel.
-async fn ready(conn: &Connection, queue: &str) -> u32 {
-    let ch = conn.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive declare");
-    ch.close(200, "done".into()).await.expect("close");
-    q.message_count()
-}
-
-/// Takes every ready message with basic.get (no-ack): (body, redelivered).
-async fn drain(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-    {
-        out.push((
-            String::from_utf8(m.delivery.data.clone()).expect("utf-8"),
-            m.delivery.redelivered,
-        ));
-    }
-    out
-}
-
-async fn consume(ch: &Channel, queue: &str, options: BasicConsumeOptions) -> Consumer {
-    ch.basic_consume(queue.into(), "".into(), options, FieldTable::default())
-        .await
-        .expect("basic.consume")
 }
 
 fn body(d: &lapin::message::Delivery) -> String {

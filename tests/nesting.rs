@@ -69,47 +69,16 @@ fn fields(names: &[&str]) -> Vec<u8> {
     out
 }
 
-/// A raw connection with channel 1 open, frames up to [`FRAME_MAX`].
-async fn opened(broker: &TestBroker) -> Raw {
-    let mut raw = Raw::open(&broker.uri, 2047, FRAME_MAX, 0).await;
-    raw.open_channel(1).await;
-    raw
-}
-
 /// A fresh client connects, declares a queue and gets back a message published to it.
 async fn still_serving(broker: &TestBroker) {
     let (conn, ch) = broker.channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    round_trip(&ch, q.name().as_str()).await;
+    let q = common::temp_queue(&ch).await;
+    round_trip(&ch, &q).await;
     conn.close(200, "bye".into()).await.expect("close");
 }
 
 async fn round_trip(ch: &Channel, q: &str) {
-    ch.basic_publish(
-        "".into(),
-        q.into(),
-        BasicPublishOptions::default(),
-        b"still here",
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish");
-    let m = ch
-        .basic_get(q.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-        .expect("the message");
-    assert_eq!(m.delivery.data, b"still here");
+    common::assert_round_trip(ch, q, b"still here").await;
 }
 
 /// RabbitMQ's answer to a method frame it cannot decode: 501 naming the method,
@@ -125,7 +94,7 @@ fn assert_undecodable(close: &(u16, String, u16, u16), class_id: u16, method_id:
 /// frame error naming `class_id`/`method_id`, and checks the broker still serves.
 async fn refused_method(bytes: &[u8], class_id: u16, method_id: u16) {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(bytes).await;
     let close = raw.expect_connection_close().await;
     assert_undecodable(&close, class_id, method_id);
@@ -173,7 +142,7 @@ async fn array_nested_inside_a_table() {
 #[tokio::test]
 async fn message_headers() {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.declare_queue(1, "nested", false, true).await;
     let mut bytes = method(60, 40, &fields(&["", "nested"]), &[]);
     let mut header = vec![0, 60, 0, 0];
@@ -276,7 +245,7 @@ async fn amqplain_response() {
 #[tokio::test]
 async fn the_limit_is_exact() {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(&method(
         50,
         10,

@@ -9,7 +9,7 @@ use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, connection, exchange, queue, tx};
 use amq_protocol::types::FieldTable;
 use common::raw::{Got, Raw, method_frame, queue_declare, raw_frame};
-use common::{TestBroker, unique};
+use common::{TestBroker, external, unique};
 use std::collections::BTreeMap;
 use tokio::io::AsyncWriteExt;
 
@@ -324,11 +324,6 @@ async fn opened(broker: &TestBroker, channels: &[u16]) -> Raw {
         raw.open_channel(ch).await;
     }
     raw
-}
-
-/// Whether the tests run against another broker (`WARREN_TEST_EXTERNAL_URI`).
-fn external() -> bool {
-    std::env::var_os("WARREN_TEST_EXTERNAL_URI").is_some()
 }
 
 /// Whether a reply matches what was expected ("... *": any last word).

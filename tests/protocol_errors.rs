@@ -7,9 +7,7 @@ mod common;
 use amq_protocol::protocol::{AMQPClass, basic, channel, queue};
 use common::TestBroker;
 use common::raw::{Got, RAW_WAIT, Raw, method_frame, raw_frame};
-use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FRAME_MAX: u32 = 4096;
@@ -17,37 +15,13 @@ const FRAME_MAX: u32 = 4096;
 /// A lapin connection that must be unaffected by the misbehaving one.
 async fn bystander(broker: &TestBroker) -> (Connection, Channel, String) {
     let (conn, ch) = broker.channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    (conn, ch, q.name().to_string())
+    let q = common::temp_queue(&ch).await;
+    (conn, ch, q)
 }
 
 /// The bystander still works: a publish and a get round trip.
 async fn still_fine(ch: &Channel, q: &str) {
-    ch.basic_publish(
-        "".into(),
-        q.into(),
-        BasicPublishOptions::default(),
-        b"ok",
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish");
-    let m = ch
-        .basic_get(q.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-        .expect("the message");
-    assert_eq!(m.delivery.data, b"ok");
+    common::assert_round_trip(ch, q, b"ok").await;
 }
 
 fn publish_method() -> AMQPClass {
@@ -65,24 +39,13 @@ fn declare_method() -> AMQPClass {
 
 /// Content header payload for class 60 with an empty property list.
 fn header_payload(body_size: u64) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&60u16.to_be_bytes());
-    p.extend_from_slice(&0u16.to_be_bytes());
-    p.extend_from_slice(&body_size.to_be_bytes());
-    p.extend_from_slice(&0u16.to_be_bytes());
-    p
-}
-
-async fn opened(broker: &TestBroker) -> Raw {
-    let mut raw = Raw::open(&broker.uri, 2047, FRAME_MAX, 0).await;
-    raw.open_channel(1).await;
-    raw
+    common::raw::content_header(body_size, 0, &[])
 }
 
 /// Runs a violation on its own connection and returns the connection.close it got.
 async fn violation(broker: &TestBroker, bytes: &[u8]) -> (u16, String, u16, u16) {
     let (_conn, ch, q) = bystander(broker).await;
-    let mut raw = opened(broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(bytes).await;
     let close = raw.expect_connection_close().await;
     still_fine(&ch, &q).await;
@@ -137,7 +100,7 @@ async fn frame_larger_than_frame_max_is_501() {
 #[tokio::test]
 async fn a_large_refused_frame_can_be_written_out_and_the_close_read() {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     let size = 1024 * 1024u32;
     let mut bytes = vec![3u8, 0, 1];
     bytes.extend_from_slice(&size.to_be_bytes());
@@ -158,7 +121,7 @@ async fn frames_up_to_frame_max_itself_are_tolerated() {
     // RabbitMQ lets clients exceed the payload limit (frame_max - 8) by up to 8 bytes,
     // "since quite a few get it wrong" (rabbit_reader FRAME_SIZE_FUDGE).
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     let size = FRAME_MAX as usize;
     let mut bytes = method_frame(1, publish_method());
     bytes.extend(raw_frame(2, 1, &header_payload(size as u64)));
@@ -182,7 +145,7 @@ async fn method_on_a_channel_that_is_not_open_is_504() {
     );
     // Opened, closed, then used again.
     let (_conn, ch, q) = bystander(&broker).await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send_method(
         1,
         AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
@@ -320,7 +283,7 @@ async fn basic_qos_with_a_prefetch_size_is_540() {
         payload.push(0);
         raw_frame(1, 1, &payload)
     };
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(&qos(0)).await;
     assert!(
         matches!(

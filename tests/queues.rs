@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, unique};
+use common::{TestBroker, confirm_channel, expect_amqp_error, unique};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -12,14 +12,6 @@ use lapin::{BasicProperties, Channel, Connection};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
-}
 
 async fn publish_n(ch: &Channel, exchange: &str, key: &str, n: usize) {
     for i in 0..n {

@@ -3,6 +3,7 @@
 //! against another broker (for example a reference RabbitMQ) instead.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod raw;
 
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -270,4 +271,133 @@ pub async fn next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
         .expect("delivery in time")
         .expect("consumer still running")
         .expect("delivery")
+}
+
+/// Whether the tests run against an external broker (`WARREN_TEST_EXTERNAL_URI`).
+pub fn external() -> bool {
+    std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok()
+}
+
+/// A channel in confirm mode, so that a confirmed publish has been routed.
+pub async fn confirm_channel(conn: &Connection) -> Channel {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    ch
+}
+
+/// Properties of a persistent message (delivery-mode 2).
+pub fn persistent() -> lapin::BasicProperties {
+    lapin::BasicProperties::default().with_delivery_mode(2)
+}
+
+/// A fresh server-named exclusive queue.
+pub async fn temp_queue(ch: &Channel) -> String {
+    ch.queue_declare(
+        "".into(),
+        lapin::options::QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("declare")
+    .name()
+    .to_string()
+}
+
+/// A passive queue.declare on `ch`.
+pub async fn passive_declare(ch: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+}
+
+/// Ready messages of a queue, from a passive declare on a throw-away channel.
+pub async fn ready(conn: &Connection, queue: &str) -> u32 {
+    let ch = conn.create_channel().await.expect("channel");
+    let q = passive_declare(&ch, queue).await.expect("passive declare");
+    ch.close(200, "done".into()).await.expect("close");
+    q.message_count()
+}
+
+/// Takes every ready message with basic.get (no-ack): (body, redelivered).
+pub async fn get_all(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+    {
+        out.push((m.delivery.data, m.delivery.redelivered));
+    }
+    out
+}
+
+/// Takes every ready message with basic.get (no-ack): (UTF-8 body, redelivered).
+pub async fn drain(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
+    get_all(ch, queue)
+        .await
+        .into_iter()
+        .map(|(body, redelivered)| (String::from_utf8(body).expect("utf-8 body"), redelivered))
+        .collect()
+}
+
+/// The UTF-8 bodies of every ready message, taken with basic.get (no-ack).
+pub async fn drain_bodies(ch: &Channel, queue: &str) -> Vec<String> {
+    drain(ch, queue)
+        .await
+        .into_iter()
+        .map(|(body, _)| body)
+        .collect()
+}
+
+/// Publishes `body` to the default exchange for `queue` and gets it back with
+/// basic.get: the channel still serves.
+pub async fn assert_round_trip(ch: &Channel, queue: &str, body: &[u8]) {
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let m = ch
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+        .expect("the message");
+    assert_eq!(m.delivery.data, body);
+}
+
+/// basic.consume with a server-chosen tag.
+pub async fn consume(
+    ch: &Channel,
+    queue: &str,
+    options: lapin::options::BasicConsumeOptions,
+) -> lapin::Consumer {
+    ch.basic_consume(
+        queue.into(),
+        "".into(),
+        options,
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("basic.consume")
 }
