@@ -7,9 +7,7 @@ mod common;
 use common::TestBroker;
 use common::binary::start_warren;
 use futures_lite::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, Event};
 use std::time::Duration;
@@ -156,18 +154,7 @@ async fn low_disk_space_blocks_publishers_but_not_consumers() {
         )
         .await
         .expect("declare");
-    let mut deliveries = consumer_ch
-        .basic_consume(
-            "disk".into(),
-            "c".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut deliveries = common::consume_no_ack(&consumer_ch, "disk", "c").await;
 
     let publisher = broker.connect().await;
     let mut events = publisher.events_listener();

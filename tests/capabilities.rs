@@ -35,18 +35,7 @@ async fn direct_reply_to_round_trip() {
         .expect("consume");
 
     let (_client_conn, client) = broker.channel().await;
-    let mut replies = client
-        .basic_consume(
-            "amq.rabbitmq.reply-to".into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("reply consumer");
+    let mut replies = common::consume_no_ack(&client, "amq.rabbitmq.reply-to", "").await;
     client
         .basic_publish(
             "".into(),

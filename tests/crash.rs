@@ -7,7 +7,6 @@ mod common;
 use common::binary::{listen_args, start_warren};
 use futures_lite::future::FutureExt;
 use lapin::options::*;
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::collections::HashSet;
 use std::path::Path;
@@ -76,16 +75,7 @@ async fn drain(uri: &str) -> Vec<(String, bool)> {
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    ch.queue_declare(
-        QUEUE.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    common::declare_durable(&ch, QUEUE).await;
     let out = common::drain(&ch, QUEUE).await;
     let _ = conn.close(200, "done".into()).await;
     out

@@ -867,8 +867,7 @@ async fn confirms_on_the_wire_cover_every_publish_once() {
     use amq_protocol::protocol::{AMQPClass, basic, confirm};
     use common::raw::{Got, Raw, publish_frames};
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
     raw.send_method(
         1,
         AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
@@ -951,8 +950,7 @@ async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
     use amq_protocol::protocol::{AMQPClass, basic};
     use common::raw::{Got, Raw, method_frame, publish_frames};
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
     let q = unique("prio");
     raw.declare_queue(1, &q, false, true).await;
     for (tag, priority) in [("high", 1), ("low", 0)] {

@@ -312,18 +312,7 @@ async fn modest_nesting_is_accepted_and_delivered_intact() {
     let mut headers = FieldTable::default();
     headers.insert("nested".into(), modest(10));
     headers.insert("plain".into(), AMQPValue::LongString("value".into()));
-    let mut consumer = ch
-        .basic_consume(
-            q.name().as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = common::consume_no_ack(&ch, q.name().as_str(), "").await;
     ch.basic_publish(
         "".into(),
         q.name().as_str().into(),

@@ -292,16 +292,7 @@ impl Script {
     }
 
     fn close_channel(&mut self, ch: u16) {
-        self.method(
-            ch,
-            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-            Some("channel.close-ok"),
-        );
+        self.method(ch, common::raw::channel_close(), Some("channel.close-ok"));
     }
 
     fn close_connection(&mut self) {

@@ -146,20 +146,7 @@ async fn method_on_a_channel_that_is_not_open_is_504() {
     // Opened, closed, then used again.
     let (_conn, ch, q) = bystander(&broker).await;
     let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
-    raw.send_method(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    )
-    .await;
-    match raw.next_method().await {
-        Some((1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)))) => {}
-        other => panic!("expected channel.close-ok, got {other:?}"),
-    }
+    raw.close_channel(1).await;
     raw.send_method(1, declare_method()).await;
     let (code, text, class, method) = raw.expect_connection_close().await;
     assert_eq!(
@@ -340,8 +327,7 @@ async fn many_violations_leave_the_broker_serving() {
     for i in 0..20u16 {
         let uri = broker.uri.clone();
         tasks.push(tokio::spawn(async move {
-            let mut raw = Raw::open(&uri, 2047, FRAME_MAX, 0).await;
-            raw.open_channel(1).await;
+            let mut raw = Raw::opened(&uri, FRAME_MAX).await;
             let bytes = match i % 4 {
                 0 => raw_frame(2, 1, &header_payload(1)),
                 1 => method_frame(7, declare_method()),

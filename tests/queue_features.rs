@@ -281,18 +281,7 @@ async fn ttl_zero_delivers_to_a_waiting_consumer_or_drops() {
     // A basic.get round trip after the publish: the message is already gone.
     assert!(get(&ch, &q).await.is_none());
 
-    let mut consumer = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = common::consume_no_ack(&ch, &q, "").await;
     publish(&ch, "", &q, b"someone", BasicProperties::default()).await;
     let d = common::next(&mut consumer).await;
     assert_eq!(d.data, b"someone");

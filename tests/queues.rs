@@ -496,8 +496,7 @@ async fn replies_waiting_for_the_store_keep_their_order() {
     use amq_protocol::protocol::{AMQPClass, basic, channel, queue};
     use common::raw::{Raw, method_frame, queue_declare};
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
     let name = unique("ordered");
     raw.declare_queue(1, &name, true, false).await;
     raw.send_method(
@@ -540,15 +539,7 @@ async fn replies_waiting_for_the_store_keep_their_order() {
         Some((1, AMQPClass::Basic(basic::AMQPMethod::Cancel(_))))
     ));
     let mut bytes = method_frame(1, queue_declare(&unique("ordered"), true, false));
-    bytes.extend(method_frame(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    ));
+    bytes.extend(method_frame(1, common::raw::channel_close()));
     raw.send(&bytes).await;
     let replies = [raw.next_method().await, raw.next_method().await];
     assert!(
@@ -681,18 +672,7 @@ async fn direct_reply_to_names_declare_passively() {
             .expect("the bare name exists");
         assert_eq!((ok.message_count(), ok.consumer_count()), (0, 1));
     }
-    let _replies = ch
-        .basic_consume(
-            reply.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("reply consumer");
+    let _replies = common::consume_no_ack(&ch, reply, "").await;
     // The name the broker gives this channel's replies, seen by a responder.
     let requests = unique("requests");
     ch.queue_declare(

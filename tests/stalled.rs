@@ -11,7 +11,6 @@ use amq_protocol::types::FieldTable;
 use common::raw::{Got, Raw, method_frame, publish_frames_with};
 use common::{TestBroker, unique};
 use futures_lite::StreamExt;
-use lapin::options::BasicConsumeOptions;
 use std::time::Duration;
 
 /// Messages in each test: far more than a stalled connection may be handed.
@@ -111,18 +110,7 @@ async fn settled(broker: &TestBroker, queue: &str) -> u32 {
 /// Consumes everything left in `queue` with lapin; returns (number, redelivered).
 async fn drain(broker: &TestBroker, queue: &str, expected: u32) -> Vec<(u32, bool)> {
     let (conn, ch) = broker.channel().await;
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "drain".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = common::consume_no_ack(&ch, queue, "drain").await;
     let mut got = Vec::with_capacity(expected as usize);
     while got.len() < expected as usize {
         let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())

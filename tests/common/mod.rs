@@ -401,3 +401,32 @@ pub async fn consume(
     .await
     .expect("basic.consume")
 }
+
+/// basic.consume in no-ack mode with the given tag ("" lets the broker choose).
+pub async fn consume_no_ack(ch: &Channel, queue: &str, tag: &str) -> lapin::Consumer {
+    ch.basic_consume(
+        queue.into(),
+        tag.into(),
+        lapin::options::BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("basic.consume")
+}
+
+/// A durable queue.declare without arguments.
+pub async fn declare_durable(ch: &Channel, queue: &str) -> lapin::Queue {
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("declare")
+}

@@ -106,6 +106,17 @@ pub fn queue_declare(name: &str, durable: bool, exclusive: bool) -> AMQPClass {
     }))
 }
 
+/// channel.close as a client sends it: reply 200 "bye".
+pub fn channel_close() -> AMQPClass {
+    use amq_protocol::protocol::channel;
+    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+        reply_code: 200,
+        reply_text: "bye".into(),
+        class_id: 0,
+        method_id: 0,
+    }))
+}
+
 impl Raw {
     pub async fn connect(uri: &str) -> Raw {
         let stream = TcpStream::connect(addr_of(uri)).await.expect("tcp connect");
@@ -269,6 +280,16 @@ impl Raw {
         match self.next_method().await {
             Some((ch, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))) if ch == id => {}
             other => panic!("expected channel.open-ok, got {other:?}"),
+        }
+    }
+
+    /// Closes channel `id` (reply 200) and waits for close-ok.
+    pub async fn close_channel(&mut self, id: u16) {
+        use amq_protocol::protocol::channel;
+        self.send_method(id, channel_close()).await;
+        match self.next_method().await {
+            Some((ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)))) if ch == id => {}
+            other => panic!("expected channel.close-ok, got {other:?}"),
         }
     }
 
