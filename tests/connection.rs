@@ -237,16 +237,7 @@ async fn client_close_is_answered_with_close_ok() {
     raw.close_channel(1).await;
     // The channel number can be opened again.
     raw.open_channel(1).await;
-    raw.send_method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    )
-    .await;
+    raw.send_method(0, common::raw::connection_close()).await;
     match raw.next_method().await {
         Some((0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) => {}
         other => panic!("expected connection.close-ok, got {other:?}"),
@@ -446,15 +437,7 @@ async fn frames_after_connection_close_are_dropped_and_the_socket_left_to_the_cl
         raw.next_method().await,
         Some((1, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))))
     ));
-    let mut bytes = method_frame(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    );
+    let mut bytes = method_frame(0, common::raw::connection_close());
     for _ in 0..2000 {
         bytes.extend(method_frame(
             1,

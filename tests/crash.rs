@@ -7,7 +7,7 @@ mod common;
 use common::binary::{listen_args, start_warren};
 use futures_lite::future::FutureExt;
 use lapin::options::*;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ async fn publisher(uri: String, round: usize, p: usize, confirmed: Arc<Mutex<Has
                     QUEUE.into(),
                     BasicPublishOptions::default(),
                     body.as_bytes(),
-                    BasicProperties::default().with_delivery_mode(2),
+                    common::persistent(),
                 )
                 .await
             else {

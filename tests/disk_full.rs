@@ -9,7 +9,7 @@ mod common;
 
 use common::TestBroker;
 use lapin::options::*;
-use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use lapin::{Channel, Confirmation, PublisherConfirm};
 
 fn set_file_limit(bytes: u64) {
     let limit = libc::rlimit {
@@ -28,7 +28,7 @@ async fn send(ch: &Channel, body: &[u8]) -> PublisherConfirm {
         "precious".into(),
         BasicPublishOptions::default(),
         body,
-        BasicProperties::default().with_delivery_mode(2),
+        common::persistent(),
     )
     .await
     .expect("publish")

@@ -296,15 +296,8 @@ impl Script {
     }
 
     fn close_connection(&mut self) {
-        self.bytes.extend(method_frame(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-        ));
+        self.bytes
+            .extend(method_frame(0, common::raw::connection_close()));
         self.methods += 1;
     }
 }

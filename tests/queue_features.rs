@@ -927,7 +927,7 @@ async fn arguments_and_expiry_survive_restart() {
                 q.as_str().into(),
                 BasicPublishOptions::default(),
                 b"persisted",
-                BasicProperties::default().with_delivery_mode(2),
+                common::persistent(),
             )
             .await
             .expect("publish");

@@ -30,7 +30,7 @@ async fn publish_n(ch: &Channel, exchange: &str, key: &str, n: usize) {
 }
 
 async fn declare(ch: &Channel, name: &str, options: QueueDeclareOptions) -> lapin::Queue {
-    ch.queue_declare(name.into(), options, FieldTable::default())
+    common::declare_with(ch, name, options)
         .await
         .expect("queue.declare")
 }

@@ -140,15 +140,7 @@ async fn a_stalled_no_ack_consumer_is_handed_a_bounded_share_and_loses_nothing_o
     // The client asks to close and reads everything the broker wrote until close-ok:
     // what it did not receive must still be in the queue.
     stalled
-        .send(&method_frame(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-        ))
+        .send(&method_frame(0, common::raw::connection_close()))
         .await;
     let mut received = Vec::new();
     loop {

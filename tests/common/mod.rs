@@ -294,31 +294,34 @@ pub fn persistent() -> lapin::BasicProperties {
 
 /// A fresh server-named exclusive queue.
 pub async fn temp_queue(ch: &Channel) -> String {
-    ch.queue_declare(
-        "".into(),
-        lapin::options::QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        lapin::types::FieldTable::default(),
-    )
-    .await
-    .expect("declare")
-    .name()
-    .to_string()
+    let options = lapin::options::QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    declare_with(ch, "", options)
+        .await
+        .expect("declare")
+        .name()
+        .to_string()
 }
 
 /// A passive queue.declare on `ch`.
 pub async fn passive_declare(ch: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
-    ch.queue_declare(
-        queue.into(),
-        lapin::options::QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        lapin::types::FieldTable::default(),
-    )
-    .await
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    declare_with(ch, queue, options).await
+}
+
+/// queue.declare with `options` and no arguments.
+pub async fn declare_with(
+    ch: &Channel,
+    queue: &str,
+    options: lapin::options::QueueDeclareOptions,
+) -> Result<lapin::Queue, lapin::Error> {
+    ch.queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+        .await
 }
 
 /// Ready messages of a queue, from a passive declare on a throw-away channel.
@@ -419,14 +422,9 @@ pub async fn consume_no_ack(ch: &Channel, queue: &str, tag: &str) -> lapin::Cons
 
 /// A durable queue.declare without arguments.
 pub async fn declare_durable(ch: &Channel, queue: &str) -> lapin::Queue {
-    ch.queue_declare(
-        queue.into(),
-        lapin::options::QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        lapin::types::FieldTable::default(),
-    )
-    .await
-    .expect("declare")
+    let options = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    declare_with(ch, queue, options).await.expect("declare")
 }

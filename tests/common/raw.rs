@@ -117,6 +117,16 @@ pub fn channel_close() -> AMQPClass {
     }))
 }
 
+/// connection.close as a client sends it: reply 200 "bye".
+pub fn connection_close() -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: 200,
+        reply_text: "bye".into(),
+        class_id: 0,
+        method_id: 0,
+    }))
+}
+
 impl Raw {
     pub async fn connect(uri: &str) -> Raw {
         let stream = TcpStream::connect(addr_of(uri)).await.expect("tcp connect");
