@@ -5,52 +5,31 @@
 mod common;
 
 use common::TestBroker;
+use common::binary::start_warren;
 use futures_lite::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, Event};
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// The real binary with `config` (TOML) as its configuration file.
 async fn start_binary(dir: &std::path::Path, config: &str) -> (Child, String) {
-    let port = free_port();
     let file = dir.join("warren.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n{config}",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .arg("--config")
-        .arg(&file)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn warren");
-    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    for _ in 0..200 {
-        if let Ok(c) = Connection::connect(&uri, ConnectionProperties::default()).await {
-            let _ = c.close(200, "ready".into()).await;
-            return (child, uri);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("warren exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("warren did not start");
+    start_warren(|port| {
+        std::fs::write(
+            &file,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n{config}",
+                dir.join("data").display()
+            ),
+        )
+        .expect("config written");
+        vec!["--config".into(), file.clone().into()]
+    })
+    .await
 }
 
 /// Resident memory of a process, in bytes.
@@ -175,18 +154,7 @@ async fn low_disk_space_blocks_publishers_but_not_consumers() {
         )
         .await
         .expect("declare");
-    let mut deliveries = consumer_ch
-        .basic_consume(
-            "disk".into(),
-            "c".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut deliveries = common::consume_no_ack(&consumer_ch, "disk", "c").await;
 
     let publisher = broker.connect().await;
     let mut events = publisher.events_listener();
@@ -204,5 +172,4 @@ async fn low_disk_space_blocks_publishers_but_not_consumers() {
     // The message published before the block reaches the consumer.
     let d = common::next(&mut deliveries).await;
     assert_eq!(d.data, b"before the block");
-    broker.stop().await;
 }

@@ -35,18 +35,7 @@ async fn direct_reply_to_round_trip() {
         .expect("consume");
 
     let (_client_conn, client) = broker.channel().await;
-    let mut replies = client
-        .basic_consume(
-            "amq.rabbitmq.reply-to".into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("reply consumer");
+    let mut replies = common::consume_no_ack(&client, "amq.rabbitmq.reply-to", "").await;
     client
         .basic_publish(
             "".into(),
@@ -92,7 +81,6 @@ async fn direct_reply_to_round_trip() {
             .map(|s| s.as_str()),
         Some("42")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -116,7 +104,6 @@ async fn reply_to_without_reply_consumer_is_406() {
         text.contains("PRECONDITION_FAILED - fast reply consumer does not exist"),
         "{text}"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -133,7 +120,6 @@ async fn reply_consumer_must_be_no_ack() {
         .await
         .expect_err("ack-mode reply consumer refused");
     assert!(err.to_string().contains("PRECONDITION_FAILED"), "{err}");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -202,5 +188,4 @@ async fn memory_alarm_blocks_publishers_and_unblocks_when_drained() {
         .await
         .expect("the held-back publishes go out once unblocked")
         .expect("publish task");
-    broker.stop().await;
 }

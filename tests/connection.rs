@@ -5,7 +5,7 @@
 mod common;
 
 use common::raw::{Got, Raw};
-use common::{TestBroker, unique};
+use common::{TestBroker, external, unique};
 use futures_lite::StreamExt;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -13,10 +13,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn external() -> bool {
-    std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok()
-}
 
 async fn connect_err(uri: &str) -> (u16, String) {
     let result = tokio::time::timeout(
@@ -93,7 +89,6 @@ async fn connection_start_advertises_rabbitmq_shaped_server_properties() {
             "capability {cap}"
         );
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -115,7 +110,6 @@ async fn plain_and_amqplain_authenticate() {
             .expect("connection.close");
         assert!(!conn.status().connected());
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -134,7 +128,6 @@ async fn wrong_password_is_403_via_connection_close() {
         let (code, _) = connect_err(&broker.uri_with("nobody", "guest", "%2f")).await;
         assert_eq!(code, 403, "unknown user");
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -144,7 +137,6 @@ async fn unknown_vhost_is_530() {
     let (code, text) = connect_err(&broker.uri_with("guest", "guest", &vhost)).await;
     assert_eq!(code, 530);
     assert_eq!(text, format!("NOT_ALLOWED - vhost {vhost} not found"));
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -169,7 +161,6 @@ async fn tune_takes_the_lower_of_both_offers() {
         channels.push(conn.create_channel().await.expect("within channel_max"));
     }
     assert!(conn.create_channel().await.is_err(), "channel_max reached");
-    broker.stop().await;
 }
 
 /// RabbitMQ 4.x answers a refused tune-ok with connection.close 530 (3.10 closed the
@@ -209,7 +200,6 @@ async fn tune_ok_outside_the_limits_is_530() {
         assert_eq!((code, text.as_str()), (530, expected));
         assert_eq!((class, method), (10, 30), "blames connection.tune");
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -225,7 +215,6 @@ async fn broker_sends_heartbeats() {
             other => panic!("expected a heartbeat, got {other:?}"),
         }
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -253,47 +242,22 @@ async fn silent_peer_is_disconnected_after_missed_heartbeats() {
     )
     .await
     .expect("still serving");
-    broker.stop().await;
 }
 
 #[tokio::test]
 async fn client_close_is_answered_with_close_ok() {
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
-    use amq_protocol::protocol::{AMQPClass, channel, connection};
-    raw.send_method(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    )
-    .await;
-    match raw.next_method().await {
-        Some((1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)))) => {}
-        other => panic!("expected channel.close-ok, got {other:?}"),
-    }
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
+    use amq_protocol::protocol::{AMQPClass, connection};
+    raw.close_channel(1).await;
     // The channel number can be opened again.
     raw.open_channel(1).await;
-    raw.send_method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    )
-    .await;
+    raw.send_method(0, common::raw::connection_close()).await;
     match raw.next_method().await {
         Some((0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))) => {}
         other => panic!("expected connection.close-ok, got {other:?}"),
     }
     // Closing the socket is now up to the client (RabbitMQ leaves it open too).
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -339,32 +303,20 @@ async fn sigterm_and_ctrl_c_send_320_to_clients_of_the_binary() {
 }
 
 async fn signal_sends_320(signal: &str) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path())
-        .args(["--log-level", "warn"])
-        .spawn()
-        .expect("spawn warren");
-    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    let conn = tokio::time::timeout(WAIT, async {
-        loop {
-            match Connection::connect(&uri, ConnectionProperties::default()).await {
-                Ok(c) => return c,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
+    let (mut child, uri) =
+        common::binary::start_warren(|port| common::binary::listen_args(port, dir.path())).await;
+    let conn = tokio::time::timeout(
+        WAIT,
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
     .await
-    .expect("the binary listens");
+    .expect("the binary answers in time")
+    .expect("connects");
     let ch = conn.create_channel().await.expect("channel");
     let watch = common::watch_close(&ch).await;
     let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
+        .args([signal, &child.id().expect("running").to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
@@ -374,10 +326,7 @@ async fn signal_sends_320(signal: &str) {
         text,
         "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
     );
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let exit = child.wait().await.expect("wait");
     assert!(exit.success(), "clean exit on {signal}: {exit:?}");
 }
 
@@ -426,7 +375,6 @@ async fn default_user_and_vhost_from_config_are_used() {
         code, 403,
         "guest is not created when another user is configured"
     );
-    broker.stop().await;
 }
 
 #[test]
@@ -483,7 +431,6 @@ async fn refused_login_without_failure_close_capability_closes_silently() {
             Got::Frame(f) => panic!("expected the socket to close silently, got {f:?}"),
         }
     }
-    broker.stop().await;
 }
 
 /// connection.close followed by more frames (a client that had publishes buffered):
@@ -505,15 +452,7 @@ async fn frames_after_connection_close_are_dropped_and_the_socket_left_to_the_cl
         raw.next_method().await,
         Some((1, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))))
     ));
-    let mut bytes = method_frame(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    );
+    let mut bytes = method_frame(0, common::raw::connection_close());
     for _ in 0..2000 {
         bytes.extend(method_frame(
             1,
@@ -537,7 +476,6 @@ async fn frames_after_connection_close_are_dropped_and_the_socket_left_to_the_cl
     let more = tokio::time::timeout(Duration::from_millis(500), raw.next()).await;
     assert!(more.is_err(), "the broker leaves the socket open: {more:?}");
     raw.stream.shutdown().await.expect("our side closes");
-    broker.stop().await;
 }
 
 /// An exclusive queue is gone by the time connection.close-ok arrives: a client
@@ -559,7 +497,6 @@ async fn exclusive_queues_are_deleted_before_close_ok() {
             .expect("declare: the previous owner's queue is gone");
         conn.close(200, "bye".into()).await.expect("close");
     }
-    broker.stop().await;
 }
 
 /// Until tune-ok, frames are limited to 4096 bytes: a larger start-ok gets no answer
@@ -589,5 +526,4 @@ async fn oversized_start_ok_is_refused_silently() {
         Got::Eof => {}
         Got::Frame(f) => panic!("expected the socket to close without an answer, got {f:?}"),
     }
-    broker.stop().await;
 }

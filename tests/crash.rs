@@ -2,53 +2,24 @@
 //! wait for confirms; after a restart on the same directory every confirmed message
 //! must be there. Duplicates are allowed only for messages never confirmed.
 
+mod common;
+
+use common::binary::{listen_args, start_warren};
 use futures_lite::future::FutureExt;
 use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const QUEUE: &str = "crash-q";
 const PUBLISHERS: usize = 3;
 const ROUNDS: usize = 4;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 async fn start(dir: &Path) -> (Child, String) {
-    for _attempt in 0..5 {
-        let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--log-level")
-            .arg("warn")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn warren");
-        let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-        for _ in 0..200 {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if let Ok(c) = Connection::connect(&uri, ConnectionProperties::default()).await {
-                let _ = c.close(200, "ready".into()).await;
-                return (child, uri);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-    panic!("warren did not start");
+    start_warren(|port| listen_args(port, dir)).await
 }
 
 /// Publishes until the connection breaks, recording each confirmed body.
@@ -79,7 +50,7 @@ async fn publisher(uri: String, round: usize, p: usize, confirmed: Arc<Mutex<Has
                     QUEUE.into(),
                     BasicPublishOptions::default(),
                     body.as_bytes(),
-                    BasicProperties::default().with_delivery_mode(2),
+                    common::persistent(),
                 )
                 .await
             else {
@@ -104,27 +75,8 @@ async fn drain(uri: &str) -> Vec<(String, bool)> {
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    ch.queue_declare(
-        QUEUE.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(QUEUE.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-    {
-        out.push((
-            String::from_utf8(m.delivery.data.clone()).expect("utf8"),
-            m.delivery.redelivered,
-        ));
-    }
+    common::declare_durable(&ch, QUEUE).await;
+    let out = common::drain(&ch, QUEUE).await;
     let _ = conn.close(200, "done".into()).await;
     out
 }

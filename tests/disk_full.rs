@@ -9,8 +9,7 @@ mod common;
 
 use common::TestBroker;
 use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use lapin::{Channel, Confirmation, PublisherConfirm};
 
 fn set_file_limit(bytes: u64) {
     let limit = libc::rlimit {
@@ -29,7 +28,7 @@ async fn send(ch: &Channel, body: &[u8]) -> PublisherConfirm {
         "precious".into(),
         BasicPublishOptions::default(),
         body,
-        BasicProperties::default().with_delivery_mode(2),
+        common::persistent(),
     )
     .await
     .expect("publish")
@@ -58,16 +57,7 @@ async fn fill_the_disk(broker: TestBroker) {
         return;
     };
     let (_conn, ch) = broker.channel().await;
-    ch.queue_declare(
-        "precious".into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare");
+    common::declare_durable(&ch, "precious").await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirms");

@@ -2,15 +2,11 @@
 
 mod common;
 
-use common::TestBroker;
 use common::publish_confirmed as publish;
+use common::{TestBroker, persistent};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
-
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
-}
 
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
@@ -37,16 +33,9 @@ async fn drain(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
 }
 
 async fn passive_queue(ch: &Channel, name: &str) -> Result<u32, lapin::Error> {
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .map(|q| q.message_count())
+    common::passive_declare(ch, name)
+        .await
+        .map(|q| q.message_count())
 }
 
 #[tokio::test]

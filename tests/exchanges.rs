@@ -4,35 +4,13 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, publish_confirmed as publish, unique};
+use common::{
+    TestBroker, confirm_channel, drain_bodies as drain, expect_amqp_error,
+    publish_confirmed as publish, temp_queue, unique,
+};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
-
-/// A channel in confirm mode, so that a confirmed publish has been routed.
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
-}
-
-/// A fresh server-named exclusive queue.
-async fn temp_queue(ch: &Channel) -> String {
-    ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare")
-    .name()
-    .to_string()
-}
 
 async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
     ch.queue_bind(
@@ -55,19 +33,6 @@ async fn declare(ch: &Channel, name: &str, kind: ExchangeKind) {
     )
     .await
     .expect("exchange.declare");
-}
-
-/// Bodies of every ready message in `queue`, taken with basic.get (no-ack).
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-    {
-        out.push(String::from_utf8(m.delivery.data.clone()).expect("utf-8 body"));
-    }
-    out
 }
 
 /// Whether an exchange exists, asked with a passive declare on a throw-away channel.
@@ -117,7 +82,6 @@ async fn default_exchange_routes_by_queue_name() {
     publish(&ch, "", "no-such-queue-anywhere", b"lost", plain()).await;
     assert_eq!(drain(&ch, &q).await, ["one", "two"]);
     assert!(drain(&ch, &other).await.is_empty());
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -172,7 +136,6 @@ async fn predeclared_exchanges_exist_with_their_types() {
     )
     .await;
     assert_eq!(drain(&ch, &q).await, ["direct", "fanout", "topic", "match"]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -196,7 +159,6 @@ async fn passive_declare_of_missing_exchange_is_404() {
         format!("NOT_FOUND - no exchange '{name}' in vhost '/'")
     );
     assert!(!ch.status().connected(), "the channel is closed");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -259,7 +221,6 @@ async fn declare_is_idempotent_and_durable_flag_is_compared() {
     ch.exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
         .await
         .expect("delete");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -308,7 +269,6 @@ async fn declare_with_arguments_and_compare_them() {
             "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange '{name}' in vhost '/': received 'other-ae' but current is 'ae'"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -330,7 +290,6 @@ async fn unknown_exchange_type_is_a_406_channel_error() {
     assert_eq!(text, "PRECONDITION_FAILED - unknown exchange type 'x-nope'");
     assert!(conn.status().connected(), "only the channel is closed");
     assert!(!exchange_exists(&conn, &name).await);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -350,7 +309,6 @@ async fn amq_prefix_is_reserved() {
         text,
         format!("ACCESS_REFUSED - exchange name '{name}' contains reserved prefix 'amq.*'")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -381,7 +339,6 @@ async fn default_exchange_cannot_be_bound_or_deleted() {
         text,
         "ACCESS_REFUSED - operation not permitted on the default exchange"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -431,7 +388,6 @@ async fn delete_if_unused_refuses_an_exchange_with_bindings() {
     ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
         .await
         .expect("delete of a missing exchange is ok");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -471,7 +427,6 @@ async fn auto_delete_exchange_goes_with_its_last_binding() {
         .await
         .expect("queue.delete");
     assert!(!exchange_exists(&conn, &x).await);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -526,7 +481,6 @@ async fn publishing_to_an_internal_exchange_is_403() {
     bind(&ch, &q, &x, "", FieldTable::default()).await;
     publish(&ch, &front, "", b"via", plain()).await;
     assert_eq!(drain(&ch, &q).await, ["via"]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -592,7 +546,6 @@ async fn exchange_to_exchange_bindings_route_and_unbind() {
         text,
         format!("NOT_FOUND - no exchange '{missing}' in vhost '/'")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -647,7 +600,6 @@ async fn binding_a_missing_queue_or_to_a_missing_exchange_is_404() {
         text,
         format!("NOT_FOUND - no exchange '{missing_x}' in vhost '/'")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -672,7 +624,6 @@ async fn direct_and_fanout_routing() {
     publish(&ch, &f, "anything", b"f", plain()).await;
     assert_eq!(drain(&ch, &q1).await, ["r", "g", "f"]);
     assert_eq!(drain(&ch, &q2).await, ["r", "f"]);
-    broker.stop().await;
 }
 
 /// Which of `keys` a topic binding `pattern` matches.
@@ -743,7 +694,6 @@ async fn topic_wildcards_and_empty_words() {
         let got = topic_matches(&ch, pattern, &keys).await;
         assert_eq!(&got, expected, "pattern {pattern:?}");
     }
-    broker.stop().await;
 }
 
 fn headers(entries: &[(&str, AMQPValue)]) -> FieldTable {
@@ -854,7 +804,6 @@ async fn headers_exchange_all_and_any() {
         .await,
         ["0", "1", "2", "4", "5"]
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -898,7 +847,6 @@ async fn alternate_exchange_takes_unroutable_messages() {
     assert!(confirm.take_message().is_none(), "not returned");
     assert_eq!(drain(&ch, &routed).await, ["routed"]);
     assert_eq!(drain(&ch, &spill).await, ["spilled", "mandatory-spilled"]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -914,7 +862,6 @@ async fn system_exchanges_cannot_be_deleted() {
         text,
         "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"
     );
-    broker.stop().await;
 }
 
 fn routes(cc: &[&str], bcc: &[&str]) -> FieldTable {
@@ -976,7 +923,6 @@ async fn cc_and_bcc_headers_add_routing_keys() {
     publish(&ch, "", &queues[0], b"direct", props).await;
     assert_eq!(drain(&ch, &queues[0]).await, vec!["direct"]);
     assert_eq!(drain(&ch, &queues[1]).await, vec!["direct"]);
-    broker.stop().await;
 }
 
 /// A CC or BCC header that is not an array makes the message invalid: 406, as in
@@ -1007,5 +953,4 @@ async fn cc_header_of_another_type_is_406() {
             "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"CC\",longstr}"
         )
     );
-    broker.stop().await;
 }

@@ -17,15 +17,17 @@
 //!   order. Acks newer than that may come back (at-least-once, as in RabbitMQ); their
 //!   number is reported.
 
+mod common;
+
+use common::binary::{listen_args, start_warren};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const WORK: &str = "kill-work";
 const TTL: &str = "kill-ttl";
@@ -33,39 +35,8 @@ const DEAD: &str = "kill-dead";
 const PUBLISHERS: usize = 3;
 const CONSUMERS: usize = 2;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-async fn start(dir: &Path) -> (Child, String) {
-    for _attempt in 0..5 {
-        let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--log-level")
-            .arg("error")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn warren");
-        let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-        for _ in 0..400 {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if let Ok(c) = Connection::connect(&uri, ConnectionProperties::default()).await {
-                let _ = c.close(200, "ready".into()).await;
-                return (child, uri);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-    panic!("warren did not start");
+async fn start(dir: &std::path::Path) -> (Child, String) {
+    start_warren(|port| listen_args(port, dir)).await
 }
 
 async fn declare_all(ch: &Channel) {

@@ -4,42 +4,16 @@
 
 mod common;
 
+use common::binary::{listen_args, start_warren};
 use common::raw::Raw;
 use lapin::{Connection, ConnectionProperties};
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const CONNECTIONS: usize = 2_000;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 async fn start(dir: &std::path::Path) -> (Child, String) {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--log-level")
-        .arg("error")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn warren");
-    let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
-    for _ in 0..200 {
-        if let Ok(c) = Connection::connect(&uri, ConnectionProperties::default()).await {
-            let _ = c.close(200, "ready".into()).await;
-            return (child, uri);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("warren exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("warren did not start");
+    start_warren(|port| listen_args(port, dir)).await
 }
 
 fn resident(pid: u32) -> usize {

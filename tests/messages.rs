@@ -4,22 +4,14 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, next, unique};
+use common::{TestBroker, confirm_channel, consume, drain, expect_amqp_error, next, ready, unique};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
-}
 
 /// Publishes `bodies` to the default exchange and waits for their confirms.
 async fn publish_all(ch: &Channel, queue: &str, bodies: &[&str]) {
@@ -50,46 +42,6 @@ async fn new_queue(ch: &Channel) -> String {
     .await
     .expect("declare");
     q
-}
-
-/// Ready messages of a queue, from a passive declare on a throw-away channel.
-async fn ready(conn: &Connection, queue: &str) -> u32 {
-    let ch = conn.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive declare");
-    ch.close(200, "done".into()).await.expect("close");
-    q.message_count()
-}
-
-/// Takes every ready message with basic.get (no-ack): (body, redelivered).
-async fn drain(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-    {
-        out.push((
-            String::from_utf8(m.delivery.data.clone()).expect("utf-8"),
-            m.delivery.redelivered,
-        ));
-    }
-    out
-}
-
-async fn consume(ch: &Channel, queue: &str, options: BasicConsumeOptions) -> Consumer {
-    ch.basic_consume(queue.into(), "".into(), options, FieldTable::default())
-        .await
-        .expect("basic.consume")
 }
 
 fn body(d: &lapin::message::Delivery) -> String {
@@ -199,7 +151,6 @@ async fn all_fourteen_properties_and_nested_headers_round_trip() {
     let d = next(&mut consumer).await;
     assert_eq!(d.properties, props);
     assert_eq!(d.data, b"again");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -222,7 +173,6 @@ async fn user_id_must_match_the_authenticated_user() {
         text,
         "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -263,7 +213,6 @@ async fn empty_and_multi_frame_bodies() {
     assert!(next(&mut consumer).await.data == big);
     assert!(next(&mut consumer).await.data == big[..4088]);
     assert!(next(&mut consumer).await.data == big[..4089]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -301,7 +250,6 @@ async fn message_over_max_message_size_is_406() {
     );
     let conn = broker.connect().await;
     assert_eq!(ready(&conn, &q).await, 1, "only the first one was queued");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -356,7 +304,6 @@ async fn mandatory_unroutable_is_returned_with_312() {
         .await
         .expect("confirm");
     assert!(matches!(confirm, Confirmation::Ack(None)), "{confirm:?}");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -382,7 +329,6 @@ async fn immediate_is_540_not_implemented() {
     assert_eq!(text, "NOT_IMPLEMENTED - immediate=true");
     // A connection-level error: the whole connection is closed.
     assert!(!conn.status().connected());
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -418,7 +364,6 @@ async fn server_generated_consumer_tags() {
         text,
         format!("NOT_ALLOWED - attempt to reuse consumer tag '{}'", a.tag())
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -458,7 +403,6 @@ async fn exclusive_consumers_exclude_others() {
         text,
         format!("ACCESS_REFUSED - queue '{q2}' in vhost '/' in exclusive use")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -487,7 +431,6 @@ async fn basic_get_reports_remaining_and_get_empty() {
         .await
         .expect("get");
     assert!(empty.is_none(), "get-empty");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -529,7 +472,6 @@ async fn ack_nack_reject_with_multiple_and_requeue_order() {
         drain(&ch, &q).await,
         owned(&[("m3", true), ("m4", true), ("m6", false)])
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -559,7 +501,6 @@ async fn requeued_messages_return_to_their_original_position() {
         drain(&ch, &q).await,
         owned(&[("a", true), ("b", true), ("c", true), ("d", false)])
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -597,7 +538,6 @@ async fn unknown_delivery_tag_is_406() {
         (code, text.as_str()),
         (406, "PRECONDITION_FAILED - unknown delivery tag 99")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -628,7 +568,6 @@ async fn basic_recover_redelivers_unacked() {
         .await
         .expect("ack the new tag");
     assert_eq!(ready(&conn, &q).await, 0);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -663,7 +602,6 @@ async fn closing_channel_or_connection_requeues_unacked() {
         drain(&ch, &q).await,
         owned(&[("a", true), ("b", true), ("c", true)])
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -695,7 +633,6 @@ async fn per_consumer_prefetch_limits_each_consumer() {
     let more = next(&mut c1).await;
     assert_eq!(body(&more), "m4");
     assert_eq!(ready(&conn, &q).await, 5);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -733,7 +670,6 @@ async fn global_prefetch_limits_the_channel() {
         _ = tokio::time::sleep(WAIT) => panic!("delivery in time"),
     }
     assert_eq!(ready(&conn, &q).await, 6);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -771,7 +707,6 @@ async fn fair_dispatch_splits_evenly_between_two_consumers() {
             .all(|w| w[0][1..].parse::<u32>().unwrap() + 2 == w[1][1..].parse::<u32>().unwrap()),
         "{to_a:?}"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -818,7 +753,6 @@ async fn publisher_confirms_ack_every_publish() {
         .await
         .expect("confirm");
     assert!(matches!(c, Confirmation::Ack(None)), "{c:?}");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -884,7 +818,6 @@ async fn transactions_cover_publishes_and_acks() {
         (code, text.as_str()),
         (406, "PRECONDITION_FAILED - channel is not transactional")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -911,7 +844,6 @@ async fn a_channel_error_closes_only_that_channel() {
             .await
             .expect("flow-ok")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -925,7 +857,6 @@ async fn channel_flow_inactive_is_540() {
         (540, "NOT_IMPLEMENTED - active=false")
     );
     assert!(!conn.status().connected(), "540 closes the connection");
-    broker.stop().await;
 }
 
 /// Confirms on the wire: every publish is covered exactly once, in order, by
@@ -936,8 +867,7 @@ async fn confirms_on_the_wire_cover_every_publish_once() {
     use amq_protocol::protocol::{AMQPClass, basic, confirm};
     use common::raw::{Got, Raw, publish_frames};
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
     raw.send_method(
         1,
         AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
@@ -974,7 +904,6 @@ async fn confirms_on_the_wire_cover_every_publish_once() {
     }
     assert_eq!(confirmed, 200);
     drop(raw); // or stopping waits for this client's close-ok
-    broker.stop().await;
 }
 
 /// With a channel-wide prefetch (basic.qos global), a no-ack consumer takes no credit
@@ -1009,7 +938,6 @@ async fn no_ack_consumer_waits_for_the_channel_limit() {
     );
     held.ack(BasicAckOptions::default()).await.expect("ack");
     assert_eq!(body(&next(&mut auto).await), "waits");
-    broker.stop().await;
 }
 
 /// Messages a queue dispatched to a consumer before its basic.cancel arrived reach
@@ -1022,8 +950,7 @@ async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
     use amq_protocol::protocol::{AMQPClass, basic};
     use common::raw::{Got, Raw, method_frame, publish_frames};
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
     let q = unique("prio");
     raw.declare_queue(1, &q, false, true).await;
     for (tag, priority) in [("high", 1), ("low", 0)] {
@@ -1075,7 +1002,6 @@ async fn deliveries_dispatched_before_a_cancel_reach_the_cancelled_consumer() {
     }
     assert_eq!(to_high, 10, "all ten reach the consumer before cancel-ok");
     drop(raw);
-    broker.stop().await;
 }
 
 /// With a channel-wide prefetch of 1 shared by consumers of three queues, the freed
@@ -1118,5 +1044,4 @@ async fn channel_prefetch_is_shared_fairly_between_queues() {
         let left = ready(&conn, q).await;
         assert!(left < 50, "queue {q} was never served: {left} left");
     }
-    broker.stop().await;
 }

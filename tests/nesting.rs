@@ -69,47 +69,16 @@ fn fields(names: &[&str]) -> Vec<u8> {
     out
 }
 
-/// A raw connection with channel 1 open, frames up to [`FRAME_MAX`].
-async fn opened(broker: &TestBroker) -> Raw {
-    let mut raw = Raw::open(&broker.uri, 2047, FRAME_MAX, 0).await;
-    raw.open_channel(1).await;
-    raw
-}
-
 /// A fresh client connects, declares a queue and gets back a message published to it.
 async fn still_serving(broker: &TestBroker) {
     let (conn, ch) = broker.channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    round_trip(&ch, q.name().as_str()).await;
+    let q = common::temp_queue(&ch).await;
+    round_trip(&ch, &q).await;
     conn.close(200, "bye".into()).await.expect("close");
 }
 
 async fn round_trip(ch: &Channel, q: &str) {
-    ch.basic_publish(
-        "".into(),
-        q.into(),
-        BasicPublishOptions::default(),
-        b"still here",
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish");
-    let m = ch
-        .basic_get(q.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-        .expect("the message");
-    assert_eq!(m.delivery.data, b"still here");
+    common::assert_round_trip(ch, q, b"still here").await;
 }
 
 /// RabbitMQ's answer to a method frame it cannot decode: 501 naming the method,
@@ -125,12 +94,11 @@ fn assert_undecodable(close: &(u16, String, u16, u16), class_id: u16, method_id:
 /// frame error naming `class_id`/`method_id`, and checks the broker still serves.
 async fn refused_method(bytes: &[u8], class_id: u16, method_id: u16) {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(bytes).await;
     let close = raw.expect_connection_close().await;
     assert_undecodable(&close, class_id, method_id);
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -174,7 +142,7 @@ async fn array_nested_inside_a_table() {
 #[tokio::test]
 async fn message_headers() {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.declare_queue(1, "nested", false, true).await;
     let mut bytes = method(60, 40, &fields(&["", "nested"]), &[]);
     let mut header = vec![0, 60, 0, 0];
@@ -197,7 +165,6 @@ async fn message_headers() {
         )
     );
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// Before connection.tune frames are limited to 4096 bytes, which still holds a
@@ -217,7 +184,6 @@ async fn start_ok_client_properties() {
     let close = raw.expect_connection_close().await;
     assert_undecodable(&close, 10, 11);
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// connection.start-ok with the AMQPLAIN mechanism, whose response (a field table
@@ -272,7 +238,6 @@ async fn amqplain_response() {
         )
     );
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// The limit itself: arguments nested exactly that deep are taken, one more level is
@@ -280,7 +245,7 @@ async fn amqplain_response() {
 #[tokio::test]
 async fn the_limit_is_exact() {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(&method(
         50,
         10,
@@ -302,7 +267,6 @@ async fn the_limit_is_exact() {
     let close = raw.expect_connection_close().await;
     assert_undecodable(&close, 50, 10);
     still_serving(&broker).await;
-    broker.stop().await;
 }
 
 /// A value nested `depth` levels deep counting the table it is put in: tables and
@@ -348,18 +312,7 @@ async fn modest_nesting_is_accepted_and_delivered_intact() {
     let mut headers = FieldTable::default();
     headers.insert("nested".into(), modest(10));
     headers.insert("plain".into(), AMQPValue::LongString("value".into()));
-    let mut consumer = ch
-        .basic_consume(
-            q.name().as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = common::consume_no_ack(&ch, q.name().as_str(), "").await;
     ch.basic_publish(
         "".into(),
         q.name().as_str().into(),
@@ -377,5 +330,4 @@ async fn modest_nesting_is_accepted_and_delivered_intact() {
     assert_eq!(delivery.data, b"nested");
     assert_eq!(delivery.properties.headers().as_ref(), Some(&headers));
     conn.close(200, "bye".into()).await.expect("close");
-    broker.stop().await;
 }

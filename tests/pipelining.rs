@@ -9,7 +9,7 @@ use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, connection, exchange, queue, tx};
 use amq_protocol::types::FieldTable;
 use common::raw::{Got, Raw, method_frame, queue_declare, raw_frame};
-use common::{TestBroker, unique};
+use common::{TestBroker, external, unique};
 use std::collections::BTreeMap;
 use tokio::io::AsyncWriteExt;
 
@@ -292,28 +292,12 @@ impl Script {
     }
 
     fn close_channel(&mut self, ch: u16) {
-        self.method(
-            ch,
-            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-            Some("channel.close-ok"),
-        );
+        self.method(ch, common::raw::channel_close(), Some("channel.close-ok"));
     }
 
     fn close_connection(&mut self) {
-        self.bytes.extend(method_frame(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-        ));
+        self.bytes
+            .extend(method_frame(0, common::raw::connection_close()));
         self.methods += 1;
     }
 }
@@ -324,11 +308,6 @@ async fn opened(broker: &TestBroker, channels: &[u16]) -> Raw {
         raw.open_channel(ch).await;
     }
     raw
-}
-
-/// Whether the tests run against another broker (`WARREN_TEST_EXTERNAL_URI`).
-fn external() -> bool {
-    std::env::var_os("WARREN_TEST_EXTERNAL_URI").is_some()
 }
 
 /// Whether a reply matches what was expected ("... *": any last word).
@@ -436,7 +415,6 @@ async fn replies_to_a_pipelined_burst_keep_request_order() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_replies_at_close(&got, &s, &[]);
     assert_eq!(got.connection, ["connection.close-ok"]);
-    broker.stop().await;
 }
 
 /// One round of a channel's part in the long session: durable and transient queues,
@@ -608,7 +586,6 @@ async fn a_long_pipelined_session_gets_every_reply_in_order() {
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &["basic.consume-ok", "basic.cancel-ok"]);
     assert!(got.deliveries.is_empty(), "{:?}", got.deliveries);
-    broker.stop().await;
 }
 
 /// connection.close while a channel still owes replies that wait for the store (it
@@ -634,7 +611,6 @@ async fn connection_close_ok_follows_the_replies_still_owed() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &[]);
-    broker.stop().await;
 }
 
 /// declare-ok of a queue just published to: RabbitMQ's queue answers the count
@@ -758,7 +734,6 @@ async fn replies_keep_order_with_publisher_confirms() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &[]);
-    broker.stop().await;
 }
 
 /// A channel error in a pipelined burst: the replies to the methods before the failing
@@ -807,7 +782,6 @@ async fn a_channel_error_comes_after_the_replies_before_it() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &[]);
-    broker.stop().await;
 }
 
 /// A consume-ok held behind a reply that waits for the store still comes before the
@@ -872,5 +846,4 @@ async fn deliveries_follow_their_consume_ok() {
     read_until_close_ok(&mut raw, &mut got).await;
     assert_eq!(got.connection, ["connection.close-ok"]);
     assert_replies_at_close(&got, &s, &["basic.cancel-ok"]);
-    broker.stop().await;
 }

@@ -7,9 +7,7 @@ mod common;
 use amq_protocol::protocol::{AMQPClass, basic, channel, queue};
 use common::TestBroker;
 use common::raw::{Got, RAW_WAIT, Raw, method_frame, raw_frame};
-use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FRAME_MAX: u32 = 4096;
@@ -17,37 +15,13 @@ const FRAME_MAX: u32 = 4096;
 /// A lapin connection that must be unaffected by the misbehaving one.
 async fn bystander(broker: &TestBroker) -> (Connection, Channel, String) {
     let (conn, ch) = broker.channel().await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    (conn, ch, q.name().to_string())
+    let q = common::temp_queue(&ch).await;
+    (conn, ch, q)
 }
 
 /// The bystander still works: a publish and a get round trip.
 async fn still_fine(ch: &Channel, q: &str) {
-    ch.basic_publish(
-        "".into(),
-        q.into(),
-        BasicPublishOptions::default(),
-        b"ok",
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish");
-    let m = ch
-        .basic_get(q.into(), BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-        .expect("the message");
-    assert_eq!(m.delivery.data, b"ok");
+    common::assert_round_trip(ch, q, b"ok").await;
 }
 
 fn publish_method() -> AMQPClass {
@@ -65,24 +39,13 @@ fn declare_method() -> AMQPClass {
 
 /// Content header payload for class 60 with an empty property list.
 fn header_payload(body_size: u64) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&60u16.to_be_bytes());
-    p.extend_from_slice(&0u16.to_be_bytes());
-    p.extend_from_slice(&body_size.to_be_bytes());
-    p.extend_from_slice(&0u16.to_be_bytes());
-    p
-}
-
-async fn opened(broker: &TestBroker) -> Raw {
-    let mut raw = Raw::open(&broker.uri, 2047, FRAME_MAX, 0).await;
-    raw.open_channel(1).await;
-    raw
+    common::raw::content_header(body_size, 0, &[])
 }
 
 /// Runs a violation on its own connection and returns the connection.close it got.
 async fn violation(broker: &TestBroker, bytes: &[u8]) -> (u16, String, u16, u16) {
     let (_conn, ch, q) = bystander(broker).await;
-    let mut raw = opened(broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(bytes).await;
     let close = raw.expect_connection_close().await;
     still_fine(&ch, &q).await;
@@ -112,7 +75,6 @@ async fn wrong_protocol_header_gets_ours_back_and_the_socket_closed() {
     }
     let (_conn, ch, q) = bystander(&broker).await;
     still_fine(&ch, &q).await;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -130,7 +92,6 @@ async fn frame_larger_than_frame_max_is_501() {
         "FRAME_ERROR - type 1, all octets = <<>>: {frame_too_large,10000,4088}"
     );
     assert_eq!((class, method), (0, 0));
-    broker.stop().await;
 }
 
 /// A client still writing a too-large frame when the broker refuses it can finish
@@ -139,7 +100,7 @@ async fn frame_larger_than_frame_max_is_501() {
 #[tokio::test]
 async fn a_large_refused_frame_can_be_written_out_and_the_close_read() {
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     let size = 1024 * 1024u32;
     let mut bytes = vec![3u8, 0, 1];
     bytes.extend_from_slice(&size.to_be_bytes());
@@ -153,7 +114,6 @@ async fn a_large_refused_frame_can_be_written_out_and_the_close_read() {
     let (code, text, ..) = raw.expect_connection_close().await;
     assert_eq!(code, 501, "{text}");
     drop(raw);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -161,7 +121,7 @@ async fn frames_up_to_frame_max_itself_are_tolerated() {
     // RabbitMQ lets clients exceed the payload limit (frame_max - 8) by up to 8 bytes,
     // "since quite a few get it wrong" (rabbit_reader FRAME_SIZE_FUDGE).
     let broker = TestBroker::start().await;
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     let size = FRAME_MAX as usize;
     let mut bytes = method_frame(1, publish_method());
     bytes.extend(raw_frame(2, 1, &header_payload(size as u64)));
@@ -172,7 +132,6 @@ async fn frames_up_to_frame_max_itself_are_tolerated() {
         Some((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))) => {}
         other => panic!("expected queue.declare-ok, got {other:?}"),
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -186,21 +145,8 @@ async fn method_on_a_channel_that_is_not_open_is_504() {
     );
     // Opened, closed, then used again.
     let (_conn, ch, q) = bystander(&broker).await;
-    let mut raw = opened(&broker).await;
-    raw.send_method(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    )
-    .await;
-    match raw.next_method().await {
-        Some((1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)))) => {}
-        other => panic!("expected channel.close-ok, got {other:?}"),
-    }
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
+    raw.close_channel(1).await;
     raw.send_method(1, declare_method()).await;
     let (code, text, class, method) = raw.expect_connection_close().await;
     assert_eq!(
@@ -208,7 +154,6 @@ async fn method_on_a_channel_that_is_not_open_is_504() {
         (504, "CHANNEL_ERROR - expected 'channel.open'", 50, 10)
     );
     still_fine(&ch, &q).await;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -223,7 +168,6 @@ async fn second_channel_open_is_504() {
         (code, text.as_str(), class, method),
         (504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -256,7 +200,6 @@ async fn content_header_without_a_method_is_505() {
             "UNEXPECTED_FRAME - expected method frame, got non method frame instead"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -274,7 +217,6 @@ async fn method_where_content_was_expected_is_505() {
             40
         )
     );
-    broker.stop().await;
 }
 
 /// RabbitMQ 4.x (rabbit_command_assembler) answers 501; 3.10 had no check and waited
@@ -295,7 +237,6 @@ async fn body_longer_than_its_header_said_is_501() {
             40
         )
     );
-    broker.stop().await;
 }
 
 /// The issue asks for 540 NOT_IMPLEMENTED. RabbitMQ (3.10, and 4.x by its source:
@@ -315,7 +256,6 @@ async fn unknown_class_or_method_is_540() {
         );
         assert_eq!((class, method), (class_id, method_id));
     }
-    broker.stop().await;
 }
 
 /// basic.qos with a prefetch size (in bytes): RabbitMQ does not implement it and
@@ -330,7 +270,7 @@ async fn basic_qos_with_a_prefetch_size_is_540() {
         payload.push(0);
         raw_frame(1, 1, &payload)
     };
-    let mut raw = opened(&broker).await;
+    let mut raw = Raw::opened(&broker.uri, FRAME_MAX).await;
     raw.send(&qos(0)).await;
     assert!(
         matches!(
@@ -344,7 +284,6 @@ async fn basic_qos_with_a_prefetch_size_is_540() {
         (code, text.as_str(), class, method),
         (540, "NOT_IMPLEMENTED - prefetch_size!=0 (1024)", 60, 10)
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -363,7 +302,6 @@ async fn unknown_frame_type_and_heartbeat_on_a_channel() {
         (code, text.as_str()),
         (505, "UNEXPECTED_FRAME - type 8, all octets = <<>>")
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -379,7 +317,6 @@ async fn bad_frame_end_is_501() {
             "FRAME_ERROR - type 8, all octets = <<>>: {invalid_frame_end_marker,171}"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -390,8 +327,7 @@ async fn many_violations_leave_the_broker_serving() {
     for i in 0..20u16 {
         let uri = broker.uri.clone();
         tasks.push(tokio::spawn(async move {
-            let mut raw = Raw::open(&uri, 2047, FRAME_MAX, 0).await;
-            raw.open_channel(1).await;
+            let mut raw = Raw::opened(&uri, FRAME_MAX).await;
             let bytes = match i % 4 {
                 0 => raw_frame(2, 1, &header_payload(1)),
                 1 => method_frame(7, declare_method()),
@@ -417,7 +353,6 @@ async fn many_violations_leave_the_broker_serving() {
     drop(raw);
     still_fine(&ch, &q).await;
     let _ = Got::Eof;
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -445,5 +380,4 @@ async fn channel_max_limits_open_channels_not_their_numbers() {
         )
     );
     still_fine(&ch, &q).await;
-    broker.stop().await;
 }

@@ -207,7 +207,6 @@ async fn expired_messages_are_dead_lettered_with_x_death() {
     // x-last-death-* exist since RabbitMQ 3.13 (Debian's 3.10 lacks them).
     assert_eq!(text(header(&m, "x-last-death-reason")), "expired");
     assert!(get(&ch, &work).await.is_none(), "expired message is gone");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -246,7 +245,6 @@ async fn per_message_expiration_and_original_expiration() {
     .await;
     let m = get(&ch, &q).await.expect("not expired yet");
     assert_eq!(m.delivery.data, b"soon");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -271,7 +269,6 @@ async fn invalid_expiration_is_406() {
         t.contains("PRECONDITION_FAILED - invalid expiration 'soon': no_integer"),
         "{t}"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -284,22 +281,10 @@ async fn ttl_zero_delivers_to_a_waiting_consumer_or_drops() {
     // A basic.get round trip after the publish: the message is already gone.
     assert!(get(&ch, &q).await.is_none());
 
-    let mut consumer = ch
-        .basic_consume(
-            q.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = common::consume_no_ack(&ch, &q, "").await;
     publish(&ch, "", &q, b"someone", BasicProperties::default()).await;
     let d = common::next(&mut consumer).await;
     assert_eq!(d.data, b"someone");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -330,7 +315,6 @@ async fn unused_queue_expires() {
     .await
     .expect("queue expires");
     assert!(gone.contains("NOT_FOUND - no queue"), "{gone}");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -361,7 +345,6 @@ async fn queue_with_a_consumer_does_not_expire() {
         )
         .await
         .expect("still there while consumed");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -388,7 +371,6 @@ async fn max_length_drops_head_into_dlx() {
     assert_eq!(get(&ch, &q).await.expect("2").delivery.data, b"2");
     assert_eq!(get(&ch, &q).await.expect("3").delivery.data, b"3");
     assert!(get(&ch, &q).await.is_none());
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -403,7 +385,6 @@ async fn max_length_bytes_counts_bodies() {
     let first = get(&ch, &q).await.expect("one left");
     assert_eq!(first.delivery.data, b"67890");
     assert_eq!(first.message_count, 1);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -455,7 +436,6 @@ async fn reject_publish_nacks_the_publisher() {
     let m = get(&ch, &q).await.expect("first kept");
     assert_eq!(m.delivery.data, b"kept");
     assert_eq!(m.message_count, 0);
-    broker.stop().await;
 }
 
 /// A transaction one of whose messages a full queue refuses: the rest is applied and
@@ -498,7 +478,6 @@ async fn reject_publish_fails_the_transaction() {
     let m = get(&ch, &q).await.expect("first kept");
     assert_eq!(m.delivery.data, b"kept");
     assert_eq!(m.message_count, 0);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -523,7 +502,6 @@ async fn reject_publish_dlx_dead_letters_the_refused_message() {
     assert_eq!(m.delivery.data, b"refused");
     assert_eq!(text(field(&deaths(&m)[0], "reason")), "maxlen");
     assert_eq!(get(&ch, &q).await.expect("kept").delivery.data, b"kept");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -571,7 +549,6 @@ async fn rejected_messages_use_the_dead_letter_routing_key() {
     assert_eq!(text(field(&deaths(&d1)[0], "reason")), "rejected");
     let d2 = wait_get(&ch, &dead).await;
     assert_eq!(d2.delivery.data, b"worse");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -591,7 +568,6 @@ async fn reject_without_dlx_drops_the_message() {
         .await
         .expect("reject");
     assert!(get(&ch, &q).await.is_none());
-    broker.stop().await;
 }
 
 /// work --reject--> retry exchange --> wait queue (TTL) --expire--> work again.
@@ -667,7 +643,6 @@ async fn retry_pattern_counts_deaths() {
             .await
             .expect("reject");
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -688,7 +663,6 @@ async fn automatic_dead_letter_cycle_is_dropped() {
     publish(&ch, "", &q, b"round", BasicProperties::default()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(get(&ch, &q).await.is_none(), "the cycle was broken");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -728,7 +702,6 @@ async fn delayed_job_pattern() {
     assert_eq!(d.data, b"run later");
     assert_eq!(d.routing_key.as_str(), jobs);
     d.ack(BasicAckOptions::default()).await.expect("ack");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -758,7 +731,6 @@ async fn priority_queue_orders_by_priority_then_fifo() {
     }
     // A priority above the maximum counts as the maximum.
     assert_eq!(order, ["p10", "p200", "p5a", "p5b", "p1", "none"]);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -807,7 +779,6 @@ async fn single_active_consumer_hands_over_on_cancel() {
     publish(&ch, "", &q, b"next", BasicProperties::default()).await;
     let d = common::next(&mut second).await;
     assert_eq!(d.data, b"next");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -846,7 +817,6 @@ async fn higher_priority_consumer_is_served_first() {
     publish(&ch, "", &q, b"low", BasicProperties::default()).await;
     let d = common::next(&mut low).await;
     assert_eq!(d.data, b"low");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -894,7 +864,6 @@ async fn queue_types() {
         )),
         "{t}"
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -933,7 +902,6 @@ async fn invalid_arguments_get_rabbitmq_texts() {
         let expected = format!("PRECONDITION_FAILED - {}", expected.replace("{q}", &q));
         assert!(t.contains(&expected), "{t}\nexpected: {expected}");
     }
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -959,7 +927,7 @@ async fn arguments_and_expiry_survive_restart() {
                 q.as_str().into(),
                 BasicPublishOptions::default(),
                 b"persisted",
-                BasicProperties::default().with_delivery_mode(2),
+                common::persistent(),
             )
             .await
             .expect("publish");
@@ -998,7 +966,6 @@ async fn arguments_and_expiry_survive_restart() {
         .expect_err("args differ")
         .to_string();
     assert!(t.contains("inequivalent arg 'x-message-ttl'"), "{t}");
-    broker.stop().await;
 }
 
 /// A dead-lettered message that was published with a CC header is routed on its CC
@@ -1069,7 +1036,6 @@ async fn dead_lettering_routes_on_cc_keys_too() {
         };
         assert_eq!(keys, vec![q.clone(), "copy".to_owned()]);
     }
-    broker.stop().await;
 }
 
 /// A requeued message counts against x-max-length again: a drop-head queue drops
@@ -1110,5 +1076,4 @@ async fn requeue_over_max_length_drops_head() {
     let left = get(&ch, &q).await.expect("one left");
     assert_eq!(left.delivery.data, b"second");
     assert_eq!(left.message_count, 0);
-    broker.stop().await;
 }

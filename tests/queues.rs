@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestBroker, expect_amqp_error, unique};
+use common::{TestBroker, confirm_channel, expect_amqp_error, unique};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -12,14 +12,6 @@ use lapin::{BasicProperties, Channel, Connection};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
-}
 
 async fn publish_n(ch: &Channel, exchange: &str, key: &str, n: usize) {
     for i in 0..n {
@@ -38,7 +30,7 @@ async fn publish_n(ch: &Channel, exchange: &str, key: &str, n: usize) {
 }
 
 async fn declare(ch: &Channel, name: &str, options: QueueDeclareOptions) -> lapin::Queue {
-    ch.queue_declare(name.into(), options, FieldTable::default())
+    common::declare_with(ch, name, options)
         .await
         .expect("queue.declare")
 }
@@ -104,7 +96,6 @@ async fn server_named_queues_look_like_rabbitmqs() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 20, "names are unique");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -140,7 +131,6 @@ async fn passive_declare_of_missing_queue_is_404() {
         .await
         .expect("delete of a missing queue");
     assert_eq!(deleted, 0);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -164,7 +154,6 @@ async fn declare_ok_reports_ready_messages_and_consumers() {
     assert_eq!(first.data, b"m0");
     // One message is unacked: it is not counted as ready.
     assert_eq!(queue_counts(&conn, &q).await, Some((2, 1)));
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -220,7 +209,6 @@ async fn exclusive_queue_is_locked_to_its_connection_and_goes_with_it() {
 
     owner.close(200, "bye".into()).await.expect("close");
     assert_eq!(queue_counts(&other, &q).await, None, "gone with its owner");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -256,7 +244,6 @@ async fn auto_delete_queue_goes_after_its_last_consumer() {
     let _c = consume(&ch, &q2, "c").await;
     ch.close(200, "bye".into()).await.expect("close");
     assert_eq!(queue_counts(&conn, &q2).await, None);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -327,7 +314,6 @@ async fn redeclare_compares_flags_and_arguments() {
             "PRECONDITION_FAILED - inequivalent arg 'durable' for queue '{q}' in vhost '/': received 'true' but current is 'false'"
         )
     );
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -367,7 +353,6 @@ async fn bind_and_unbind_change_routing() {
     )
     .await
     .expect("unbind of a missing binding");
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -405,7 +390,6 @@ async fn purge_and_delete_report_counts() {
         .expect("delete");
     assert_eq!(deleted, 3);
     assert_eq!(queue_counts(&conn, &q).await, None);
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -447,7 +431,6 @@ async fn conditional_deletes_are_406() {
         format!("PRECONDITION_FAILED - queue '{q}' in vhost '/' in use")
     );
     assert!(queue_counts(&conn, &q).await.is_some());
-    broker.stop().await;
 }
 
 #[tokio::test]
@@ -471,7 +454,6 @@ async fn consumers_of_a_deleted_queue_get_basic_cancel() {
     // basic.cancel closes neither the channel nor the connection.
     assert!(ch.status().connected());
     declare(&ch, "", QueueDeclareOptions::default()).await;
-    broker.stop().await;
 }
 
 /// RabbitMQ compares only the arguments it interprets: rabbit_classic_queue's
@@ -503,7 +485,6 @@ async fn unknown_arguments_are_not_compared_on_redeclare() {
         .await
         .expect("RabbitMQ compares only alternate-exchange for exchanges");
     }
-    broker.stop().await;
 }
 
 /// Replies keep the order of the methods they answer even when one waits for the
@@ -515,8 +496,7 @@ async fn replies_waiting_for_the_store_keep_their_order() {
     use amq_protocol::protocol::{AMQPClass, basic, channel, queue};
     use common::raw::{Raw, method_frame, queue_declare};
     let broker = TestBroker::start().await;
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
     let name = unique("ordered");
     raw.declare_queue(1, &name, true, false).await;
     raw.send_method(
@@ -559,15 +539,7 @@ async fn replies_waiting_for_the_store_keep_their_order() {
         Some((1, AMQPClass::Basic(basic::AMQPMethod::Cancel(_))))
     ));
     let mut bytes = method_frame(1, queue_declare(&unique("ordered"), true, false));
-    bytes.extend(method_frame(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    ));
+    bytes.extend(method_frame(1, common::raw::channel_close()));
     raw.send(&bytes).await;
     let replies = [raw.next_method().await, raw.next_method().await];
     assert!(
@@ -581,7 +553,6 @@ async fn replies_waiting_for_the_store_keep_their_order() {
         "declare-ok then close-ok, got {replies:?}"
     );
     drop(raw);
-    broker.stop().await;
 }
 
 /// CR and LF are removed from the names of declared, bound and deleted queues and
@@ -644,7 +615,6 @@ async fn line_feeds_are_stripped_from_names() {
         .await
         .expect("delete");
     assert_eq!(count, 1);
-    broker.stop().await;
 }
 
 /// queue.bind with neither a queue nor a routing key binds the channel's last declared
@@ -678,7 +648,6 @@ async fn bind_shortcut_uses_the_last_declared_queue_as_key() {
         .expect("get")
         .expect("routed by the queue's name");
     assert_eq!(m.delivery.data, b"m");
-    broker.stop().await;
 }
 
 /// A queue.declare of a direct reply-to name is passive: the bare name and the name
@@ -703,18 +672,7 @@ async fn direct_reply_to_names_declare_passively() {
             .expect("the bare name exists");
         assert_eq!((ok.message_count(), ok.consumer_count()), (0, 1));
     }
-    let _replies = ch
-        .basic_consume(
-            reply.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("reply consumer");
+    let _replies = common::consume_no_ack(&ch, reply, "").await;
     // The name the broker gives this channel's replies, seen by a responder.
     let requests = unique("requests");
     ch.queue_declare(
@@ -762,5 +720,4 @@ async fn direct_reply_to_names_declare_passively() {
     ))
     .await;
     assert_eq!(code, 404);
-    broker.stop().await;
 }

@@ -47,5 +47,4 @@ async fn publish_then_consume_round_trip() {
     assert_eq!(delivery.data, b"hello");
     assert!(!delivery.redelivered);
     delivery.ack(BasicAckOptions::default()).await.expect("ack");
-    broker.stop().await;
 }

@@ -8,10 +8,9 @@ mod common;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, connection};
 use amq_protocol::types::FieldTable;
-use common::raw::{Got, Raw, method_frame, raw_frame};
+use common::raw::{Got, Raw, method_frame, publish_frames_with};
 use common::{TestBroker, unique};
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use std::time::Duration;
 
 /// Messages in each test: far more than a stalled connection may be handed.
@@ -19,26 +18,10 @@ const N: u32 = 100_000;
 
 /// basic.publish of a persistent message whose body is its number, padded to 100 B.
 fn persistent_publish(channel: u16, routing_key: &str, n: u32) -> Vec<u8> {
-    let mut bytes = method_frame(
-        channel,
-        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-            exchange: "".into(),
-            routing_key: routing_key.into(),
-            mandatory: false,
-            immediate: false,
-        })),
-    );
     let mut body = format!("{n:010}").into_bytes();
     body.resize(100, b'.');
-    let mut header = 60u16.to_be_bytes().to_vec();
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
     // Property flags: delivery-mode only; delivery-mode 2 (persistent).
-    header.extend_from_slice(&0x1000u16.to_be_bytes());
-    header.push(2);
-    bytes.extend(raw_frame(2, channel, &header));
-    bytes.extend(raw_frame(3, channel, &body));
-    bytes
+    publish_frames_with(channel, routing_key, &body, 0x1000, &[2])
 }
 
 fn number(body: &[u8]) -> u32 {
@@ -50,20 +33,10 @@ fn number(body: &[u8]) -> u32 {
 
 /// How many messages are ready in `queue`, as a passive declare reports it.
 async fn ready(broker: &TestBroker, queue: &str) -> u32 {
-    let (conn, ch) = broker.channel().await;
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive declare");
+    let conn = broker.connect().await;
+    let n = common::ready(&conn, queue).await;
     let _ = conn.close(200, "bye".into()).await;
-    q.message_count()
+    n
 }
 
 /// Waits (bounded) until `queue` holds `n` ready messages; returns the last count.
@@ -84,8 +57,7 @@ async fn wait_ready(broker: &TestBroker, queue: &str, n: u32) -> u32 {
 async fn filled_queue() -> (TestBroker, String) {
     let broker = TestBroker::start_with(|c| c.queue_memory_messages = 1_000).await;
     let queue = unique("stalled");
-    let mut publisher = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    publisher.open_channel(1).await;
+    let mut publisher = Raw::opened(&broker.uri, 131_072).await;
     publisher.declare_queue(1, &queue, true, false).await;
     let mut batch = Vec::new();
     for n in 0..N {
@@ -103,8 +75,7 @@ async fn filled_queue() -> (TestBroker, String) {
 
 /// Opens a raw connection that subscribes to `queue` and then reads nothing.
 async fn stalled_consumer(broker: &TestBroker, queue: &str, no_ack: bool) -> Raw {
-    let mut raw = Raw::open(&broker.uri, 2047, 131_072, 0).await;
-    raw.open_channel(1).await;
+    let mut raw = Raw::opened(&broker.uri, 131_072).await;
     raw.send_method(
         1,
         AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
@@ -139,18 +110,7 @@ async fn settled(broker: &TestBroker, queue: &str) -> u32 {
 /// Consumes everything left in `queue` with lapin; returns (number, redelivered).
 async fn drain(broker: &TestBroker, queue: &str, expected: u32) -> Vec<(u32, bool)> {
     let (conn, ch) = broker.channel().await;
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "drain".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume");
+    let mut consumer = common::consume_no_ack(&ch, queue, "drain").await;
     let mut got = Vec::with_capacity(expected as usize);
     while got.len() < expected as usize {
         let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
@@ -180,15 +140,7 @@ async fn a_stalled_no_ack_consumer_is_handed_a_bounded_share_and_loses_nothing_o
     // The client asks to close and reads everything the broker wrote until close-ok:
     // what it did not receive must still be in the queue.
     stalled
-        .send(&method_frame(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-        ))
+        .send(&method_frame(0, common::raw::connection_close()))
         .await;
     let mut received = Vec::new();
     loop {

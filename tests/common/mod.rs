@@ -8,17 +8,23 @@ pub mod raw;
 
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use tokio::sync::oneshot;
 use warren::{Config, Server};
 
+/// A broker for one test. Dropping it stops the broker: the shutdown signal is sent and
+/// the server task ends on its own, removing the data directory once the server has
+/// stopped. So a failing (panicking) test cannot leave a broker running. Use
+/// [`TestBroker::stop`] where a test must wait for the clean stop.
 pub struct TestBroker {
     pub addr: Option<SocketAddr>,
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
     pub uri: String,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// The server task; it owns the data directory and hands it back when it ends.
+    task: Option<tokio::task::JoinHandle<tempfile::TempDir>>,
     config: Option<Config>,
-    dir: Option<tempfile::TempDir>,
+    data_dir: Option<PathBuf>,
 }
 
 impl TestBroker {
@@ -35,7 +41,7 @@ impl TestBroker {
                 shutdown: None,
                 task: None,
                 config: None,
-                dir: None,
+                data_dir: None,
             };
         }
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -52,6 +58,9 @@ impl TestBroker {
         let server = Server::bind(config.clone()).await.expect("broker binds");
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel();
+        let data_dir = dir.path().to_owned();
+        // The task owns the directory, so it outlives the server even when the handle
+        // is dropped without waiting.
         let task = tokio::spawn(async move {
             server
                 .run(async {
@@ -59,6 +68,7 @@ impl TestBroker {
                 })
                 .await
                 .expect("broker runs");
+            dir
         });
         TestBroker {
             addr: Some(addr),
@@ -66,7 +76,7 @@ impl TestBroker {
             shutdown: Some(tx),
             task: Some(task),
             config: Some(config),
-            dir: Some(dir),
+            data_dir: Some(data_dir),
         }
     }
 
@@ -74,14 +84,13 @@ impl TestBroker {
     /// new port: connect again with the new `uri`).
     pub async fn restart(mut self) -> TestBroker {
         let config = self.config.take().expect("an in-process broker");
-        let dir = self.dir.take().expect("an in-process broker");
-        self.stop().await;
+        let dir = self.halt().await.expect("the broker stopped cleanly");
         Self::launch(config, dir).await
     }
 
     /// The data directory of an in-process broker.
-    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
-        self.dir.as_ref().map(|d| d.path().to_owned())
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.data_dir.clone()
     }
 
     /// The URI with other credentials or vhost, e.g. `uri_with("guest", "bad", "%2f")`.
@@ -105,11 +114,28 @@ impl TestBroker {
 
     /// Stops the broker (clients get connection.close 320) and waits for it to exit.
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    /// Sends the shutdown signal and waits for the server task; returns the data
+    /// directory unless the task failed (or the broker is external).
+    async fn halt(&mut self) -> Option<tempfile::TempDir> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        match self.task.take() {
+            Some(task) => task.await.ok(),
+            None => None,
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    /// Sends the shutdown signal without waiting: the server task then finishes by
+    /// itself (or is dropped with the test's runtime) and removes the data directory.
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
     }
 }
@@ -245,4 +271,160 @@ pub async fn next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
         .expect("delivery in time")
         .expect("consumer still running")
         .expect("delivery")
+}
+
+/// Whether the tests run against an external broker (`WARREN_TEST_EXTERNAL_URI`).
+pub fn external() -> bool {
+    std::env::var("WARREN_TEST_EXTERNAL_URI").is_ok()
+}
+
+/// A channel in confirm mode, so that a confirmed publish has been routed.
+pub async fn confirm_channel(conn: &Connection) -> Channel {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    ch
+}
+
+/// Properties of a persistent message (delivery-mode 2).
+pub fn persistent() -> lapin::BasicProperties {
+    lapin::BasicProperties::default().with_delivery_mode(2)
+}
+
+/// A fresh server-named exclusive queue.
+pub async fn temp_queue(ch: &Channel) -> String {
+    let options = lapin::options::QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    declare_with(ch, "", options)
+        .await
+        .expect("declare")
+        .name()
+        .to_string()
+}
+
+/// A passive queue.declare on `ch`.
+pub async fn passive_declare(ch: &Channel, queue: &str) -> Result<lapin::Queue, lapin::Error> {
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    declare_with(ch, queue, options).await
+}
+
+/// queue.declare with `options` and no arguments.
+pub async fn declare_with(
+    ch: &Channel,
+    queue: &str,
+    options: lapin::options::QueueDeclareOptions,
+) -> Result<lapin::Queue, lapin::Error> {
+    ch.queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+        .await
+}
+
+/// Ready messages of a queue, from a passive declare on a throw-away channel.
+pub async fn ready(conn: &Connection, queue: &str) -> u32 {
+    let ch = conn.create_channel().await.expect("channel");
+    let q = passive_declare(&ch, queue).await.expect("passive declare");
+    ch.close(200, "done".into()).await.expect("close");
+    q.message_count()
+}
+
+/// Takes every ready message with basic.get (no-ack): (body, redelivered).
+pub async fn get_all(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+    {
+        out.push((m.delivery.data, m.delivery.redelivered));
+    }
+    out
+}
+
+/// Takes every ready message with basic.get (no-ack): (UTF-8 body, redelivered).
+pub async fn drain(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
+    get_all(ch, queue)
+        .await
+        .into_iter()
+        .map(|(body, redelivered)| (String::from_utf8(body).expect("utf-8 body"), redelivered))
+        .collect()
+}
+
+/// The UTF-8 bodies of every ready message, taken with basic.get (no-ack).
+pub async fn drain_bodies(ch: &Channel, queue: &str) -> Vec<String> {
+    drain(ch, queue)
+        .await
+        .into_iter()
+        .map(|(body, _)| body)
+        .collect()
+}
+
+/// Publishes `body` to the default exchange for `queue` and gets it back with
+/// basic.get: the channel still serves.
+pub async fn assert_round_trip(ch: &Channel, queue: &str, body: &[u8]) {
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    let m = ch
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+        .expect("the message");
+    assert_eq!(m.delivery.data, body);
+}
+
+/// basic.consume with a server-chosen tag.
+pub async fn consume(
+    ch: &Channel,
+    queue: &str,
+    options: lapin::options::BasicConsumeOptions,
+) -> lapin::Consumer {
+    ch.basic_consume(
+        queue.into(),
+        "".into(),
+        options,
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("basic.consume")
+}
+
+/// basic.consume in no-ack mode with the given tag ("" lets the broker choose).
+pub async fn consume_no_ack(ch: &Channel, queue: &str, tag: &str) -> lapin::Consumer {
+    ch.basic_consume(
+        queue.into(),
+        tag.into(),
+        lapin::options::BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("basic.consume")
+}
+
+/// A durable queue.declare without arguments.
+pub async fn declare_durable(ch: &Channel, queue: &str) -> lapin::Queue {
+    let options = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    declare_with(ch, queue, options).await.expect("declare")
 }

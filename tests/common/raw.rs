@@ -52,9 +52,30 @@ pub fn raw_frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The payload of a class 60 content header: body size, property flags, properties.
+pub fn content_header(body_size: u64, flags: u16, properties: &[u8]) -> Vec<u8> {
+    let mut header = 60u16.to_be_bytes().to_vec();
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&body_size.to_be_bytes());
+    header.extend_from_slice(&flags.to_be_bytes());
+    header.extend_from_slice(properties);
+    header
+}
+
 /// basic.publish to the default exchange with a content header (no properties) and
 /// one body frame, ready to be written in a batch.
 pub fn publish_frames(channel: u16, routing_key: &str, body: &[u8]) -> Vec<u8> {
+    publish_frames_with(channel, routing_key, body, 0, &[])
+}
+
+/// Like [`publish_frames`], with the given property flags and encoded properties.
+pub fn publish_frames_with(
+    channel: u16,
+    routing_key: &str,
+    body: &[u8],
+    flags: u16,
+    properties: &[u8],
+) -> Vec<u8> {
     use amq_protocol::protocol::basic;
     let mut bytes = method_frame(
         channel,
@@ -65,10 +86,7 @@ pub fn publish_frames(channel: u16, routing_key: &str, body: &[u8]) -> Vec<u8> {
             immediate: false,
         })),
     );
-    let mut header = 60u16.to_be_bytes().to_vec();
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
+    let header = content_header(body.len() as u64, flags, properties);
     bytes.extend(raw_frame(2, channel, &header));
     bytes.extend(raw_frame(3, channel, body));
     bytes
@@ -85,6 +103,27 @@ pub fn queue_declare(name: &str, durable: bool, exclusive: bool) -> AMQPClass {
         auto_delete: false,
         nowait: false,
         arguments: FieldTable::default(),
+    }))
+}
+
+/// channel.close as a client sends it: reply 200 "bye".
+pub fn channel_close() -> AMQPClass {
+    use amq_protocol::protocol::channel;
+    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+        reply_code: 200,
+        reply_text: "bye".into(),
+        class_id: 0,
+        method_id: 0,
+    }))
+}
+
+/// connection.close as a client sends it: reply 200 "bye".
+pub fn connection_close() -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: 200,
+        reply_text: "bye".into(),
+        class_id: 0,
+        method_id: 0,
     }))
 }
 
@@ -148,6 +187,13 @@ impl Raw {
                 Got::Eof => return None,
             }
         }
+    }
+
+    /// [`Raw::open`] with channel_max 2047, no heartbeats, and channel 1 opened.
+    pub async fn opened(uri: &str, frame_max: u32) -> Raw {
+        let mut raw = Raw::open(uri, 2047, frame_max, 0).await;
+        raw.open_channel(1).await;
+        raw
     }
 
     /// Sends the protocol header and reads connection.start.
@@ -244,6 +290,16 @@ impl Raw {
         match self.next_method().await {
             Some((ch, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))) if ch == id => {}
             other => panic!("expected channel.open-ok, got {other:?}"),
+        }
+    }
+
+    /// Closes channel `id` (reply 200) and waits for close-ok.
+    pub async fn close_channel(&mut self, id: u16) {
+        use amq_protocol::protocol::channel;
+        self.send_method(id, channel_close()).await;
+        match self.next_method().await {
+            Some((ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)))) if ch == id => {}
+            other => panic!("expected channel.close-ok, got {other:?}"),
         }
     }
 
