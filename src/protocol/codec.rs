@@ -58,6 +58,10 @@ pub struct ContentHeader {
     pub raw_properties: Bytes,
 }
 
+/// Most bytes [`FrameDecoder`] reserves ahead of those received for a frame whose size
+/// it has read.
+pub const MAX_RESERVE: usize = 64 * 1024;
+
 /// Splits the byte stream into frames, enforcing the negotiated `frame_max`.
 pub struct FrameDecoder {
     /// Largest whole frame accepted, overhead included. 0 means no limit.
@@ -85,7 +89,10 @@ impl Decoder for FrameDecoder {
         }
         let total = size + FRAME_OVERHEAD;
         if src.len() < total {
-            src.reserve(total - src.len());
+            // Room for the bytes still to come, but never more than MAX_RESERVE ahead of
+            // what arrived: the size is only a claim (up to 4 GiB when frame_max is 0 or
+            // large), and the buffer grows further as the bytes do arrive.
+            src.reserve((total - src.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         if !matches!(
@@ -560,6 +567,40 @@ mod tests {
         }
         out.extend_from_slice(&[b'S', 0, 0, 0, 1, b'x']);
         out
+    }
+
+    #[test]
+    fn a_size_claim_alone_does_not_allocate() {
+        // Found by the frame_codec fuzz harness: a header claiming 4 GiB (frame_max 0 or
+        // large) made the decoder reserve 4 GiB before a byte of the payload arrived.
+        for (frame_max, size) in [(0, u32::MAX), (u32::MAX, u32::MAX - 8), (1 << 30, 1 << 30)] {
+            let mut buf = BytesMut::from(&[FRAME_BODY, 0, 1][..]);
+            buf.extend_from_slice(&size.to_be_bytes());
+            let mut decoder = FrameDecoder { frame_max };
+            assert!(matches!(decoder.decode(&mut buf), Ok(None)));
+            assert!(buf.capacity() <= 2 * MAX_RESERVE, "{}", buf.capacity());
+        }
+    }
+
+    #[test]
+    fn a_large_frame_arriving_in_pieces_decodes() {
+        let body = vec![7u8; 5 * MAX_RESERVE + 3];
+        let whole = frame(FRAME_BODY, &body);
+        let mut decoder = FrameDecoder { frame_max: 0 };
+        let mut buf = BytesMut::new();
+        for (i, piece) in whole.chunks(1000).enumerate() {
+            buf.extend_from_slice(piece);
+            let decoded = decoder.decode(&mut buf);
+            if (i + 1) * 1000 < whole.len() {
+                assert!(matches!(decoded, Ok(None)));
+                assert!(buf.capacity() <= 2 * (buf.len() + MAX_RESERVE));
+            } else {
+                let Ok(Some(Frame::Body(1, got))) = decoded else {
+                    panic!("the frame decodes: {decoded:?}");
+                };
+                assert_eq!(got, body);
+            }
+        }
     }
 
     #[test]
