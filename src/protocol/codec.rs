@@ -84,7 +84,7 @@ impl Decoder for FrameDecoder {
         if self.frame_max != 0 && size > self.frame_max as usize {
             return Err(ProtocolError::Frame(format!(
                 "type {kind}, all octets = <<>>: {{frame_too_large,{size},{}}}",
-                self.frame_max as usize - FRAME_OVERHEAD
+                (self.frame_max as usize).saturating_sub(FRAME_OVERHEAD)
             )));
         }
         let total = size + FRAME_OVERHEAD;
@@ -579,6 +579,21 @@ mod tests {
             let mut decoder = FrameDecoder { frame_max };
             assert!(matches!(decoder.decode(&mut buf), Ok(None)));
             assert!(buf.capacity() <= 2 * MAX_RESERVE, "{}", buf.capacity());
+        }
+    }
+
+    #[test]
+    fn a_frame_max_below_the_overhead_refuses_without_overflow() {
+        // Found by the frame_codec fuzz target: with frame_max 1, a larger frame made the
+        // frame_too_large message compute 1 - 8 (a panic with overflow checks). The broker
+        // negotiates at least 4096, but FrameDecoder's frame_max is public.
+        for frame_max in 1..8 {
+            let mut buf = frame(FRAME_BODY, &[0; 9]);
+            let decoded = FrameDecoder { frame_max }.decode(&mut buf);
+            let Err(ProtocolError::Frame(text)) = decoded else {
+                panic!("refused as too large: {decoded:?}");
+            };
+            assert!(text.ends_with("{frame_too_large,9,0}"), "{text}");
         }
     }
 
