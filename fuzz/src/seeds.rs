@@ -353,6 +353,41 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
     message_record.extend_from_slice(b"body");
     seeds.push(("tables", "store-message".into(), message_record));
 
+    // Tables nested around the limit, where the nesting walk decides.
+    let limit = warren::protocol::codec::MAX_TABLE_DEPTH;
+    for depth in [limit - 1, limit, limit + 1] {
+        let deep = nested(depth);
+        let mut bare = vec![0u8];
+        bare.extend_from_slice(&deep);
+        seeds.push(("tables", format!("bare-nested-{depth}"), bare));
+        let mut declare = vec![1u8, 5, 0, 0, 1, b'q', 0];
+        declare.extend_from_slice(&deep);
+        seeds.push((
+            "tables",
+            format!("method-queue_declare-nested-{depth}"),
+            declare,
+        ));
+        let mut props = vec![2u8, 0b0010_0000, 0];
+        props.extend_from_slice(&deep);
+        seeds.push(("tables", format!("header-nested-{depth}"), props));
+        let mut stored = vec![3u8, 1];
+        stored.extend_from_slice(&7u64.to_be_bytes());
+        stored.push(0);
+        stored.extend_from_slice(&deep);
+        seeds.push(("tables", format!("store-queue-nested-{depth}"), stored));
+        // queue.declare's arguments come last: swap the empty table for the deep one.
+        let mut p = payload(queue_declare("q", false, FieldTable::default()));
+        p.truncate(p.len() - 4);
+        p.extend_from_slice(&deep);
+        let mut framed = vec![2u8];
+        framed.extend_from_slice(&frame(1, 1, &p));
+        seeds.push((
+            "frame_codec",
+            format!("queue_declare-nested-{depth}"),
+            framed,
+        ));
+    }
+
     // session: structured sessions, raw bytes after the handshake, a raw handshake.
     let durable = FieldTable::default();
     let mut basic_flow = Session::new();
@@ -552,6 +587,20 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
     raw_handshake.extend_from_slice(&frame(1, 1, &payload(channel_open())));
     seeds.push(("session", "raw-handshake".into(), raw_handshake));
     seeds
+}
+
+/// A field table nested `depth` deep (the outermost table is level 1), every even
+/// level an array, the innermost level holding one long string.
+fn nested(depth: usize) -> Vec<u8> {
+    let mut value = AMQPValue::LongString(LongString::from(&b"x"[..]));
+    for level in (2..=depth).rev() {
+        value = if level % 2 == 0 {
+            AMQPValue::FieldArray(FieldArray::from(vec![value]))
+        } else {
+            AMQPValue::FieldTable(table(&[("n", value)]))
+        };
+    }
+    encoded_table(&table(&[("n", value)]))
 }
 
 /// The fields of a method payload (after class and method ids).
