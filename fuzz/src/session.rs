@@ -1,7 +1,7 @@
 //! Whole connections replayed into a broker running in this process.
 //!
 //! One broker is started on first use (its own runtime on a background thread, a
-//! loopback port, a temporary data directory). Each input becomes one connection:
+//! loopback port, a fresh data directory under `target/fuzz-broker`). Each input becomes one connection:
 //! the bytes are written, the client's side is shut down, and everything the broker
 //! sends is read until it closes the socket. The broker must close it promptly, and
 //! every [`HEALTH_EVERY`] inputs a fresh connection must still complete a handshake.
@@ -43,12 +43,14 @@ static INPUTS: AtomicU64 = AtomicU64::new(0);
 /// The broker of this process, started on first use.
 pub fn broker() -> SocketAddr {
     *BROKER.get_or_init(|| {
-        // Kept for the life of the process: the broker writes there until the end.
-        let dir = tempfile::Builder::new()
-            .prefix("warren-fuzz-")
-            .tempdir()
-            .expect("temporary directory")
-            .keep();
+        // Under the package's target/ (the fuzz package's, or the broker's when the
+        // regression test runs this): emptied at each start, kept while the process
+        // runs, never left behind in the system's temporary directory.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("fuzz-broker");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("broker data directory");
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             data_dir: dir,
