@@ -6,7 +6,7 @@
 //! confirms and tx.commit-ok wait for that ticket: under load one fsync covers
 //! thousands of messages, and when idle a single publish is committed at once.
 
-pub(crate) mod codec;
+pub mod codec;
 mod recovery;
 
 use crate::broker::Message;
