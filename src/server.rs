@@ -26,10 +26,10 @@ impl Server {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let started = std::time::Instant::now();
         let watermark = match config.memory_high_watermark {
-            0 => crate::broker::memory::default_high_watermark(),
+            0 => crate::model::memory::default_high_watermark(),
             n => n as usize,
         };
-        let memory = crate::broker::memory::MemoryGauge::new(watermark);
+        let memory = crate::model::memory::MemoryGauge::new(watermark);
         let options = crate::store::StoreOptions {
             cache_bytes: config.store_cache_mb.saturating_mul(1024 * 1024),
             page_after: config.queue_memory_messages,
@@ -137,7 +137,7 @@ impl Server {
 
 /// Samples resident memory and free disk space every second for the alarms.
 async fn sample_resources(ctx: Arc<ServerContext>) {
-    use crate::broker::memory::{disk_free, release_free_memory, resident_memory};
+    use crate::model::memory::{disk_free, release_free_memory, resident_memory};
     let gauge = &ctx.broker.memory;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -5,8 +5,6 @@
 pub mod args;
 pub mod deadletter;
 pub mod exchange;
-pub mod memory;
-pub mod message;
 pub mod queue;
 pub mod vhost;
 
@@ -14,7 +12,6 @@ use crate::store::{Recovered, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use message::{Message, Slot};
 pub use queue::{Consumer, ConsumerEvent, Enqueued, Flow, Published, Queue, QueueEntry};
 pub use vhost::VHost;
 
@@ -25,31 +22,9 @@ pub fn random_name() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Wall-clock milliseconds since the Unix epoch: message expiry survives restarts.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// What a broker operation can fail with; `protocol::error` maps each to its reply code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerError {
-    NotFound(String),
-    AccessRefused(String),
-    ResourceLocked(String),
-    PreconditionFailed(String),
-    NotAllowed(String),
-    CommandInvalid(String),
-    NotImplemented(String),
-    Internal(String),
-}
-
-pub type BrokerResult<T> = Result<T, BrokerError>;
-
 /// Users and virtual hosts of one broker.
 pub struct Broker {
-    pub memory: Arc<memory::MemoryGauge>,
+    pub memory: Arc<crate::model::memory::MemoryGauge>,
     vhosts: HashMap<String, Arc<VHost>>,
     users: HashMap<String, String>,
     store: Option<Arc<Store>>,
@@ -63,7 +38,7 @@ impl Broker {
         pass: &str,
         vhost: &str,
         store: Option<(Arc<Store>, Recovered)>,
-        memory: Arc<memory::MemoryGauge>,
+        memory: Arc<crate::model::memory::MemoryGauge>,
     ) -> Broker {
         let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let (store, recovered) = match store {

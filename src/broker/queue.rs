@@ -8,9 +8,10 @@
 //! the connection assigns the delivery tag and writes the frames, so tag order always
 //! matches wire order.
 
+use crate::broker::VHost;
 use crate::broker::args::{Overflow, QueueArgs};
 use crate::broker::deadletter::Reason;
-use crate::broker::{BrokerError, BrokerResult, Message, Slot, VHost, now_ms};
+use crate::model::{BrokerError, BrokerResult, Message, Slot, now_ms};
 use crate::store::Store;
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::VecDeque;

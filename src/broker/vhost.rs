@@ -2,13 +2,15 @@
 //! declare/delete/bind rules of RabbitMQ (reserved names, equivalence checks,
 //! exclusivity, auto-delete).
 
-use crate::broker::args::{QueueArgs, type_name};
+use crate::broker::args::QueueArgs;
 use crate::broker::deadletter::{self, Reason};
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::broker::memory::MemoryGauge;
-use crate::broker::message::header_routes;
 use crate::broker::queue::QueueOptions;
-use crate::broker::{BrokerError, BrokerResult, Enqueued, Message, Queue, QueueEntry};
+use crate::broker::{Enqueued, Queue, QueueEntry};
+use crate::model::fields::type_name;
+use crate::model::memory::MemoryGauge;
+use crate::model::message::header_routes;
+use crate::model::{BrokerError, BrokerResult, Message};
 use crate::store::{BindingKey, RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use std::collections::HashMap;

@@ -2,15 +2,15 @@
 //! assembly, publishing (with confirms and transactions), consumers, deliveries and
 //! their acknowledgements.
 
-use crate::broker::args::{integer, type_name};
-use crate::broker::message::{
-    BCC, has_header_routes, header_routes, parse_expiration, without_bcc,
-};
+use crate::broker::args::integer;
 use crate::broker::queue::Credit;
 use crate::broker::vhost::REPLY_TO;
 use crate::broker::vhost::{ExchangeDeclare, QueueDeclare};
-use crate::broker::{BrokerError, Consumer, Enqueued, Message, Queue, QueueEntry, random_name};
+use crate::broker::{Consumer, Enqueued, Queue, QueueEntry, random_name};
 use crate::connection::{Session, short};
+use crate::model::fields::type_name;
+use crate::model::message::{BCC, has_header_routes, header_routes, parse_expiration, without_bcc};
+use crate::model::{BrokerError, Message};
 use crate::protocol::Exception;
 use crate::protocol::codec::{ContentHeader, write_content};
 use crate::protocol::{Frame, ProtocolError};
@@ -1117,7 +1117,7 @@ impl Channel {
                 ));
             };
             header.properties = header.properties.clone().with_reply_to(reply.name.clone());
-            header.raw_properties = crate::protocol::codec::encode_properties(&header.properties);
+            header.raw_properties = crate::model::fields::encode_properties(&header.properties);
         }
         // Sender-selected distribution: more routing keys in the CC and BCC headers;
         // BCC is removed before the message goes anywhere.
@@ -1129,8 +1129,7 @@ impl Channel {
             {
                 let headers = without_bcc(headers);
                 header.properties = header.properties.clone().with_headers(headers);
-                header.raw_properties =
-                    crate::protocol::codec::encode_properties(&header.properties);
+                header.raw_properties = crate::model::fields::encode_properties(&header.properties);
             }
         }
         if let Some(exp) = header.properties.expiration()

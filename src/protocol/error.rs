@@ -2,7 +2,7 @@
 //! codes and reply texts, and where it is decided whether they close the channel or
 //! the whole connection (RabbitMQ's soft and hard errors).
 
-use crate::broker::BrokerError;
+use crate::model::BrokerError;
 use std::fmt;
 
 /// A violation found while reading frames or sequencing them.

@@ -9,7 +9,7 @@
 pub(crate) mod codec;
 mod recovery;
 
-use crate::broker::Message;
+use crate::model::Message;
 use amq_protocol::types::FieldTable;
 use codec::{put_bytes, put_table};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -140,7 +140,7 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Read access for paging message bodies back in; the writer thread writes.
     db: Arc<DbSlot>,
-    memory: Arc<crate::broker::memory::MemoryGauge>,
+    memory: Arc<crate::model::memory::MemoryGauge>,
     page_after: usize,
     /// Bytes of messages sent to the writer and not yet committed.
     backlog: Arc<AtomicUsize>,
@@ -169,7 +169,7 @@ impl Store {
     /// Opens (or creates) `data_dir/warren.redb` and reads back everything durable.
     pub fn open(
         data_dir: &Path,
-        memory: &Arc<crate::broker::memory::MemoryGauge>,
+        memory: &Arc<crate::model::memory::MemoryGauge>,
         options: StoreOptions,
     ) -> Result<(Arc<Store>, Recovered), StoreError> {
         let path = data_dir.join("warren.redb");
