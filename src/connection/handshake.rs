@@ -147,8 +147,7 @@ async fn expect_method(
             Some(Frame::Method(0, method)) => match *method {
                 AMQPClass::Connection(m) => return Ok(m),
                 other => {
-                    return Err(HandshakeError::Close(Exception::new(
-                        503,
+                    return Err(HandshakeError::Close(Exception::command_invalid(
                         format_args!("expected 'connection.{expected}'"),
                         other.get_amqp_class_id(),
                         other.get_amqp_method_id(),
@@ -156,8 +155,7 @@ async fn expect_method(
                 }
             },
             Some(_) => {
-                return Err(HandshakeError::Close(Exception::new(
-                    503,
+                return Err(HandshakeError::Close(Exception::command_invalid(
                     format_args!("expected 'connection.{expected}'"),
                     0,
                     0,
@@ -169,8 +167,7 @@ async fn expect_method(
 
 fn unexpected(expected: &str, got: &connection::AMQPMethod) -> HandshakeError {
     let class = AMQPClass::Connection(got.clone());
-    HandshakeError::Close(Exception::new(
-        503,
+    HandshakeError::Close(Exception::command_invalid(
         format_args!("expected 'connection.{expected}'"),
         class.get_amqp_class_id(),
         class.get_amqp_method_id(),
@@ -219,7 +216,7 @@ pub async fn negotiate(
         tracing::warn!(%peer, user, "authentication failed");
         return Err(if refuse_close {
             // RabbitMQ sends class-id 0, method-id 0 with this refusal.
-            HandshakeError::Close(Exception::new(403, reason, 0, 0))
+            HandshakeError::Close(Exception::access_refused(reason))
         } else {
             HandshakeError::Silent(reason)
         });

@@ -327,7 +327,7 @@ impl Connection {
                     blocked = alarms.any();
                 }
                 _ = shutdown.changed() => {
-                    let e = Exception::new(320, "broker forced connection closure with reason 'shutdown'", 0, 0);
+                    let e = Exception::connection_forced("shutdown");
                     return self.close_with(reader, &e).await;
                 }
                 () = wait_drained(&self.session.throttle), if self.session.throttle.is_some() => {
@@ -502,7 +502,7 @@ impl Connection {
 
     /// Sends connection.close, waits for close-ok (bounded), and ends.
     async fn close_with(&mut self, reader: &mut FrameReader, e: &Exception) -> Ending {
-        if e.code == 320 {
+        if e.is_forced() {
             tracing::info!(code = e.code, text = %e.text, "closing connection");
         } else {
             tracing::warn!(code = e.code, text = %e.text, "connection error");
@@ -550,21 +550,15 @@ impl Connection {
             return match frame {
                 Frame::Heartbeat(_) => Ok(()),
                 Frame::Method(_, m) => self.handle_connection_method(*m),
-                _ => Err(FrameOutcome::Close(Exception::new(
-                    505,
+                _ => Err(FrameOutcome::Close(Exception::unexpected_frame(
                     "expected method frame, got non method frame instead",
-                    0,
-                    0,
                 ))),
             };
         }
         if let Frame::Heartbeat(_) = frame {
             // rabbit_reader: a heartbeat off channel 0 is an unexpected frame.
-            return Err(FrameOutcome::Close(Exception::new(
-                505,
+            return Err(FrameOutcome::Close(Exception::unexpected_frame(
                 "type 8, all octets = <<>>",
-                0,
-                0,
             )));
         }
         let Some(ch) = self.channels.get_mut(&channel_id) else {
@@ -589,8 +583,7 @@ impl Connection {
 
     fn handle_unopened(&mut self, channel_id: u16, frame: Frame) -> Result<(), FrameOutcome> {
         let Frame::Method(_, m) = frame else {
-            return Err(FrameOutcome::Close(Exception::new(
-                504,
+            return Err(FrameOutcome::Close(Exception::channel_error(
                 "expected 'channel.open'",
                 0,
                 0,
@@ -602,16 +595,11 @@ impl Connection {
                 // rabbit_reader:create_channel limits how many channels are open,
                 // whatever their numbers.
                 if self.channels.len() >= usize::from(self.channel_max) {
-                    return Err(FrameOutcome::Close(Exception::new(
-                        530,
-                        format_args!(
-                            "number of channels opened ({}) has reached the negotiated channel_max ({})",
-                            self.channels.len(),
-                            self.channel_max
-                        ),
-                        0,
-                        0,
-                    )));
+                    return Err(FrameOutcome::Close(Exception::not_allowed(format_args!(
+                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                        self.channels.len(),
+                        self.channel_max
+                    ))));
                 }
                 self.channels.insert(channel_id, Channel::new(channel_id));
                 self.session.send(
@@ -622,8 +610,7 @@ impl Connection {
             }
             // A close-ok for a channel we already forgot, or a close of an unknown one.
             AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => Ok(()),
-            _ => Err(FrameOutcome::Close(Exception::new(
-                504,
+            _ => Err(FrameOutcome::Close(Exception::channel_error(
                 "expected 'channel.open'",
                 class_id,
                 method_id,
@@ -650,8 +637,7 @@ impl Connection {
                 );
                 Ok(())
             }
-            _ => Err(FrameOutcome::Close(Exception::new(
-                503,
+            _ => Err(FrameOutcome::Close(Exception::command_invalid(
                 "unexpected method on channel 0",
                 class_id,
                 method_id,
