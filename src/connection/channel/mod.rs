@@ -137,7 +137,7 @@ impl Channel {
         self.settle(all, Settle::Requeue);
     }
 
-    pub(super) fn remove_consumer(&mut self, s: &mut Session, tag: &ShortString) {
+    fn remove_consumer(&mut self, s: &mut Session, tag: &ShortString) {
         let Some((consumer, queue)) = self.consumers.remove(tag) else {
             return;
         };
