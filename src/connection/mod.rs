@@ -2,6 +2,8 @@
 //! frames, receives deliveries from queues, and hands encoded frames to the writer.
 
 mod channel;
+mod closing;
+mod events;
 mod handshake;
 mod writer;
 
@@ -12,6 +14,7 @@ use crate::protocol::{Exception, Frame, ProtocolError};
 use amq_protocol::protocol::{AMQPClass, channel as chan, connection};
 use amq_protocol::types::ShortString;
 use channel::Channel;
+use closing::{await_close_ok, discard_until_closed, write_close};
 use handshake::HandshakeError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -84,10 +87,6 @@ enum Ending {
     /// channels are gone.
     CloseRequested,
 }
-
-/// How long the socket stays open after close-ok, for the client to close it
-/// (RabbitMQ's CLOSING_TIMEOUT).
-const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one accepted socket until it closes.
 pub async fn serve(
@@ -217,19 +216,6 @@ pub async fn serve(
     }
 }
 
-fn write_close(out: &mut Vec<u8>, e: &Exception) {
-    write_method(
-        out,
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: e.code,
-            reply_text: short(&e.text),
-            class_id: e.class_id,
-            method_id: e.method_id,
-        })),
-    );
-}
-
 /// A short string cut to the 255 bytes the protocol allows, on a char boundary.
 pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
     if s.len() <= 255 {
@@ -241,47 +227,6 @@ pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
         end -= 1;
     }
     amq_protocol::types::ShortString::from(format!("{}...", &s[..end]))
-}
-
-/// After close-ok: discard frames until the client closes the socket, the broker
-/// stops, or [`CLOSING_TIMEOUT`].
-async fn discard_until_closed(reader: &mut FrameReader, mut shutdown: watch::Receiver<bool>) {
-    let discard = async { while let Ok(Some(_)) = reader.next().await {} };
-    tokio::select! {
-        _ = discard => {}
-        _ = shutdown.changed() => {}
-        _ = tokio::time::sleep(CLOSING_TIMEOUT) => {}
-    }
-}
-
-/// After sending connection.close: discard frames until close-ok, the socket
-/// closing, or the timeout.
-async fn await_close_ok(reader: &mut FrameReader, config: &Config) {
-    let wait = async {
-        loop {
-            match reader.next().await {
-                Ok(Some(Frame::Method(_, m))) => {
-                    if matches!(
-                        *m,
-                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
-                            | AMQPClass::Connection(connection::AMQPMethod::Close(_))
-                    ) {
-                        return;
-                    }
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(ProtocolError::Io(_)) => return,
-                Err(_) => {
-                    // The stream cannot be parsed any more (the frame error that
-                    // caused the close): drop raw bytes until the client closes,
-                    // rather than reset the socket under the close it has to read.
-                    reader.discard_all().await;
-                    return;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(config.close_timeout_secs), wait).await;
 }
 
 struct Connection {
@@ -459,91 +404,6 @@ impl Connection {
         error
     }
 
-    /// The client sent connection.close: the channels stop (consumers go, unacked
-    /// messages return to their queues), then every reply they still owe is sent,
-    /// after the store commits it waits for, before close-ok (RabbitMQ flushes its
-    /// channels first). Frames after the close are not read.
-    async fn close_requested(
-        &mut self,
-        reader: &mut FrameReader,
-        committed: &mut watch::Receiver<u64>,
-        events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Ending {
-        for ch in self.channels.values_mut() {
-            ch.release(&mut self.session);
-        }
-        let mut store_running = true;
-        loop {
-            self.session.committed = *committed.borrow_and_update();
-            if let Some(e) = self.flush_confirms() {
-                return self.close_with(reader, &e).await;
-            }
-            self.flush();
-            let owed = self.channels.values().filter(|c| c.owes_replies()).count();
-            if owed == 0 {
-                return Ending::CloseRequested;
-            }
-            if !store_running {
-                // The store stopped (the broker is stopping) after committing what
-                // it had: what still waits never will.
-                tracing::warn!(channels = owed, "replies still owed at connection close");
-                return Ending::CloseRequested;
-            }
-            tokio::select! {
-                biased;
-                changed = committed.changed() => store_running = changed.is_ok(),
-                _ = shutdown.changed() => store_running = false,
-                // Deliveries dispatched before the consumers went: back to their queues.
-                Some(event) = events.recv() => self.handle_event(event),
-            }
-        }
-    }
-
-    /// Sends connection.close, waits for close-ok (bounded), and ends.
-    async fn close_with(&mut self, reader: &mut FrameReader, e: &Exception) -> Ending {
-        if e.is_forced() {
-            tracing::info!(code = e.code, text = %e.text, "closing connection");
-        } else {
-            tracing::warn!(code = e.code, text = %e.text, "connection error");
-        }
-        self.flush_confirms();
-        write_close(&mut self.session.out, e);
-        self.flush();
-        await_close_ok(reader, &self.session.ctx.config).await;
-        Ending::Closed
-    }
-
-    fn handle_event(&mut self, event: ConsumerEvent) {
-        match event {
-            ConsumerEvent::Deliver {
-                consumer,
-                queue,
-                entry,
-            } => {
-                consumer.flow.done(entry.msg.body.len());
-                match self.channels.get_mut(&consumer.channel) {
-                    Some(ch) if ch.owns(&consumer) => {
-                        ch.deliver(&mut self.session, &consumer, queue, entry)
-                    }
-                    _ => {
-                        // Cancelled or closed meanwhile: the message never reached the client.
-                        consumer.release();
-                        queue.requeue([entry], false);
-                    }
-                }
-            }
-            ConsumerEvent::Cancelled {
-                channel,
-                consumer_tag,
-            } => {
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    ch.cancelled_by_server(&mut self.session, &consumer_tag);
-                }
-            }
-        }
-    }
-
     fn handle_frame(&mut self, frame: Frame) -> Result<(), FrameOutcome> {
         let channel_id = frame.channel();
         if channel_id == 0 {
@@ -643,37 +503,6 @@ impl Connection {
                 method_id,
             ))),
         }
-    }
-
-    /// Releases everything the connection held: unacked messages go back to their
-    /// queues, consumers are removed, exclusive queues are deleted.
-    fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
-        for (_, mut ch) in self.channels.drain() {
-            ch.release(&mut self.session);
-        }
-        // The consumers are gone from their queues, so nothing more arrives here:
-        // deliveries handed to this connection but never written go back to their
-        // queues, at their positions and not marked redelivered.
-        let mut back: Vec<(Arc<crate::broker::Queue>, Vec<crate::broker::QueueEntry>)> = Vec::new();
-        while let Ok(event) = events.try_recv() {
-            if let ConsumerEvent::Deliver {
-                consumer,
-                queue,
-                entry,
-            } = event
-            {
-                consumer.flow.done(entry.msg.body.len());
-                consumer.release();
-                match back.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
-                    Some((_, entries)) => entries.push(entry),
-                    None => back.push((queue, vec![entry])),
-                }
-            }
-        }
-        for (queue, entries) in back {
-            queue.requeue(entries, false);
-        }
-        self.session.vhost.remove_exclusive_queues(self.session.id);
     }
 }
 
