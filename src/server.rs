@@ -75,6 +75,12 @@ impl Server {
     }
 
     /// Accepts connections until `shutdown` completes, then closes them all.
+    /// What every connection shares (the broker, the configuration): a handle to
+    /// the running broker for whoever embeds it.
+    pub fn context(&self) -> Arc<ServerContext> {
+        self.ctx.clone()
+    }
+
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));

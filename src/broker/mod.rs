@@ -6,6 +6,7 @@ pub mod args;
 pub mod deadletter;
 pub mod exchange;
 pub mod queue;
+pub mod registry;
 pub mod vhost;
 
 use crate::store::{Recovered, Store};
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use queue::{Consumer, ConsumerEvent, Enqueued, Flow, Published, Queue, QueueEntry};
+pub use registry::{ConnectionInfo, Connections, VHosts};
 pub use vhost::VHost;
 
 /// A random url-safe name suffix, as RabbitMQ's generated names use.
@@ -22,10 +24,11 @@ pub fn random_name() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Users and virtual hosts of one broker.
+/// Users, virtual hosts and connections of one broker.
 pub struct Broker {
     pub memory: Arc<crate::model::memory::MemoryGauge>,
-    vhosts: HashMap<String, Arc<VHost>>,
+    vhosts: VHosts,
+    connections: Arc<Connections>,
     users: HashMap<String, String>,
     store: Option<Arc<Store>>,
 }
@@ -40,18 +43,18 @@ impl Broker {
         store: Option<(Arc<Store>, Recovered)>,
         memory: Arc<crate::model::memory::MemoryGauge>,
     ) -> Broker {
-        let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let (store, recovered) = match store {
             Some((s, r)) => (Some(s), Some(r)),
             None => (None, None),
         };
-        let mut vhost_of = |name: &str| {
-            vhosts
-                .entry(name.to_owned())
-                .or_insert_with(|| Arc::new(VHost::new(name, store.clone(), memory.clone())))
-                .clone()
+        let mut broker = Broker {
+            memory,
+            vhosts: VHosts::default(),
+            connections: Arc::new(Connections::default()),
+            users: HashMap::new(),
+            store,
         };
-        vhost_of(vhost);
+        broker.add_vhost(vhost);
         if let Some(r) = recovered {
             type Parts = (
                 Vec<crate::store::RecoveredExchange>,
@@ -69,17 +72,11 @@ impl Broker {
                 per.entry(b.vhost.clone()).or_default().2.push(b);
             }
             for (name, (xs, qs, bs)) in per {
-                vhost_of(&name).restore(xs, qs, bs);
+                broker.add_vhost(&name).restore(xs, qs, bs);
             }
         }
-        let mut users = HashMap::new();
-        users.insert(user.to_owned(), pass.to_owned());
-        Broker {
-            memory,
-            vhosts,
-            users,
-            store,
-        }
+        broker.users.insert(user.to_owned(), pass.to_owned());
+        broker
     }
 
     /// Persists what a clean stop must remember, then closes the store.
@@ -87,7 +84,7 @@ impl Broker {
         let Some(store) = &self.store else {
             return;
         };
-        for vhost in self.vhosts.values() {
+        for vhost in self.vhosts.all() {
             for q in vhost.queues() {
                 q.persist_redelivered();
             }
@@ -100,7 +97,43 @@ impl Broker {
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
-        self.vhosts.get(name).cloned()
+        self.vhosts.get(name)
+    }
+
+    /// Adds a virtual host (with its default exchanges) unless it exists; returns it.
+    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        self.vhosts.add(name, || {
+            VHost::new(name, self.store.clone(), self.memory.clone())
+        })
+    }
+
+    /// Removes a virtual host: no connection can open it any more, and those open
+    /// to it are closed (320, as RabbitMQ closes them when their vhost is deleted).
+    /// Returns false if there was none of that name.
+    pub fn remove_vhost(&self, name: &str) -> bool {
+        let removed = self.vhosts.remove(name).is_some();
+        if removed {
+            self.connections
+                .close_vhost(name, &format!("vhost '{name}' is deleted"));
+        }
+        removed
+    }
+
+    /// The names of the virtual hosts.
+    pub fn vhost_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .vhosts
+            .all()
+            .iter()
+            .map(|v| v.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The open connections, each with the handle that closes it.
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     /// Checks a user's password.

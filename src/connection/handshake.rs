@@ -20,6 +20,8 @@ pub struct Negotiated {
     pub consumer_cancel_notify: bool,
     /// The client handles connection.blocked / unblocked.
     pub blocked_notify: bool,
+    /// What the client said about itself in connection.start-ok.
+    pub client_properties: FieldTable,
 }
 
 /// Why the handshake did not complete.
@@ -297,5 +299,6 @@ pub async fn negotiate(
         heartbeat: tune_ok.heartbeat,
         consumer_cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
         blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
+        client_properties: start_ok.client_properties,
     })
 }

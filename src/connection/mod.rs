@@ -7,6 +7,7 @@ mod events;
 mod handshake;
 mod writer;
 
+use crate::broker::registry::{NewConnection, Registration};
 use crate::broker::{Broker, ConsumerEvent, Flow, VHost};
 use crate::config::Config;
 use crate::protocol::codec::{FrameReader, PROTOCOL_HEADER, write_method};
@@ -169,6 +170,13 @@ pub async fn serve(
     outbox.set_heartbeat(negotiated.heartbeat);
     tracing::info!(%peer, user = negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
 
+    let (registration, close_requests) = ctx.broker.connections().register(NewConnection {
+        id,
+        user: negotiated.user.clone(),
+        vhost: negotiated.vhost.name.clone(),
+        peer,
+        client_properties: negotiated.client_properties,
+    });
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {
         session: Session {
@@ -192,9 +200,15 @@ pub async fn serve(
         heartbeat: negotiated.heartbeat,
         blocked_notify: negotiated.blocked_notify,
         outbox: outbox.clone(),
+        registration,
     };
     let ending = conn
-        .run(&mut reader, &mut events_rx, shutdown.clone())
+        .run(
+            &mut reader,
+            &mut events_rx,
+            shutdown.clone(),
+            close_requests,
+        )
         .await;
     conn.cleanup(&mut events_rx);
     if let Ending::CloseRequested = ending {
@@ -236,6 +250,8 @@ struct Connection {
     heartbeat: u16,
     blocked_notify: bool,
     outbox: Arc<Outbox>,
+    /// This connection's entry in the broker's registry, removed when it ends.
+    registration: Registration,
 }
 
 impl Connection {
@@ -244,6 +260,7 @@ impl Connection {
         reader: &mut FrameReader,
         events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
         mut shutdown: watch::Receiver<bool>,
+        mut close_requests: watch::Receiver<Option<String>>,
     ) -> Ending {
         let mut committed = match &self.session.store {
             Some(store) => store.committed(),
@@ -272,7 +289,14 @@ impl Connection {
                     blocked = alarms.any();
                 }
                 _ = shutdown.changed() => {
-                    let e = Exception::connection_forced("shutdown");
+                    let e = Exception::connection_forced(
+                        "broker forced connection closure with reason 'shutdown'",
+                    );
+                    return self.close_with(reader, &e).await;
+                }
+                Ok(()) = close_requests.changed() => {
+                    let reason = close_requests.borrow_and_update().clone().unwrap_or_default();
+                    let e = Exception::connection_forced(reason);
                     return self.close_with(reader, &e).await;
                 }
                 () = wait_drained(&self.session.throttle), if self.session.throttle.is_some() => {
@@ -370,6 +394,7 @@ impl Connection {
             if let Some(e) = self.flush_confirms() {
                 return self.close_with(reader, &e).await;
             }
+            self.registration.set_channels(self.channels.len());
             self.flush();
         }
     }

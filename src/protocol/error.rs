@@ -133,15 +133,10 @@ impl Exception {
         Exception::new(403, detail, 0, 0)
     }
 
-    /// The broker closes the connection for a reason of its own (320), as RabbitMQ's
-    /// "broker forced connection closure with reason '...'".
-    pub fn connection_forced(reason: &str) -> Self {
-        Exception::new(
-            320,
-            format_args!("broker forced connection closure with reason '{reason}'"),
-            0,
-            0,
-        )
+    /// The broker closes the connection for a reason of its own (320): shutting
+    /// down, or an operator's request with the operator's text.
+    pub fn connection_forced(detail: impl fmt::Display) -> Self {
+        Exception::new(320, detail, 0, 0)
     }
 
     /// A write the reply waited for failed: the store cannot write to disk (541).
