@@ -5,6 +5,7 @@
 pub mod args;
 pub mod deadletter;
 pub mod exchange;
+pub mod publish;
 pub mod queue;
 pub mod registry;
 pub mod vhost;

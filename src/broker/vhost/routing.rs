@@ -4,7 +4,8 @@
 use super::{REPLY_TO, VHost, read};
 use crate::broker::deadletter::{self, Reason};
 use crate::broker::exchange::{Destination, Exchange};
-use crate::broker::{Enqueued, Queue, QueueEntry};
+use crate::broker::publish;
+use crate::broker::{Queue, QueueEntry};
 use crate::model::message::header_routes;
 use crate::model::{BrokerError, BrokerResult, Message};
 use amq_protocol::types::FieldTable;
@@ -150,33 +151,13 @@ impl VHost {
         }
     }
 
-    /// Enqueues a message the broker itself publishes, storing it if it is
-    /// persistent and durable queues take it.
+    /// Enqueues a message the broker itself publishes (a dead letter) through the
+    /// publish pipeline; nobody waits for its confirm.
     pub(super) fn publish_internal(&self, mut msg: Message, targets: &[Arc<Queue>]) {
         if targets.is_empty() {
             return;
         }
-        let durable = targets.iter().filter(|q| q.store_id().is_some()).count() as u32;
-        let store = self
-            .store
-            .as_ref()
-            .filter(|_| msg.is_persistent() && durable > 0);
-        if let Some(store) = store {
-            msg.store_id = store.new_message_id();
-        }
-        let msg = Arc::new(msg);
-        if let Some(store) = store {
-            store.put_message(msg.store_id, durable, msg.clone());
-        }
-        for q in targets {
-            let taken = q.publish(msg.clone()).outcome;
-            if let (Some(store), false, true) = (
-                store,
-                matches!(taken, Enqueued::Yes(_)),
-                q.store_id().is_some(),
-            ) {
-                store.unref(msg.store_id);
-            }
-        }
+        msg.store_id = publish::store_id(self.store.as_ref(), msg.is_persistent(), targets);
+        publish::enqueue(self.store.as_ref(), targets, &Arc::new(msg));
     }
 }

@@ -2,11 +2,10 @@
 //! content into the queues, and the publisher confirms that follow it.
 
 use super::content::Incoming;
-use super::reply::Tickets;
 use super::tx::TxPublish;
 use super::{Channel, Failure, precondition};
-use crate::broker::Enqueued;
 use crate::broker::Queue;
+use crate::broker::publish::{self, Tickets};
 use crate::broker::vhost::REPLY_TO;
 use crate::connection::Session;
 use crate::model::Message;
@@ -92,19 +91,8 @@ impl Channel {
                 all.freeze()
             }
         };
-        // rabbit_access_control:check_user_id: a user_id must name the connection's user.
-        if let Some(claimed) = header.properties.user_id()
-            && claimed.as_str() != s.user
-        {
-            return Err(Exception::from_broker(
-                precondition(format!(
-                    "user_id property set to '{claimed}' but authenticated user was '{}'",
-                    s.user
-                )),
-                BASIC_PUBLISH.0,
-                BASIC_PUBLISH.1,
-            ));
-        }
+        publish::check_user_id(header.properties.user_id().as_ref(), &s.user)
+            .map_err(|e| Exception::from_broker(e, BASIC_PUBLISH.0, BASIC_PUBLISH.1))?;
         let mut header = header;
         if header
             .properties
@@ -146,10 +134,12 @@ impl Channel {
         }
         let mut routed = std::mem::take(&mut self.routed);
         routed.clear();
-        let result = s.vhost.route(
+        let result = publish::route(
+            &s.vhost,
             publish.exchange.as_str(),
             publish.routing_key.as_str(),
             header.properties.headers().as_ref(),
+            extra_keys.as_deref().unwrap_or_default(),
             &mut routed,
         );
         if let Err(e) = result {
@@ -157,32 +147,16 @@ impl Channel {
             return Err(Exception::from_broker(e, BASIC_PUBLISH.0, BASIC_PUBLISH.1));
         }
         // Checked after the exchange, as RabbitMQ does (404 before 406).
-        let extra_keys = match extra_keys {
-            Ok(keys) => keys,
-            Err(detail) => {
-                self.routed = routed;
-                return Err(Exception::from_broker(
-                    precondition(detail),
-                    BASIC_PUBLISH.0,
-                    BASIC_PUBLISH.1,
-                ));
-            }
-        };
-        if !extra_keys.is_empty() {
-            s.vhost.route_more(
-                publish.exchange.as_str(),
-                &extra_keys,
-                header.properties.headers().as_ref(),
-                &mut routed,
-            );
+        if let Err(detail) = extra_keys {
+            self.routed = routed;
+            return Err(Exception::from_broker(
+                precondition(detail),
+                BASIC_PUBLISH.0,
+                BASIC_PUBLISH.1,
+            ));
         }
         let persistent = header.properties.delivery_mode() == &Some(2);
-        let store_id = match &s.store {
-            Some(store) if persistent && routed.iter().any(|q| q.store_id().is_some()) => {
-                store.new_message_id()
-            }
-            _ => 0,
-        };
+        let store_id = publish::store_id(s.store.as_ref(), persistent, &routed);
         let charge = s
             .ctx
             .broker
@@ -217,9 +191,9 @@ impl Channel {
         Ok(())
     }
 
-    /// Enqueues a routed message (storing it first if it is persistent and durable
-    /// queues take it); returns the store tickets of its writes (0: none) and
-    /// whether a full queue refused it (the confirm becomes basic.nack).
+    /// Enqueues a routed message through the broker's publish pipeline; returns the
+    /// store tickets of its writes (0: none) and whether a full queue refused it (the
+    /// confirm becomes basic.nack). A mandatory message no queue took is returned.
     pub(super) fn deliver_to_queues(
         &mut self,
         s: &mut Session,
@@ -227,36 +201,14 @@ impl Channel {
         msg: Arc<Message>,
         mandatory: bool,
     ) -> (Tickets, bool) {
-        let mut tickets = Tickets::default();
-        let store = s.store.as_ref().filter(|_| msg.store_id != 0);
-        if let Some(store) = store {
-            let refs = queues.iter().filter(|q| q.store_id().is_some()).count() as u32;
-            tickets.add(store.put_message(msg.store_id, refs, msg.clone()));
-            if store.backlogged() {
-                s.store_wait = true;
-            }
+        let outcome = publish::enqueue(s.store.as_ref(), queues, &msg);
+        if outcome.store_backlogged {
+            s.store_wait = true;
         }
-        let mut delivered = false;
-        let mut refused = false;
-        for queue in queues {
-            let published = queue.publish(msg.clone());
-            if published.congested.is_some() {
-                s.throttle = published.congested;
-            }
-            match published.outcome {
-                Enqueued::Yes(t) => {
-                    delivered = true;
-                    tickets.add(t);
-                }
-                Enqueued::Rejected => {
-                    refused = true;
-                    if let (Some(store), Some(_)) = (store, queue.store_id()) {
-                        store.unref(msg.store_id);
-                    }
-                }
-                Enqueued::Gone => {}
-            }
+        if outcome.congested.is_some() {
+            s.throttle = outcome.congested;
         }
+        let (delivered, refused) = (outcome.delivered, outcome.refused);
         // Returned only when no queue was there to take it: a queue that refused it
         // (full, reject-publish) makes the confirm a nack instead, as in RabbitMQ.
         if mandatory && !delivered && !refused {
@@ -277,7 +229,7 @@ impl Channel {
                 s.frame_max,
             );
         }
-        (tickets, refused)
+        (outcome.tickets, refused)
     }
 
     /// Sends the publisher confirms that became due: one basic.ack with `multiple`

@@ -6,6 +6,7 @@
 
 use super::Channel;
 use super::consume::consume_ok;
+pub(super) use crate::broker::publish::Tickets;
 use crate::broker::{Consumer, Queue, QueueEntry};
 use crate::connection::Session;
 use crate::model::Message;
@@ -14,25 +15,6 @@ use crate::protocol::codec::write_content;
 use amq_protocol::protocol::{AMQPClass, basic};
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-/// The store tickets a publish's writes took: the first and the last (0: none).
-#[derive(Clone, Copy, Default)]
-pub(super) struct Tickets {
-    pub(super) first: u64,
-    pub(super) last: u64,
-}
-
-impl Tickets {
-    pub(super) fn add(&mut self, ticket: u64) {
-        if ticket == 0 {
-            return;
-        }
-        if self.first == 0 {
-            self.first = ticket;
-        }
-        self.last = self.last.max(ticket);
-    }
-}
 
 /// A reply held in order behind earlier ones (see [`Channel::defer`]).
 pub(super) enum Reply {
