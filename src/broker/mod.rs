@@ -14,7 +14,7 @@ use crate::store::{Recovered, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use queue::{Consumer, ConsumerEvent, Enqueued, Flow, Published, Queue, QueueEntry};
+pub use queue::{Consumer, ConsumerEvent, Enqueued, Flow, Published, Queue, QueueEntry, QueueKind};
 pub use registry::{ConnectionInfo, Connections, VHosts};
 pub use vhost::VHost;
 

@@ -11,9 +11,9 @@ use std::sync::{Arc, MutexGuard};
 impl Queue {
     /// When a message offered now expires: the queue's TTL or the message's own
     /// `expiration`, whichever is sooner (0: never).
-    pub(super) fn expiry_of(&self, msg: &Message) -> u64 {
+    pub(super) fn expiry_of(message_ttl: Option<u64>, msg: &Message) -> u64 {
         let own = msg.ttl();
-        let ttl = match (self.args.message_ttl, own) {
+        let ttl = match (message_ttl, own) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
                 Some(t) => t,
@@ -35,16 +35,16 @@ impl Queue {
             };
         }
         let size = msg.body.len() as u64;
-        let over = self
-            .args
+        let settings = &state.settings;
+        let over = settings
             .max_length
             .is_some_and(|m| state.ready.len as u64 >= m)
-            || self
-                .args
+            || settings
                 .max_length_bytes
                 .is_some_and(|m| state.ready.bytes + size > m);
-        if over && self.args.overflow != Overflow::DropHead {
-            if self.args.overflow == Overflow::RejectPublishDlx {
+        let overflow = settings.overflow;
+        if over && overflow != Overflow::DropHead {
+            if overflow == Overflow::RejectPublishDlx {
                 let entry = ReadyEntry {
                     seq: 0,
                     slot: Slot::Loaded(msg),
@@ -61,7 +61,7 @@ impl Queue {
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        let expires = self.expiry_of(&msg);
+        let expires = Queue::expiry_of(state.settings.message_ttl, &msg);
         // Sent under the lock, so the store sees the enqueue before any ack of it.
         let mut slot = Slot::Loaded(msg);
         let mut ticket = 0;
@@ -90,7 +90,7 @@ impl Queue {
             expires,
         });
         self.dispatch_locked(&mut state);
-        if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
+        if state.settings.max_length.is_some() || state.settings.max_length_bytes.is_some() {
             self.drop_head_over_limit(&mut state);
         }
         let congested = state.congested.take();
@@ -103,8 +103,8 @@ impl Queue {
 
     /// Drops (dead-letters) messages from the head until the queue is within its limits.
     pub(super) fn drop_head_over_limit(&self, state: &mut QueueState) {
-        let max_len = self.args.max_length.unwrap_or(u64::MAX);
-        let max_bytes = self.args.max_length_bytes.unwrap_or(u64::MAX);
+        let max_len = state.settings.max_length.unwrap_or(u64::MAX);
+        let max_bytes = state.settings.max_length_bytes.unwrap_or(u64::MAX);
         while state.ready.len as u64 > max_len || state.ready.bytes > max_bytes {
             let Some(e) = state.ready.pop_front() else {
                 break;
@@ -135,7 +135,7 @@ impl Queue {
 
     /// Dead-letters messages through the queue's dead-letter exchange, or drops them.
     pub(super) fn dead_letter(&self, dead: Vec<(ReadyEntry, Reason)>) {
-        if self.args.dead_letter_exchange.is_some()
+        if let Some((exchange, routing_key)) = self.dead_letter_target()
             && let Some(vhost) = self.vhost.upgrade()
         {
             let mut loaded = Vec::with_capacity(dead.len());
@@ -157,7 +157,7 @@ impl Queue {
                     loaded.push((entry, *reason));
                 }
             }
-            vhost.dead_letter(self, &loaded);
+            vhost.dead_letter(self, &exchange, routing_key.as_deref(), &loaded);
         }
         for (entry, _) in &dead {
             self.remove_stored_id(entry.seq, entry.store_id());
@@ -203,8 +203,8 @@ impl Queue {
         state.ready.insert_many(entries);
         // Requeued messages count against the limits again: a drop-head queue drops
         // (dead-letters) from its head, as RabbitMQ does after a requeue.
-        if self.args.overflow == Overflow::DropHead
-            && (self.args.max_length.is_some() || self.args.max_length_bytes.is_some())
+        if state.settings.overflow == Overflow::DropHead
+            && (state.settings.max_length.is_some() || state.settings.max_length_bytes.is_some())
         {
             self.drop_head_over_limit(&mut state);
         }
@@ -214,7 +214,7 @@ impl Queue {
 
     /// Rejected without requeue: dead-letters the messages, or drops them.
     pub fn discard(&self, entries: Vec<QueueEntry>) {
-        if self.args.dead_letter_exchange.is_none() {
+        if !self.has_dead_letter_exchange() {
             for e in &entries {
                 self.remove_stored(e);
             }

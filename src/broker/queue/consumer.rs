@@ -77,9 +77,9 @@ impl Queue {
     }
 
     pub(super) fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState) {
-        let ttl = self.args.message_ttl.is_some() || state.ready.next_expiry().is_some();
+        let ttl = state.settings.message_ttl.is_some() || state.ready.next_expiry().is_some();
         while !state.ready.is_empty() && !state.consumers.is_empty() {
-            let Some(idx) = pick_consumer(state, self.args.single_active_consumer) else {
+            let Some(idx) = pick_consumer(state) else {
                 if self.stall_on_full_connections(state) {
                     continue;
                 }
@@ -156,7 +156,7 @@ impl Queue {
         }
         // Registered before looking again, so a connection that drains in between
         // either finds this queue in its list or leaves room seen here.
-        stalled && pick_consumer(state, self.args.single_active_consumer).is_some()
+        stalled && pick_consumer(state).is_some()
     }
 
     /// Adds a consumer, enforcing consumer exclusivity, then dispatches.
@@ -195,7 +195,7 @@ impl Queue {
         state.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
         let removed = before != state.consumers.len();
         let last = removed && state.consumers.is_empty();
-        if removed && self.args.single_active_consumer {
+        if removed && state.settings.single_active_consumer {
             // The next consumer in line takes over.
             self.dispatch_locked(&mut state);
         }
@@ -210,8 +210,8 @@ impl Queue {
 
 /// The consumer with free credit and the highest priority, scanning round-robin from
 /// where the last delivery went.
-fn pick_consumer(state: &QueueState, single_active: bool) -> Option<usize> {
-    if single_active {
+fn pick_consumer(state: &QueueState) -> Option<usize> {
+    if state.settings.single_active_consumer {
         // Only the first consumer in line receives.
         return state.consumers.first().filter(|c| c.has_room()).map(|_| 0);
     }

@@ -72,7 +72,16 @@ pub enum ConsumerEvent {
     },
 }
 
-/// What a queue is made of, fixed at declare time.
+/// What kind of queue a queue is: how it keeps and hands out its messages. Streams
+/// come next, as a variant rather than a trait object, so the publish and delivery
+/// paths stay static calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// Messages held in memory (paged to the store past a budget), each consumed once.
+    Classic,
+}
+
+/// What a queue is made of at declare time.
 pub struct QueueOptions {
     pub name: ShortString,
     pub vhost_name: Arc<str>,
@@ -80,7 +89,9 @@ pub struct QueueOptions {
     /// The connection owning an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
+    /// The arguments as declared.
     pub arguments: FieldTable,
+    /// The settings the arguments give, in effect until replaced.
     pub args: QueueArgs,
     /// The store and this queue's id in it, for durable queues.
     pub stored: Option<(Arc<Store>, u64)>,
@@ -95,14 +106,21 @@ pub struct Queue {
     /// The connection owning an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
+    /// The arguments as declared, which a redeclare must match. What the queue does
+    /// follows its effective settings (see [`QueueState::settings`]) instead.
     pub arguments: FieldTable,
-    pub args: QueueArgs,
+    kind: QueueKind,
     stored: Option<(Arc<Store>, u64)>,
     vhost: Weak<VHost>,
     state: Mutex<QueueState>,
 }
 
 struct QueueState {
+    /// The effective settings (TTL, expiry, length limits, overflow, dead-lettering,
+    /// single active consumer): given by the declared arguments, kept here so that
+    /// whoever changes them (a policy) does it under the lock the queue's every
+    /// operation already takes, and nothing is locked twice on the publish path.
+    settings: QueueArgs,
     ready: Ready,
     next_seq: u64,
     consumers: Vec<Arc<Consumer>>,
@@ -129,6 +147,7 @@ impl Queue {
     pub fn new(o: QueueOptions) -> Queue {
         let state = QueueState {
             ready: Ready::new(o.args.max_priority),
+            settings: o.args,
             next_seq: 0,
             consumers: Vec::new(),
             next_consumer: 0,
@@ -149,7 +168,7 @@ impl Queue {
             exclusive_owner: o.exclusive_owner,
             auto_delete: o.auto_delete,
             arguments: o.arguments,
-            args: o.args,
+            kind: QueueKind::Classic,
             stored: o.stored,
             vhost: o.vhost,
             state: Mutex::new(state),
@@ -160,6 +179,22 @@ impl Queue {
         // The state is only mutated by short non-panicking sections; if a panic ever
         // poisoned the lock, the data is still consistent enough to keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn kind(&self) -> QueueKind {
+        self.kind
+    }
+
+    /// Where the queue's dead letters go: its dead-letter exchange and routing key.
+    pub fn dead_letter_target(&self) -> Option<(String, Option<String>)> {
+        let state = self.lock();
+        let exchange = state.settings.dead_letter_exchange.clone()?;
+        Some((exchange, state.settings.dead_letter_routing_key.clone()))
+    }
+
+    /// Whether the queue dead-letters what it drops.
+    pub fn has_dead_letter_exchange(&self) -> bool {
+        self.lock().settings.dead_letter_exchange.is_some()
     }
 
     /// The store id of a durable queue.

@@ -41,10 +41,10 @@ impl Queue {
     /// Notes that the queue was used (declared, read, consumed from) and, if it has
     /// `x-expires`, makes sure a timer will delete it once unused for that long.
     pub fn touch(self: &Arc<Self>) {
-        let Some(expires) = self.args.expires else {
+        let mut state = self.lock();
+        let Some(expires) = state.settings.expires else {
             return;
         };
-        let mut state = self.lock();
         state.last_used = now_ms();
         if state.expires_timer || !state.consumers.is_empty() || state.deleted {
             return;

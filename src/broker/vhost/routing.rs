@@ -106,14 +106,18 @@ impl VHost {
         }
     }
 
-    /// Republishes messages that `from` dead-lettered to its dead-letter exchange.
+    /// Republishes messages that `from` dead-lettered to its dead-letter exchange
+    /// `dlx` (with routing key `dlrk`, or their own keys).
     /// Like RabbitMQ's classic queues this is at most once: no confirms, a missing
     /// exchange or no matching binding drops the message, and so does a cycle that
     /// no client rejection interrupted.
-    pub fn dead_letter(&self, from: &Queue, dead: &[(QueueEntry, Reason)]) {
-        let Some(dlx) = from.args.dead_letter_exchange.as_deref() else {
-            return;
-        };
+    pub fn dead_letter(
+        &self,
+        from: &Queue,
+        dlx: &str,
+        dlrk: Option<&str>,
+        dead: &[(QueueEntry, Reason)],
+    ) {
         let mut targets = Vec::new();
         for (entry, reason) in dead {
             let (msg, headers) = deadletter::dead_letter(
@@ -121,7 +125,7 @@ impl VHost {
                 *reason,
                 from.name.as_str(),
                 dlx,
-                from.args.dead_letter_routing_key.as_deref(),
+                dlrk,
                 &self.memory,
             );
             targets.clear();
@@ -132,7 +136,7 @@ impl VHost {
                 continue;
             }
             // Without a dead-letter routing key, the message's CC keys route it too.
-            if from.args.dead_letter_routing_key.is_none()
+            if dlrk.is_none()
                 && let Ok(keys) = header_routes(Some(&headers))
                 && !keys.is_empty()
             {

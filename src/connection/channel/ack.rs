@@ -90,7 +90,7 @@ impl Channel {
             }
             match how {
                 Settle::Ack | Settle::Drop => {
-                    if how == Settle::Ack || u.queue.args.dead_letter_exchange.is_none() {
+                    if how == Settle::Ack || !u.queue.has_dead_letter_exchange() {
                         u.queue.remove_stored(&u.entry);
                     } else {
                         u.queue.discard(vec![u.entry]);
