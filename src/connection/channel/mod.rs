@@ -217,28 +217,24 @@ impl Channel {
                 // Replies to earlier methods go first, as in RabbitMQ.
                 self.defer(s, Tickets::default(), close_ok);
                 self.closed_by_client = true;
-                return Ok(After::Continue);
+                Ok(After::Continue)
             }
-            chan::AMQPMethod::CloseOk(_) => return Ok(After::Remove),
-            chan::AMQPMethod::Open(_) => {
-                return Err(Failure::Protocol(ProtocolError::Channel(
-                    "second 'channel.open' seen".into(),
-                )));
-            }
+            chan::AMQPMethod::CloseOk(_) => Ok(After::Remove),
+            chan::AMQPMethod::Open(_) => Err(Failure::Protocol(ProtocolError::Channel(
+                "second 'channel.open' seen".into(),
+            ))),
             chan::AMQPMethod::Flow(f) if f.active => {
                 self.reply(
                     s,
                     false,
                     AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })),
                 );
-                return Ok(After::Continue);
+                Ok(After::Continue)
             }
-            chan::AMQPMethod::Flow(_) => {
-                return Err(Failure::Protocol(ProtocolError::NotImplemented(
-                    "active=false".into(),
-                )));
-            }
-            _ => return Err(command_invalid("channel")),
+            chan::AMQPMethod::Flow(_) => Err(Failure::Protocol(ProtocolError::NotImplemented(
+                "active=false".into(),
+            ))),
+            _ => Err(command_invalid("channel")),
         }
     }
 }
