@@ -37,7 +37,7 @@ impl Server {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let started = std::time::Instant::now();
         let watermark = config.memory_watermark_bytes();
-        let memory = crate::broker::memory::MemoryGauge::new(watermark);
+        let memory = crate::model::memory::MemoryGauge::new(watermark);
         let options = crate::store::StoreOptions {
             cache_bytes: config.store_cache_mb.saturating_mul(1024 * 1024),
             page_after: config.queue_memory_messages,
@@ -88,6 +88,12 @@ impl Server {
     }
 
     /// Accepts connections until `shutdown` completes, then closes them all.
+    /// What every connection shares (the broker, the configuration): a handle to
+    /// the running broker for whoever embeds it.
+    pub fn context(&self) -> Arc<ServerContext> {
+        self.ctx.clone()
+    }
+
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
@@ -237,7 +243,7 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Samples resident memory and free disk space every second for the alarms.
 async fn sample_resources(ctx: Arc<ServerContext>) {
-    use crate::broker::memory::{disk_free, release_free_memory, resident_memory};
+    use crate::model::memory::{disk_free, release_free_memory, resident_memory};
     let gauge = &ctx.broker.memory;
     let disk_limit = ctx.config.disk_free_limit();
     let mut tick = tokio::time::interval(Duration::from_secs(1));

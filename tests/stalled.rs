@@ -113,7 +113,7 @@ async fn drain(broker: &TestBroker, queue: &str, expected: u32) -> Vec<(u32, boo
     let mut consumer = common::consume_no_ack(&ch, queue, "drain").await;
     let mut got = Vec::with_capacity(expected as usize);
     while got.len() < expected as usize {
-        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
             .await
             .expect("the rest arrives")
             .expect("consumer open")

@@ -16,9 +16,9 @@ use amq_protocol::types::parsing::parse_field_table;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use bytes::BytesMut;
 use tokio_util::codec::Decoder;
+use warren::model::fields::encode_properties;
 use warren::protocol::codec::{
-    FRAME_OVERHEAD, Frame, FrameDecoder, MAX_RESERVE, MAX_TABLE_DEPTH, encode_properties,
-    table_within_limit,
+    FRAME_OVERHEAD, Frame, FrameDecoder, MAX_RESERVE, MAX_TABLE_DEPTH, table_within_limit,
 };
 use warren::protocol::{Exception, ProtocolError};
 use warren::store::codec::Reader;

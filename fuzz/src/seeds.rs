@@ -5,7 +5,8 @@
 use crate::session::record;
 use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, connection, exchange, queue, tx};
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
-use warren::protocol::codec::{FRAME_OVERHEAD, encode_properties, write_content, write_method};
+use warren::model::fields::encode_properties;
+use warren::protocol::codec::{FRAME_OVERHEAD, write_content, write_method};
 
 /// A method's frame payload: class, method, fields.
 fn payload(method: AMQPClass) -> Vec<u8> {

@@ -2,7 +2,8 @@
 //! priorities, single active consumer, queue type): parsed once at declare time and
 //! validated with the error texts RabbitMQ sends.
 
-use crate::broker::{BrokerError, BrokerResult};
+use crate::model::fields::type_name;
+use crate::model::{BrokerError, BrokerResult};
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 /// Largest TTL or expiry RabbitMQ accepts: ten years, in milliseconds.
@@ -40,30 +41,6 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     /// `x-queue-type` was `quorum`: served as a durable classic queue.
     pub quorum: bool,
-}
-
-/// RabbitMQ's name for the type of a table value, as its error texts show it.
-pub fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
 }
 
 /// The value of an integer-typed argument (the types RabbitMQ counts as integers).

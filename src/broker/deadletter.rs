@@ -2,9 +2,9 @@
 //! the `x-death` history and `x-first-death-*` / `x-last-death-*` headers written as
 //! RabbitMQ writes them.
 
-use crate::broker::Message;
-use crate::broker::memory::MemoryGauge;
-use crate::protocol::codec::encode_properties;
+use crate::model::Message;
+use crate::model::fields::encode_properties;
+use crate::model::memory::MemoryGauge;
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use std::sync::Arc;
@@ -156,13 +156,13 @@ pub fn dead_letter(
             t.insert("queue".into(), longstr(queue));
             t.insert(
                 "time".into(),
-                AMQPValue::Timestamp(crate::broker::now_ms() / 1000),
+                AMQPValue::Timestamp(crate::model::now_ms() / 1000),
             );
             t.insert("exchange".into(), longstr(msg.exchange.as_str()));
             // The routing key and the CC keys (BCC is gone from the message).
             let mut keys = FieldArray::default();
             keys.push(longstr(msg.routing_key.as_str()));
-            let cc = crate::broker::message::header_routes(original.headers().as_ref());
+            let cc = crate::model::message::header_routes(original.headers().as_ref());
             for key in cc.unwrap_or_default() {
                 keys.push(longstr(&key));
             }

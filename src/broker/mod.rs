@@ -5,17 +5,17 @@
 pub mod args;
 pub mod deadletter;
 pub mod exchange;
-pub mod memory;
-pub mod message;
+pub mod publish;
 pub mod queue;
+pub mod registry;
 pub mod vhost;
 
 use crate::store::{Recovered, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use message::{Message, Slot};
-pub use queue::{Consumer, ConsumerEvent, Enqueued, Flow, Published, Queue, QueueEntry};
+pub use queue::{Consumer, ConsumerEvent, Enqueued, Flow, Published, Queue, QueueEntry, QueueKind};
+pub use registry::{ConnectionInfo, Connections, VHosts};
 pub use vhost::VHost;
 
 /// A random url-safe name suffix, as RabbitMQ's generated names use.
@@ -25,32 +25,11 @@ pub fn random_name() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Wall-clock milliseconds since the Unix epoch: message expiry survives restarts.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// What a broker operation can fail with; `protocol::error` maps each to its reply code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerError {
-    NotFound(String),
-    AccessRefused(String),
-    ResourceLocked(String),
-    PreconditionFailed(String),
-    NotAllowed(String),
-    CommandInvalid(String),
-    NotImplemented(String),
-    Internal(String),
-}
-
-pub type BrokerResult<T> = Result<T, BrokerError>;
-
-/// Users and virtual hosts of one broker.
+/// Users, virtual hosts and connections of one broker.
 pub struct Broker {
-    pub memory: Arc<memory::MemoryGauge>,
-    vhosts: HashMap<String, Arc<VHost>>,
+    pub memory: Arc<crate::model::memory::MemoryGauge>,
+    vhosts: VHosts,
+    connections: Arc<Connections>,
     users: HashMap<String, String>,
     store: Option<Arc<Store>>,
 }
@@ -63,20 +42,20 @@ impl Broker {
         pass: &str,
         vhost: &str,
         store: Option<(Arc<Store>, Recovered)>,
-        memory: Arc<memory::MemoryGauge>,
+        memory: Arc<crate::model::memory::MemoryGauge>,
     ) -> Broker {
-        let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let (store, recovered) = match store {
             Some((s, r)) => (Some(s), Some(r)),
             None => (None, None),
         };
-        let mut vhost_of = |name: &str| {
-            vhosts
-                .entry(name.to_owned())
-                .or_insert_with(|| Arc::new(VHost::new(name, store.clone(), memory.clone())))
-                .clone()
+        let mut broker = Broker {
+            memory,
+            vhosts: VHosts::default(),
+            connections: Arc::new(Connections::default()),
+            users: HashMap::new(),
+            store,
         };
-        vhost_of(vhost);
+        broker.add_vhost(vhost);
         if let Some(r) = recovered {
             type Parts = (
                 Vec<crate::store::RecoveredExchange>,
@@ -94,17 +73,11 @@ impl Broker {
                 per.entry(b.vhost.clone()).or_default().2.push(b);
             }
             for (name, (xs, qs, bs)) in per {
-                vhost_of(&name).restore(xs, qs, bs);
+                broker.add_vhost(&name).restore(xs, qs, bs);
             }
         }
-        let mut users = HashMap::new();
-        users.insert(user.to_owned(), pass.to_owned());
-        Broker {
-            memory,
-            vhosts,
-            users,
-            store,
-        }
+        broker.users.insert(user.to_owned(), pass.to_owned());
+        broker
     }
 
     /// Persists what a clean stop must remember, then closes the store.
@@ -112,7 +85,7 @@ impl Broker {
         let Some(store) = &self.store else {
             return;
         };
-        for vhost in self.vhosts.values() {
+        for vhost in self.vhosts.all() {
             for q in vhost.queues() {
                 q.persist_redelivered();
             }
@@ -125,7 +98,43 @@ impl Broker {
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
-        self.vhosts.get(name).cloned()
+        self.vhosts.get(name)
+    }
+
+    /// Adds a virtual host (with its default exchanges) unless it exists; returns it.
+    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        self.vhosts.add(name, || {
+            VHost::new(name, self.store.clone(), self.memory.clone())
+        })
+    }
+
+    /// Removes a virtual host: no connection can open it any more, and those open
+    /// to it are closed (320, as RabbitMQ closes them when their vhost is deleted).
+    /// Returns false if there was none of that name.
+    pub fn remove_vhost(&self, name: &str) -> bool {
+        let removed = self.vhosts.remove(name).is_some();
+        if removed {
+            self.connections
+                .close_vhost(name, &format!("vhost '{name}' is deleted"));
+        }
+        removed
+    }
+
+    /// The names of the virtual hosts.
+    pub fn vhost_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .vhosts
+            .all()
+            .iter()
+            .map(|v| v.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The open connections, each with the handle that closes it.
+    pub fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     /// Checks a user's password.

@@ -21,6 +21,8 @@ pub struct Negotiated {
     pub consumer_cancel_notify: bool,
     /// The client handles connection.blocked / unblocked.
     pub blocked_notify: bool,
+    /// What the client said about itself in connection.start-ok.
+    pub client_properties: FieldTable,
 }
 
 /// Why the handshake did not complete.
@@ -154,8 +156,7 @@ async fn expect_method(
             Some(Frame::Method(0, method)) => match *method {
                 AMQPClass::Connection(m) => return Ok(m),
                 other => {
-                    return Err(HandshakeError::Close(Exception::new(
-                        503,
+                    return Err(HandshakeError::Close(Exception::command_invalid(
                         format_args!("expected 'connection.{expected}'"),
                         other.get_amqp_class_id(),
                         other.get_amqp_method_id(),
@@ -163,8 +164,7 @@ async fn expect_method(
                 }
             },
             Some(_) => {
-                return Err(HandshakeError::Close(Exception::new(
-                    503,
+                return Err(HandshakeError::Close(Exception::command_invalid(
                     format_args!("expected 'connection.{expected}'"),
                     0,
                     0,
@@ -176,8 +176,7 @@ async fn expect_method(
 
 fn unexpected(expected: &str, got: &connection::AMQPMethod) -> HandshakeError {
     let class = AMQPClass::Connection(got.clone());
-    HandshakeError::Close(Exception::new(
-        503,
+    HandshakeError::Close(Exception::command_invalid(
         format_args!("expected 'connection.{expected}'"),
         class.get_amqp_class_id(),
         class.get_amqp_method_id(),
@@ -226,7 +225,7 @@ pub async fn negotiate(
         tracing::warn!(%peer, user, "authentication failed");
         return Err(if refuse_close {
             // RabbitMQ sends class-id 0, method-id 0 with this refusal.
-            HandshakeError::Close(Exception::new(403, reason, 0, 0))
+            HandshakeError::Close(Exception::access_refused(reason))
         } else {
             HandshakeError::Silent(reason)
         });
@@ -307,5 +306,6 @@ pub async fn negotiate(
         heartbeat: tune_ok.heartbeat,
         consumer_cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
         blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
+        client_properties: start_ok.client_properties,
     })
 }

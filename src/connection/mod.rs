@@ -2,16 +2,22 @@
 //! frames, receives deliveries from queues, and hands encoded frames to the writer.
 
 mod channel;
+mod closing;
+mod dispatch;
+mod events;
 mod handshake;
 mod writer;
 
+use crate::broker::registry::{NewConnection, Registration};
 use crate::broker::{Broker, ConsumerEvent, Flow, VHost};
 use crate::config::Config;
 use crate::protocol::codec::{FrameReader, PROTOCOL_HEADER, write_method};
-use crate::protocol::{Exception, Frame, ProtocolError};
-use amq_protocol::protocol::{AMQPClass, channel as chan, connection};
+use crate::protocol::{Exception, ProtocolError};
+use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::ShortString;
 use channel::Channel;
+use closing::{await_close_ok, discard_until_closed, write_close};
+use dispatch::{FrameOutcome, is_cancel};
 use handshake::HandshakeError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -86,10 +92,6 @@ enum Ending {
     CloseRequested,
 }
 
-/// How long the socket stays open after close-ok, for the client to close it
-/// (RabbitMQ's CLOSING_TIMEOUT).
-const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Connections being served, and the most there were since freed memory was last
 /// handed back to the system.
 static SERVING: AtomicUsize = AtomicUsize::new(0);
@@ -120,7 +122,7 @@ impl Drop for Served {
                 .compare_exchange(peak, serving, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            crate::broker::memory::release_free_memory();
+            crate::model::memory::release_free_memory();
         }
     }
 }
@@ -208,6 +210,13 @@ pub async fn serve(
     outbox.set_heartbeat(negotiated.heartbeat);
     tracing::info!(%peer, user = negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
 
+    let (registration, close_requests) = ctx.broker.connections().register(NewConnection {
+        id,
+        user: negotiated.user.clone(),
+        vhost: negotiated.vhost.name.clone(),
+        peer,
+        client_properties: negotiated.client_properties,
+    });
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {
         session: Session {
@@ -231,9 +240,15 @@ pub async fn serve(
         heartbeat: negotiated.heartbeat,
         blocked_notify: negotiated.blocked_notify,
         outbox: outbox.clone(),
+        registration,
     };
     let ending = conn
-        .run(&mut reader, &mut events_rx, shutdown.clone())
+        .run(
+            &mut reader,
+            &mut events_rx,
+            shutdown.clone(),
+            close_requests,
+        )
         .await;
     conn.cleanup(&mut events_rx);
     if let Ending::CloseRequested = ending {
@@ -255,19 +270,6 @@ pub async fn serve(
     }
 }
 
-fn write_close(out: &mut Vec<u8>, e: &Exception) {
-    write_method(
-        out,
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: e.code,
-            reply_text: short(&e.text),
-            class_id: e.class_id,
-            method_id: e.method_id,
-        })),
-    );
-}
-
 /// A short string cut to the 255 bytes the protocol allows, on a char boundary.
 pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
     if s.len() <= 255 {
@@ -281,47 +283,6 @@ pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
     amq_protocol::types::ShortString::from(format!("{}...", &s[..end]))
 }
 
-/// After close-ok: discard frames until the client closes the socket, the broker
-/// stops, or [`CLOSING_TIMEOUT`].
-async fn discard_until_closed(reader: &mut FrameReader, mut shutdown: watch::Receiver<bool>) {
-    let discard = async { while let Ok(Some(_)) = reader.next().await {} };
-    tokio::select! {
-        _ = discard => {}
-        _ = shutdown.changed() => {}
-        _ = tokio::time::sleep(CLOSING_TIMEOUT) => {}
-    }
-}
-
-/// After sending connection.close: discard frames until close-ok, the socket
-/// closing, or the timeout.
-async fn await_close_ok(reader: &mut FrameReader, config: &Config) {
-    let wait = async {
-        loop {
-            match reader.next().await {
-                Ok(Some(Frame::Method(_, m))) => {
-                    if matches!(
-                        *m,
-                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
-                            | AMQPClass::Connection(connection::AMQPMethod::Close(_))
-                    ) {
-                        return;
-                    }
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(ProtocolError::Io(_)) => return,
-                Err(_) => {
-                    // The stream cannot be parsed any more (the frame error that
-                    // caused the close): drop raw bytes until the client closes,
-                    // rather than reset the socket under the close it has to read.
-                    reader.discard_all().await;
-                    return;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(config.close_timeout_secs), wait).await;
-}
-
 struct Connection {
     session: Session,
     channels: HashMap<u16, Channel>,
@@ -329,6 +290,8 @@ struct Connection {
     heartbeat: u16,
     blocked_notify: bool,
     outbox: Arc<Outbox>,
+    /// This connection's entry in the broker's registry, removed when it ends.
+    registration: Registration,
 }
 
 impl Connection {
@@ -337,6 +300,7 @@ impl Connection {
         reader: &mut FrameReader,
         events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
         mut shutdown: watch::Receiver<bool>,
+        mut close_requests: watch::Receiver<Option<String>>,
     ) -> Ending {
         let mut committed = match &self.session.store {
             Some(store) => store.committed(),
@@ -365,7 +329,14 @@ impl Connection {
                     blocked = alarms.any();
                 }
                 _ = shutdown.changed() => {
-                    let e = Exception::new(320, "broker forced connection closure with reason 'shutdown'", 0, 0);
+                    let e = Exception::connection_forced(
+                        "broker forced connection closure with reason 'shutdown'",
+                    );
+                    return self.close_with(reader, &e).await;
+                }
+                Ok(()) = close_requests.changed() => {
+                    let reason = close_requests.borrow_and_update().clone().unwrap_or_default();
+                    let e = Exception::connection_forced(reason);
                     return self.close_with(reader, &e).await;
                 }
                 () = wait_drained(&self.session.throttle), if self.session.throttle.is_some() => {
@@ -463,6 +434,7 @@ impl Connection {
             if let Some(e) = self.flush_confirms() {
                 return self.close_with(reader, &e).await;
             }
+            self.registration.set_channels(self.channels.len());
             self.flush();
         }
     }
@@ -496,248 +468,4 @@ impl Connection {
         self.channels.retain(|_, ch| !ch.finished());
         error
     }
-
-    /// The client sent connection.close: the channels stop (consumers go, unacked
-    /// messages return to their queues), then every reply they still owe is sent,
-    /// after the store commits it waits for, before close-ok (RabbitMQ flushes its
-    /// channels first). Frames after the close are not read.
-    async fn close_requested(
-        &mut self,
-        reader: &mut FrameReader,
-        committed: &mut watch::Receiver<u64>,
-        events: &mut mpsc::UnboundedReceiver<ConsumerEvent>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Ending {
-        for ch in self.channels.values_mut() {
-            ch.release(&mut self.session);
-        }
-        let mut store_running = true;
-        loop {
-            self.session.committed = *committed.borrow_and_update();
-            if let Some(e) = self.flush_confirms() {
-                return self.close_with(reader, &e).await;
-            }
-            self.flush();
-            let owed = self.channels.values().filter(|c| c.owes_replies()).count();
-            if owed == 0 {
-                return Ending::CloseRequested;
-            }
-            if !store_running {
-                // The store stopped (the broker is stopping) after committing what
-                // it had: what still waits never will.
-                tracing::warn!(channels = owed, "replies still owed at connection close");
-                return Ending::CloseRequested;
-            }
-            tokio::select! {
-                biased;
-                changed = committed.changed() => store_running = changed.is_ok(),
-                _ = shutdown.changed() => store_running = false,
-                // Deliveries dispatched before the consumers went: back to their queues.
-                Some(event) = events.recv() => self.handle_event(event),
-            }
-        }
-    }
-
-    /// Sends connection.close, waits for close-ok (bounded), and ends.
-    async fn close_with(&mut self, reader: &mut FrameReader, e: &Exception) -> Ending {
-        if e.code == 320 {
-            tracing::info!(code = e.code, text = %e.text, "closing connection");
-        } else {
-            tracing::warn!(code = e.code, text = %e.text, "connection error");
-        }
-        self.flush_confirms();
-        write_close(&mut self.session.out, e);
-        self.flush();
-        await_close_ok(reader, &self.session.ctx.config).await;
-        Ending::Closed
-    }
-
-    fn handle_event(&mut self, event: ConsumerEvent) {
-        match event {
-            ConsumerEvent::Deliver {
-                consumer,
-                queue,
-                entry,
-            } => {
-                consumer.flow.done(entry.msg.body.len());
-                match self.channels.get_mut(&consumer.channel) {
-                    Some(ch) if ch.owns(&consumer) => {
-                        ch.deliver(&mut self.session, &consumer, queue, entry)
-                    }
-                    _ => {
-                        // Cancelled or closed meanwhile: the message never reached the client.
-                        consumer.release();
-                        queue.requeue([entry], false);
-                    }
-                }
-            }
-            ConsumerEvent::Cancelled {
-                channel,
-                consumer_tag,
-            } => {
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    ch.cancelled_by_server(&mut self.session, &consumer_tag);
-                }
-            }
-        }
-    }
-
-    fn handle_frame(&mut self, frame: Frame) -> Result<(), FrameOutcome> {
-        let channel_id = frame.channel();
-        if channel_id == 0 {
-            return match frame {
-                Frame::Heartbeat(_) => Ok(()),
-                Frame::Method(_, m) => self.handle_connection_method(*m),
-                _ => Err(FrameOutcome::Close(Exception::new(
-                    505,
-                    "expected method frame, got non method frame instead",
-                    0,
-                    0,
-                ))),
-            };
-        }
-        if let Frame::Heartbeat(_) = frame {
-            // rabbit_reader: a heartbeat off channel 0 is an unexpected frame.
-            return Err(FrameOutcome::Close(Exception::new(
-                505,
-                "type 8, all octets = <<>>",
-                0,
-                0,
-            )));
-        }
-        let Some(ch) = self.channels.get_mut(&channel_id) else {
-            return self.handle_unopened(channel_id, frame);
-        };
-        match ch.handle_frame(&mut self.session, frame) {
-            Ok(channel::After::Continue) => Ok(()),
-            Ok(channel::After::Remove) => {
-                if let Some(mut ch) = self.channels.remove(&channel_id) {
-                    ch.release(&mut self.session);
-                }
-                Ok(())
-            }
-            Err(e) if e.is_connection_level() => Err(FrameOutcome::Close(e)),
-            Err(e) => {
-                tracing::info!(channel = channel_id, code = e.code, text = %e.text, "channel error");
-                ch.fail(&mut self.session, &e);
-                Ok(())
-            }
-        }
-    }
-
-    fn handle_unopened(&mut self, channel_id: u16, frame: Frame) -> Result<(), FrameOutcome> {
-        let Frame::Method(_, m) = frame else {
-            return Err(FrameOutcome::Close(Exception::new(
-                504,
-                "expected 'channel.open'",
-                0,
-                0,
-            )));
-        };
-        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
-        match *m {
-            AMQPClass::Channel(chan::AMQPMethod::Open(_)) => {
-                // rabbit_reader:create_channel limits how many channels are open,
-                // whatever their numbers.
-                if self.channels.len() >= usize::from(self.channel_max) {
-                    return Err(FrameOutcome::Close(Exception::new(
-                        530,
-                        format_args!(
-                            "number of channels opened ({}) has reached the negotiated channel_max ({})",
-                            self.channels.len(),
-                            self.channel_max
-                        ),
-                        0,
-                        0,
-                    )));
-                }
-                self.channels.insert(channel_id, Channel::new(channel_id));
-                self.session.send(
-                    channel_id,
-                    AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
-                );
-                Ok(())
-            }
-            // A close-ok for a channel we already forgot, or a close of an unknown one.
-            AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => Ok(()),
-            _ => Err(FrameOutcome::Close(Exception::new(
-                504,
-                "expected 'channel.open'",
-                class_id,
-                method_id,
-            ))),
-        }
-    }
-
-    fn handle_connection_method(&mut self, m: AMQPClass) -> Result<(), FrameOutcome> {
-        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
-        match m {
-            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
-                tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed connection");
-                Err(FrameOutcome::CloseRequested)
-            }
-            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
-                Err(FrameOutcome::ClosedByPeer)
-            }
-            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
-                self.session.send(
-                    0,
-                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
-                        connection::UpdateSecretOk {},
-                    )),
-                );
-                Ok(())
-            }
-            _ => Err(FrameOutcome::Close(Exception::new(
-                503,
-                "unexpected method on channel 0",
-                class_id,
-                method_id,
-            ))),
-        }
-    }
-
-    /// Releases everything the connection held: unacked messages go back to their
-    /// queues, consumers are removed, exclusive queues are deleted.
-    fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
-        for (_, mut ch) in self.channels.drain() {
-            ch.release(&mut self.session);
-        }
-        // The consumers are gone from their queues, so nothing more arrives here:
-        // deliveries handed to this connection but never written go back to their
-        // queues, at their positions and not marked redelivered.
-        let mut back: Vec<(Arc<crate::broker::Queue>, Vec<crate::broker::QueueEntry>)> = Vec::new();
-        while let Ok(event) = events.try_recv() {
-            if let ConsumerEvent::Deliver {
-                consumer,
-                queue,
-                entry,
-            } = event
-            {
-                consumer.flow.done(entry.msg.body.len());
-                consumer.release();
-                match back.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &queue)) {
-                    Some((_, entries)) => entries.push(entry),
-                    None => back.push((queue, vec![entry])),
-                }
-            }
-        }
-        for (queue, entries) in back {
-            queue.requeue(entries, false);
-        }
-        self.session.vhost.remove_exclusive_queues(self.session.id);
-    }
-}
-
-enum FrameOutcome {
-    Close(Exception),
-    /// The client answered our connection.close.
-    ClosedByPeer,
-    /// The client sent connection.close.
-    CloseRequested,
-}
-
-/// Whether a frame is basic.cancel.
-fn is_cancel(frame: &Frame) -> bool {
-    matches!(frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Cancel(_))))
 }

@@ -462,18 +462,6 @@ pub fn write_heartbeat(out: &mut Vec<u8>) {
     out.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
 }
 
-/// Encodes properties built by the broker itself (not received from a publisher).
-pub fn encode_properties(properties: &BasicProperties) -> Bytes {
-    use amq_protocol::protocol::basic::gen_properties;
-    match gen_properties(properties)(WriteContext::from(Vec::new())) {
-        Ok(ctx) => Bytes::from(ctx.into_inner().0),
-        Err(error) => {
-            tracing::error!(%error, "cannot encode properties");
-            Bytes::from_static(&[0, 0])
-        }
-    }
-}
-
 /// Reads frames from a socket through a [`FrameDecoder`]. `next` is cancel-safe, so it
 /// can sit in a `select!`; `next_buffered` drains frames already received without
 /// touching the socket, which lets the connection handle a burst before flushing.
@@ -797,8 +785,9 @@ mod tests {
     fn exercise(depth: usize) {
         use crate::broker::deadletter::{Reason, dead_letter};
         use crate::broker::exchange::headers_match;
-        use crate::broker::memory::MemoryGauge;
-        use crate::broker::message::Message;
+        use crate::model::fields::encode_properties;
+        use crate::model::memory::MemoryGauge;
+        use crate::model::message::Message;
         use crate::store::codec::{Reader, put_table};
         use amq_protocol::protocol::queue;
 

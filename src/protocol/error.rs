@@ -2,7 +2,7 @@
 //! codes and reply texts, and where it is decided whether they close the channel or
 //! the whole connection (RabbitMQ's soft and hard errors).
 
-use crate::broker::BrokerError;
+use crate::model::BrokerError;
 use std::fmt;
 
 /// A violation found while reading frames or sequencing them.
@@ -86,7 +86,70 @@ fn code_name(code: u16) -> &'static str {
     }
 }
 
+/// basic.publish's class and method ids: errors found while a published message's
+/// content arrives (or is routed) name the method, as RabbitMQ does.
+pub const BASIC_PUBLISH: (u16, u16) = (60, 40);
+
+/// The reply code and text of a basic.return for a mandatory message no queue took.
+pub const NO_ROUTE: (u16, &str) = (312, "NO_ROUTE");
+
 impl Exception {
+    /// A frame the connection's state does not allow (505), naming no method.
+    pub fn unexpected_frame(detail: impl fmt::Display) -> Self {
+        Exception::new(505, detail, 0, 0)
+    }
+
+    /// A frame the connection's state does not allow while a method's content
+    /// arrives (505): RabbitMQ names the method whose content was cut short.
+    pub fn unexpected_frame_in(
+        detail: impl fmt::Display,
+        (class_id, method_id): (u16, u16),
+    ) -> Self {
+        Exception::new(505, detail, class_id, method_id)
+    }
+
+    /// Malformed content for a method (501).
+    pub fn frame_error_in(detail: impl fmt::Display, (class_id, method_id): (u16, u16)) -> Self {
+        Exception::new(501, detail, class_id, method_id)
+    }
+
+    /// A frame on a channel that is not open (504).
+    pub fn channel_error(detail: impl fmt::Display, class_id: u16, method_id: u16) -> Self {
+        Exception::new(504, detail, class_id, method_id)
+    }
+
+    /// A method not valid in the connection's state (503).
+    pub fn command_invalid(detail: impl fmt::Display, class_id: u16, method_id: u16) -> Self {
+        Exception::new(503, detail, class_id, method_id)
+    }
+
+    /// A limit of the connection was reached (530).
+    pub fn not_allowed(detail: impl fmt::Display) -> Self {
+        Exception::new(530, detail, 0, 0)
+    }
+
+    /// Login refused (403), with class-id 0 and method-id 0 as RabbitMQ sends it.
+    pub fn access_refused(detail: impl fmt::Display) -> Self {
+        Exception::new(403, detail, 0, 0)
+    }
+
+    /// The broker closes the connection for a reason of its own (320): shutting
+    /// down, or an operator's request with the operator's text.
+    pub fn connection_forced(detail: impl fmt::Display) -> Self {
+        Exception::new(320, detail, 0, 0)
+    }
+
+    /// A write the reply waited for failed: the store cannot write to disk (541).
+    pub fn store_failed() -> Self {
+        Exception::new(541, "the message store could not write to disk", 0, 0)
+    }
+
+    /// Whether the broker closes the connection of its own will (320), rather than for
+    /// an error of the client's.
+    pub fn is_forced(&self) -> bool {
+        self.code == 320
+    }
+
     pub fn new(code: u16, detail: impl fmt::Display, class_id: u16, method_id: u16) -> Self {
         Exception {
             code,

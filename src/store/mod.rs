@@ -8,15 +8,17 @@
 
 pub mod codec;
 mod recovery;
+mod writer;
 
-use crate::broker::Message;
+use crate::model::Message;
 use amq_protocol::types::FieldTable;
 use codec::{put_bytes, put_table};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::watch;
+use writer::Writer;
 
 pub use recovery::{Recovered, RecoveredBinding, RecoveredExchange, RecoveredQueue};
 
@@ -140,7 +142,7 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Read access for paging message bodies back in; the writer thread writes.
     db: Arc<DbSlot>,
-    memory: Arc<crate::broker::memory::MemoryGauge>,
+    memory: Arc<crate::model::memory::MemoryGauge>,
     page_after: usize,
     /// Bytes of messages sent to the writer and not yet committed.
     backlog: Arc<AtomicUsize>,
@@ -169,7 +171,7 @@ impl Store {
     /// Opens (or creates) `data_dir/warren.redb` and reads back everything durable.
     pub fn open(
         data_dir: &Path,
-        memory: &Arc<crate::broker::memory::MemoryGauge>,
+        memory: &Arc<crate::model::memory::MemoryGauge>,
         options: StoreOptions,
     ) -> Result<(Arc<Store>, Recovered), StoreError> {
         let path = data_dir.join("warren.redb");
@@ -435,219 +437,4 @@ impl Store {
 /// What a stored message counts for in the store's backlog.
 fn backlog_size(msg: &Message) -> usize {
     msg.body.len() + msg.raw_properties.len() + 64
-}
-
-/// The thread that owns all writes.
-struct Writer {
-    db: Arc<DbSlot>,
-    path: PathBuf,
-    cache_bytes: usize,
-    max_batch: usize,
-    backlog: Arc<AtomicUsize>,
-}
-
-impl Writer {
-    fn run(
-        self,
-        rx: mpsc::Receiver<(u64, Op)>,
-        committed: watch::Sender<u64>,
-        failed: Arc<Mutex<Vec<(u64, u64)>>>,
-    ) {
-        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut batch: Vec<(u64, Op)> = Vec::with_capacity(1024);
-        let mut scratch = Vec::new();
-        while let Ok(first) = rx.recv() {
-            batch.push(first);
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
-            let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
-            let written: usize = batch
-                .iter()
-                .map(|(_, op)| match op {
-                    Op::PutMessage { msg, .. } => backlog_size(msg),
-                    _ => 0,
-                })
-                .sum();
-            if db.is_none() {
-                db = self.reopen();
-            }
-            let result = match &db {
-                Some(d) => apply(d, &mut batch, &mut scratch).map_err(|e| e.to_string()),
-                None => Err("the store is unavailable since a failed write".to_owned()),
-            };
-            if let Err(error) = result {
-                tracing::error!(file = %self.path.display(), %error, "store commit failed");
-                failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((lo, hi));
-                // After a failed write (a full disk, say) redb refuses further writes
-                // until the file is opened again; the next batch tries that.
-                if db.take().is_some() {
-                    *self.db.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                }
-            }
-            self.backlog.fetch_sub(written, Ordering::Relaxed);
-            batch.clear();
-            committed.send_replace(hi);
-        }
-    }
-
-    /// Opens the file again after a write failure; None while that still fails.
-    fn reopen(&self) -> Option<Arc<Database>> {
-        match Database::builder()
-            .set_cache_size(self.cache_bytes)
-            .create(&self.path)
-        {
-            Ok(d) => {
-                let d = Arc::new(d);
-                *self.db.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
-                tracing::info!(file = %self.path.display(), "store writable again");
-                Some(d)
-            }
-            Err(error) => {
-                tracing::warn!(file = %self.path.display(), %error, "store still unavailable");
-                None
-            }
-        }
-    }
-}
-
-/// Drops the writes of messages consumed within the batch that stores them: a message
-/// held by one queue, enqueued and removed (acked) before the commit, never needs to
-/// reach the disk. Under load most acks of a fast consumer arrive this way.
-fn cancel_consumed(batch: &mut [(u64, Op)]) {
-    // Message id -> position of its PutMessage; (queue, seq) -> position of the Enqueue.
-    let mut puts = std::collections::HashMap::new();
-    let mut enqueued = std::collections::HashMap::new();
-    for i in 0..batch.len() {
-        match &batch[i].1 {
-            Op::PutMessage { id, refs: 1, .. } => {
-                puts.insert(*id, i);
-            }
-            Op::Enqueue {
-                queue, seq, msg, ..
-            } if puts.contains_key(msg) => {
-                enqueued.insert((*queue, *seq), i);
-            }
-            Op::Remove { queue, seq, msg } => {
-                if let (Some(&e), Some(&p)) = (enqueued.get(&(*queue, *seq)), puts.get(msg)) {
-                    batch[p].1 = Op::Skip;
-                    batch[e].1 = Op::Skip;
-                    batch[i].1 = Op::Skip;
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn apply(db: &Database, batch: &mut [(u64, Op)], scratch: &mut Vec<u8>) -> Result<(), redb::Error> {
-    cancel_consumed(batch);
-    let txn = db.begin_write()?;
-    {
-        let mut meta = txn.open_table(META)?;
-        let mut exchanges = txn.open_table(EXCHANGES)?;
-        let mut queues = txn.open_table(QUEUES)?;
-        let mut bindings = txn.open_table(BINDINGS)?;
-        let mut messages = txn.open_table(MESSAGES)?;
-        let mut refs = txn.open_table(REFS)?;
-        let mut index = txn.open_table(INDEX)?;
-        for (_, op) in batch.iter() {
-            match op {
-                Op::PutExchange(k, v) => {
-                    exchanges.insert(k.as_str(), v.as_slice())?;
-                }
-                Op::DeleteExchange { vhost, name } => {
-                    exchanges.remove(entity_key(vhost, name).as_str())?;
-                    bindings.retain(|k, ()| !recovery::binding_touches_exchange(k, vhost, name))?;
-                }
-                Op::PutQueue(k, v) => {
-                    queues.insert(k.as_str(), v.as_slice())?;
-                }
-                Op::DeleteQueue { vhost, name, id } => {
-                    queues.remove(entity_key(vhost, name).as_str())?;
-                    bindings.retain(|k, ()| !recovery::binding_touches_queue(k, vhost, name))?;
-                    let mut gone = Vec::new();
-                    for entry in index.extract_from_if((*id, 0)..=(*id, u64::MAX), |_, _| true)? {
-                        let (_, v) = entry?;
-                        gone.push(v.value().0);
-                    }
-                    for msg in gone {
-                        release(&mut messages, &mut refs, msg)?;
-                    }
-                }
-                Op::PutBinding(k) => {
-                    bindings.insert(k.as_slice(), ())?;
-                }
-                Op::DeleteBinding(k) => {
-                    bindings.remove(k.as_slice())?;
-                }
-                Op::PutMessage { id, refs: n, msg } => {
-                    scratch.clear();
-                    put_bytes(scratch, msg.exchange.as_str().as_bytes());
-                    put_bytes(scratch, msg.routing_key.as_str().as_bytes());
-                    put_bytes(scratch, &msg.raw_properties);
-                    scratch.extend_from_slice(&msg.body);
-                    messages.insert(*id, scratch.as_slice())?;
-                    if *n > 1 {
-                        refs.insert(*id, *n)?;
-                    }
-                }
-                Op::Enqueue {
-                    queue,
-                    seq,
-                    msg,
-                    expires,
-                } => {
-                    index.insert((*queue, *seq), (*msg, false, *expires))?;
-                }
-                Op::Unref(msg) => {
-                    release(&mut messages, &mut refs, *msg)?;
-                }
-                Op::Remove { queue, seq, msg } => {
-                    if index.remove((*queue, *seq))?.is_some() {
-                        release(&mut messages, &mut refs, *msg)?;
-                    }
-                }
-                Op::SetRedelivered { queue, seq } => {
-                    let current = index.get((*queue, *seq))?.map(|v| v.value());
-                    if let Some((msg, _, expires)) = current {
-                        index.insert((*queue, *seq), (msg, true, expires))?;
-                    }
-                }
-                Op::SetClean(clean) => {
-                    meta.insert("clean", u64::from(*clean))?;
-                }
-                Op::Skip => {}
-            }
-        }
-    }
-    txn.commit()?;
-    Ok(())
-}
-
-/// Drops one reference to a stored message, deleting it with the last one.
-fn release(
-    messages: &mut redb::Table<u64, &[u8]>,
-    refs: &mut redb::Table<u64, u32>,
-    msg: u64,
-) -> Result<(), redb::Error> {
-    let n = refs.get(msg)?.map(|v| v.value());
-    match n {
-        Some(n) if n > 2 => {
-            refs.insert(msg, n - 1)?;
-        }
-        Some(_) => {
-            refs.remove(msg)?;
-        }
-        None => {
-            messages.remove(msg)?;
-        }
-    }
-    Ok(())
 }

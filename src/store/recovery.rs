@@ -6,8 +6,8 @@ use super::{
     BINDINGS, BindingKey, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
     StoreError,
 };
-use crate::broker::memory::MemoryGauge;
-use crate::broker::{Message, Slot};
+use crate::model::memory::MemoryGauge;
+use crate::model::{Message, Slot};
 use amq_protocol::protocol::basic::parse_properties;
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;

@@ -1,6 +1,6 @@
 //! A published message. It is reference-counted: routed to ten queues, it exists once.
 
-use crate::broker::memory::MemoryCharge;
+use crate::model::memory::MemoryCharge;
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use bytes::Bytes;
@@ -138,7 +138,7 @@ pub fn header_routes(headers: Option<&FieldTable>) -> Result<Vec<String>, String
             Some(other) => {
                 return Err(format!(
                     "invalid message: {{unacceptable_type_in_header,\"{name}\",{}}}",
-                    crate::broker::args::type_name(other)
+                    crate::model::fields::type_name(other)
                 ));
             }
         }

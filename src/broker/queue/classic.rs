@@ -1,0 +1,229 @@
+//! A classic queue's messages: offered (with the length limits and `x-overflow`),
+//! taken by basic.get, requeued, expired and dead-lettered.
+
+use super::ready::ReadyEntry;
+use super::{Enqueued, Published, Queue, QueueEntry, QueueState};
+use crate::broker::args::Overflow;
+use crate::broker::deadletter::Reason;
+use crate::model::{Message, Slot, now_ms};
+use std::sync::{Arc, MutexGuard};
+
+impl Queue {
+    /// When a message offered now expires: the queue's TTL or the message's own
+    /// `expiration`, whichever is sooner (0: never).
+    pub(super) fn expiry_of(message_ttl: Option<u64>, msg: &Message) -> u64 {
+        let own = msg.ttl();
+        let ttl = match (message_ttl, own) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return 0,
+            },
+        };
+        // 0 stands for "never", so an immediate expiry is the current millisecond
+        // rounded up to at least 1.
+        (now_ms() + ttl).max(1)
+    }
+
+    /// Offers a message: enforces the length limits, appends it and dispatches.
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Published {
+        let mut state = self.lock();
+        if state.deleted {
+            return Published {
+                outcome: Enqueued::Gone,
+                congested: None,
+            };
+        }
+        let size = msg.body.len() as u64;
+        let settings = &state.settings;
+        let over = settings
+            .max_length
+            .is_some_and(|m| state.ready.len as u64 >= m)
+            || settings
+                .max_length_bytes
+                .is_some_and(|m| state.ready.bytes + size > m);
+        let overflow = settings.overflow;
+        if over && overflow != Overflow::DropHead {
+            if overflow == Overflow::RejectPublishDlx {
+                let entry = ReadyEntry {
+                    seq: 0,
+                    slot: Slot::Loaded(msg),
+                    redelivered: false,
+                    expires: 0,
+                };
+                state.dead.push((entry, Reason::Maxlen));
+                self.finish(state);
+            }
+            return Published {
+                outcome: Enqueued::Rejected,
+                congested: None,
+            };
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let expires = Queue::expiry_of(state.settings.message_ttl, &msg);
+        // Sent under the lock, so the store sees the enqueue before any ack of it.
+        let mut slot = Slot::Loaded(msg);
+        let mut ticket = 0;
+        if let (Some((store, id)), Slot::Loaded(msg)) = (&self.stored, &slot)
+            && msg.store_id != 0
+        {
+            ticket = store.enqueue(*id, seq, msg.store_id, expires);
+            if state.ready.len >= store.page_after() {
+                // Past the in-memory budget: only the index entry stays in memory.
+                let committed = store.committed_now();
+                while state.recent.front().is_some_and(|(t, _)| *t <= committed) {
+                    state.recent.pop_front();
+                }
+                state.recent.push_back((ticket, msg.clone()));
+                slot = Slot::Paged {
+                    store_id: msg.store_id,
+                    body_len: msg.body.len() as u32,
+                    priority: msg.priority(),
+                };
+            }
+        }
+        state.ready.push_back(ReadyEntry {
+            seq,
+            slot,
+            redelivered: false,
+            expires,
+        });
+        self.dispatch_locked(&mut state);
+        if state.settings.max_length.is_some() || state.settings.max_length_bytes.is_some() {
+            self.drop_head_over_limit(&mut state);
+        }
+        let congested = state.congested.take();
+        self.finish(state);
+        Published {
+            outcome: Enqueued::Yes(ticket),
+            congested,
+        }
+    }
+
+    /// Drops (dead-letters) messages from the head until the queue is within its limits.
+    pub(super) fn drop_head_over_limit(&self, state: &mut QueueState) {
+        let max_len = state.settings.max_length.unwrap_or(u64::MAX);
+        let max_bytes = state.settings.max_length_bytes.unwrap_or(u64::MAX);
+        while state.ready.len as u64 > max_len || state.ready.bytes > max_bytes {
+            let Some(e) = state.ready.pop_front() else {
+                break;
+            };
+            state.dead.push((e, Reason::Maxlen));
+        }
+    }
+
+    /// Ends a change of state: drops expired heads, arms the timers, releases the
+    /// lock, then dead-letters what died meanwhile.
+    pub(super) fn finish(self: &Arc<Self>, mut state: MutexGuard<'_, QueueState>) {
+        if let Some(next) = state.ready.next_expiry() {
+            let now = now_ms();
+            if next <= now {
+                let mut dead = std::mem::take(&mut state.dead);
+                state.ready.drop_expired(now, &mut dead);
+                state.dead = dead;
+            }
+            self.arm_ttl_timer(&mut state);
+        }
+        if state.dead.is_empty() {
+            return;
+        }
+        let dead = std::mem::take(&mut state.dead);
+        drop(state);
+        self.dead_letter(dead);
+    }
+
+    /// Dead-letters messages through the queue's dead-letter exchange, or drops them.
+    pub(super) fn dead_letter(&self, dead: Vec<(ReadyEntry, Reason)>) {
+        if let Some((exchange, routing_key)) = self.dead_letter_target()
+            && let Some(vhost) = self.vhost.upgrade()
+        {
+            let mut loaded = Vec::with_capacity(dead.len());
+            for (e, reason) in &dead {
+                let msg = match &e.slot {
+                    Slot::Loaded(m) => Some(m.clone()),
+                    Slot::Paged { store_id, .. } => {
+                        let mut state = self.lock();
+                        self.page_in(&mut state, *store_id)
+                    }
+                };
+                if let Some(msg) = msg {
+                    let entry = QueueEntry {
+                        seq: e.seq,
+                        msg,
+                        redelivered: e.redelivered,
+                        expires: e.expires,
+                    };
+                    loaded.push((entry, *reason));
+                }
+            }
+            vhost.dead_letter(self, &exchange, routing_key.as_deref(), &loaded);
+        }
+        for (entry, _) in &dead {
+            self.remove_stored_id(entry.seq, entry.store_id());
+        }
+    }
+
+    /// Takes the head message for basic.get; also returns how many remain ready.
+    pub fn get(self: &Arc<Self>) -> Option<(QueueEntry, u32)> {
+        let mut state = self.lock();
+        let now = now_ms();
+        state.last_used = now;
+        if state.ready.next_expiry().is_some_and(|t| t <= now) {
+            let mut dead = std::mem::take(&mut state.dead);
+            state.ready.drop_expired(now, &mut dead);
+            state.dead = dead;
+        }
+        let got = self.pop_loaded(&mut state).map(|e| {
+            let left = state.ready.len as u32;
+            (e, left)
+        });
+        self.finish(state);
+        got
+    }
+
+    /// Puts messages back at their original positions. `redelivered` is false only
+    /// for messages that never reached the client.
+    pub fn requeue(
+        self: &Arc<Self>,
+        entries: impl IntoIterator<Item = QueueEntry>,
+        redelivered: bool,
+    ) {
+        let mut state = self.lock();
+        if state.deleted {
+            return;
+        }
+        let entries = entries
+            .into_iter()
+            .map(|mut entry| {
+                entry.redelivered |= redelivered;
+                ReadyEntry::from(entry)
+            })
+            .collect();
+        state.ready.insert_many(entries);
+        // Requeued messages count against the limits again: a drop-head queue drops
+        // (dead-letters) from its head, as RabbitMQ does after a requeue.
+        if state.settings.overflow == Overflow::DropHead
+            && (state.settings.max_length.is_some() || state.settings.max_length_bytes.is_some())
+        {
+            self.drop_head_over_limit(&mut state);
+        }
+        self.dispatch_locked(&mut state);
+        self.finish(state);
+    }
+
+    /// Rejected without requeue: dead-letters the messages, or drops them.
+    pub fn discard(&self, entries: Vec<QueueEntry>) {
+        if !self.has_dead_letter_exchange() {
+            for e in &entries {
+                self.remove_stored(e);
+            }
+            return;
+        }
+        let dead = entries
+            .into_iter()
+            .map(|e| (ReadyEntry::from(e), Reason::Rejected))
+            .collect();
+        self.dead_letter(dead);
+    }
+}

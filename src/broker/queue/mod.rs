@@ -1,0 +1,304 @@
+//! Queues and their consumers.
+//!
+//! A queue's state sits behind its own mutex, held only for short, non-async critical
+//! sections; there is no lock shared between queues. Whoever changes the state (a
+//! publisher, an ack, a new consumer) runs the dispatch loop inline, which hands ready
+//! messages to consumers with free credit, round-robin within the highest consumer
+//! priority. A delivery is sent to the consumer's connection as a [`ConsumerEvent`];
+//! the connection assigns the delivery tag and writes the frames, so tag order always
+//! matches wire order.
+
+mod classic;
+mod consumer;
+mod flow;
+mod paging;
+mod ready;
+mod timers;
+
+use crate::broker::VHost;
+use crate::broker::args::QueueArgs;
+use crate::broker::deadletter::Reason;
+use crate::model::{BrokerError, BrokerResult, Message, Slot};
+use crate::store::Store;
+use amq_protocol::types::{FieldTable, ShortString};
+use ready::{Ready, ReadyEntry};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+pub use consumer::Consumer;
+pub use flow::{Credit, Flow};
+
+/// A message sitting in a queue (ready, or delivered and awaiting its ack).
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    /// Position in the queue; requeued messages go back to their original position.
+    pub seq: u64,
+    pub msg: Arc<Message>,
+    pub redelivered: bool,
+    /// When the message expires, in milliseconds since the Unix epoch; 0: never.
+    pub expires: u64,
+}
+
+/// A ready message as the queue keeps it: possibly paged out to the store.
+/// A message offered to a queue: what became of it, and the consumer connection
+/// that is falling behind, if delivering it made one congested.
+pub struct Published {
+    pub outcome: Enqueued,
+    pub congested: Option<Arc<Flow>>,
+}
+
+/// What became of a message offered to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Taken; the confirm waits for this store ticket (0: nothing stored).
+    Yes(u64),
+    /// The queue is full and refuses new messages (`x-overflow` reject-publish*).
+    Rejected,
+    /// The queue was deleted meanwhile.
+    Gone,
+}
+
+/// What a queue tells a consumer's connection.
+pub enum ConsumerEvent {
+    Deliver {
+        consumer: Arc<Consumer>,
+        queue: Arc<Queue>,
+        entry: QueueEntry,
+    },
+    /// The queue went away; the connection sends basic.cancel to the client.
+    Cancelled {
+        channel: u16,
+        consumer_tag: ShortString,
+    },
+}
+
+/// What kind of queue a queue is: how it keeps and hands out its messages. Streams
+/// come next, as a variant rather than a trait object, so the publish and delivery
+/// paths stay static calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// Messages held in memory (paged to the store past a budget), each consumed once.
+    Classic,
+}
+
+/// What a queue is made of at declare time.
+pub struct QueueOptions {
+    pub name: ShortString,
+    pub vhost_name: Arc<str>,
+    pub durable: bool,
+    /// The connection owning an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    /// The arguments as declared.
+    pub arguments: FieldTable,
+    /// The settings the arguments give, in effect until replaced.
+    pub args: QueueArgs,
+    /// The store and this queue's id in it, for durable queues.
+    pub stored: Option<(Arc<Store>, u64)>,
+    /// The virtual host, for dead-lettering and `x-expires`.
+    pub vhost: Weak<VHost>,
+}
+
+pub struct Queue {
+    pub name: ShortString,
+    pub vhost_name: Arc<str>,
+    pub durable: bool,
+    /// The connection owning an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    /// The arguments as declared, which a redeclare must match. What the queue does
+    /// follows its effective settings (see [`QueueState::settings`]) instead.
+    pub arguments: FieldTable,
+    kind: QueueKind,
+    stored: Option<(Arc<Store>, u64)>,
+    vhost: Weak<VHost>,
+    state: Mutex<QueueState>,
+}
+
+struct QueueState {
+    /// The effective settings (TTL, expiry, length limits, overflow, dead-lettering,
+    /// single active consumer): given by the declared arguments, kept here so that
+    /// whoever changes them (a policy) does it under the lock the queue's every
+    /// operation already takes, and nothing is locked twice on the publish path.
+    settings: QueueArgs,
+    ready: Ready,
+    next_seq: u64,
+    consumers: Vec<Arc<Consumer>>,
+    /// Where the next round-robin scan starts.
+    next_consumer: usize,
+    had_consumer: bool,
+    deleted: bool,
+    /// Messages to dead-letter (or drop) once the lock is released.
+    dead: Vec<(ReadyEntry, Reason)>,
+    /// A consumer connection that the last dispatch found congested.
+    congested: Option<Arc<Flow>>,
+    /// Paged-out messages whose store write may not be committed yet, so they
+    /// cannot be read back from the store: (store ticket, message).
+    recent: VecDeque<(u64, Arc<Message>)>,
+    /// A batch of paged-out messages is being read back in the background.
+    paging: bool,
+    /// When the pending expiry timer fires (ms since the epoch); 0: none pending.
+    ttl_timer: u64,
+    /// Last time the queue was used, for `x-expires`.
+    last_used: u64,
+    expires_timer: bool,
+}
+impl Queue {
+    pub fn new(o: QueueOptions) -> Queue {
+        let state = QueueState {
+            ready: Ready::new(o.args.max_priority),
+            settings: o.args,
+            next_seq: 0,
+            consumers: Vec::new(),
+            next_consumer: 0,
+            had_consumer: false,
+            deleted: false,
+            dead: Vec::new(),
+            congested: None,
+            recent: VecDeque::new(),
+            paging: false,
+            ttl_timer: 0,
+            last_used: 0,
+            expires_timer: false,
+        };
+        Queue {
+            name: o.name,
+            vhost_name: o.vhost_name,
+            durable: o.durable,
+            exclusive_owner: o.exclusive_owner,
+            auto_delete: o.auto_delete,
+            arguments: o.arguments,
+            kind: QueueKind::Classic,
+            stored: o.stored,
+            vhost: o.vhost,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // The state is only mutated by short non-panicking sections; if a panic ever
+        // poisoned the lock, the data is still consistent enough to keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn kind(&self) -> QueueKind {
+        self.kind
+    }
+
+    /// Where the queue's dead letters go: its dead-letter exchange and routing key.
+    pub fn dead_letter_target(&self) -> Option<(String, Option<String>)> {
+        let state = self.lock();
+        let exchange = state.settings.dead_letter_exchange.clone()?;
+        Some((exchange, state.settings.dead_letter_routing_key.clone()))
+    }
+
+    /// Whether the queue dead-letters what it drops.
+    pub fn has_dead_letter_exchange(&self) -> bool {
+        self.lock().settings.dead_letter_exchange.is_some()
+    }
+
+    /// The store id of a durable queue.
+    pub fn store_id(&self) -> Option<u64> {
+        self.stored.as_ref().map(|(_, id)| *id)
+    }
+
+    /// Puts recovered messages back, in position order, before any client connects.
+    pub fn restore(&self, messages: Vec<(u64, Slot, bool, u64)>) {
+        let mut state = self.lock();
+        for (seq, slot, redelivered, expires) in messages {
+            state.next_seq = state.next_seq.max(seq + 1);
+            state.ready.push_back(ReadyEntry {
+                seq,
+                slot,
+                redelivered,
+                expires,
+            });
+        }
+    }
+
+    /// Forgets the stored copy of a message that was acknowledged or dropped.
+    pub fn remove_stored(&self, entry: &QueueEntry) {
+        self.remove_stored_id(entry.seq, entry.msg.store_id);
+    }
+
+    fn remove_stored_id(&self, seq: u64, store_id: u64) {
+        if let Some((store, id)) = &self.stored
+            && store_id != 0
+        {
+            store.remove(*id, seq, store_id);
+        }
+    }
+
+    /// Records, before a clean stop, which stored messages were already delivered.
+    pub fn persist_redelivered(&self) {
+        let Some((store, id)) = &self.stored else {
+            return;
+        };
+        let state = self.lock();
+        for e in state
+            .ready
+            .iter()
+            .filter(|e| e.redelivered && e.store_id() != 0)
+        {
+            store.set_redelivered(*id, e.seq);
+        }
+    }
+
+    pub fn message_count(&self) -> u32 {
+        self.lock().ready.len as u32
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        self.lock().consumers.len() as u32
+    }
+
+    /// Drops every ready message; returns how many.
+    pub fn purge(&self) -> u32 {
+        let mut state = self.lock();
+        let all = state.ready.take_all();
+        state.recent.clear();
+        drop(state);
+        for entry in &all {
+            self.remove_stored_id(entry.seq, entry.store_id());
+        }
+        all.len() as u32
+    }
+
+    /// Checks queue.delete's if-unused / if-empty conditions.
+    pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> BrokerResult<()> {
+        let state = self.lock();
+        if if_unused && !state.consumers.is_empty() {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "queue '{}' in vhost '{}' in use",
+                self.name, self.vhost_name
+            )));
+        }
+        if if_empty && !state.ready.is_empty() {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "queue '{}' in vhost '{}' not empty",
+                self.name, self.vhost_name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Marks the queue deleted, tells its consumers, and returns how many messages
+    /// it held.
+    pub fn mark_deleted(&self) -> u32 {
+        let mut state = self.lock();
+        state.deleted = true;
+        for c in state.consumers.drain(..) {
+            let _ = c.events.send(ConsumerEvent::Cancelled {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
+        }
+        let n = state.ready.len as u32;
+        state.ready.take_all();
+        state.recent.clear();
+        if let Some((store, id)) = &self.stored {
+            store.delete_queue(&self.vhost_name, self.name.as_str(), *id);
+        }
+        n
+    }
+}

@@ -1,0 +1,225 @@
+//! Live registries: the virtual hosts and the open connections of a broker. Both
+//! change while the broker runs (a vhost added or removed, a connection opened or
+//! closed), and both are read by whoever asks what the broker is serving, such as the
+//! HTTP API to come; nothing on the publish or delivery path touches them.
+
+use crate::broker::VHost;
+use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// The virtual hosts by name.
+#[derive(Default)]
+pub struct VHosts {
+    map: RwLock<HashMap<String, Arc<VHost>>>,
+}
+
+impl VHosts {
+    pub fn get(&self, name: &str) -> Option<Arc<VHost>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Adds a virtual host unless one has its name; returns the one registered.
+    pub fn add(&self, name: &str, make: impl FnOnce() -> VHost) -> Arc<VHost> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_owned())
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
+    }
+
+    pub fn remove(&self, name: &str) -> Option<Arc<VHost>> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(name)
+    }
+
+    pub fn all(&self) -> Vec<Arc<VHost>> {
+        self.read().values().cloned().collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<VHost>>> {
+        // The map is only changed by single inserts and removes: a poisoned lock
+        // still guards consistent data.
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a connection is, as it registers once its handshake is done.
+pub struct NewConnection {
+    pub id: u64,
+    pub user: String,
+    pub vhost: Arc<str>,
+    pub peer: SocketAddr,
+    pub client_properties: FieldTable,
+}
+
+/// One open connection, as the registry lists it.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    pub user: String,
+    pub vhost: Arc<str>,
+    pub peer: SocketAddr,
+    pub client_properties: FieldTable,
+    pub connected_at: SystemTime,
+    pub channels: usize,
+}
+
+/// A registered connection: what it is, how many channels it has open, and the
+/// handle that asks it to close.
+pub struct ConnectionEntry {
+    info: NewConnection,
+    connected_at: SystemTime,
+    channels: AtomicUsize,
+    close: watch::Sender<Option<String>>,
+}
+
+impl ConnectionEntry {
+    pub fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            id: self.info.id,
+            user: self.info.user.clone(),
+            vhost: self.info.vhost.clone(),
+            peer: self.info.peer,
+            client_properties: self.info.client_properties.clone(),
+            connected_at: self.connected_at,
+            channels: self.channels.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Asks the connection to close: it sends connection.close with reply code 320
+    /// (CONNECTION_FORCED) and `reason` as the text, as RabbitMQ does when an
+    /// operator closes a connection.
+    pub fn close(&self, reason: &str) {
+        self.close.send_replace(Some(reason.to_owned()));
+    }
+}
+
+/// The open connections by id.
+#[derive(Default)]
+pub struct Connections {
+    map: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
+}
+
+impl Connections {
+    /// Registers an opened connection. It stays listed until the returned
+    /// [`Registration`] is dropped; the receiver yields the reason when someone asks
+    /// the connection to close.
+    pub fn register(
+        self: &Arc<Self>,
+        info: NewConnection,
+    ) -> (Registration, watch::Receiver<Option<String>>) {
+        let (close, requests) = watch::channel(None);
+        let entry = Arc::new(ConnectionEntry {
+            info,
+            connected_at: SystemTime::now(),
+            channels: AtomicUsize::new(0),
+            close,
+        });
+        self.lock().insert(entry.info.id, entry.clone());
+        let registration = Registration {
+            entry,
+            registry: self.clone(),
+        };
+        (registration, requests)
+    }
+
+    pub fn list(&self) -> Vec<ConnectionInfo> {
+        let mut all: Vec<ConnectionInfo> = self.lock().values().map(|e| e.info()).collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ConnectionEntry>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Asks connection `id` to close with `reason`; false if it is not open.
+    pub fn close(&self, id: u64, reason: &str) -> bool {
+        match self.get(id) {
+            Some(entry) => {
+                entry.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks every connection to virtual host `vhost` to close with `reason`.
+    pub fn close_vhost(&self, vhost: &str, reason: &str) {
+        for entry in self.lock().values() {
+            if &*entry.info.vhost == vhost {
+                entry.close(reason);
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<ConnectionEntry>>> {
+        // Single inserts and removes only: a poisoned lock still guards consistent data.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection's place in the registry: removed when dropped, at the end of the
+/// connection.
+pub struct Registration {
+    entry: Arc<ConnectionEntry>,
+    registry: Arc<Connections>,
+}
+
+impl Registration {
+    /// Records how many channels the connection has open.
+    pub fn set_channels(&self, n: usize) {
+        self.entry.channels.store(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.entry.info.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(id: u64) -> NewConnection {
+        NewConnection {
+            id,
+            user: "guest".into(),
+            vhost: Arc::from("/"),
+            peer: "127.0.0.1:5000".parse().expect("an address"),
+            client_properties: FieldTable::default(),
+        }
+    }
+
+    #[test]
+    fn a_connection_is_listed_until_its_registration_drops() {
+        let registry = Arc::new(Connections::default());
+        let (a, _) = registry.register(new(1));
+        let (b, _) = registry.register(new(2));
+        b.set_channels(3);
+        let listed = registry.list();
+        assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(listed[1].channels, 3);
+        drop(a);
+        assert_eq!(registry.list().len(), 1);
+        assert!(!registry.close(1, "gone"));
+    }
+
+    #[test]
+    fn close_hands_the_reason_to_the_connection() {
+        let registry = Arc::new(Connections::default());
+        let (_registration, mut requests) = registry.register(new(7));
+        assert!(registry.close(7, "Closed via test"));
+        assert!(requests.has_changed().unwrap_or(false));
+        assert_eq!(
+            requests.borrow_and_update().as_deref(),
+            Some("Closed via test")
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! The exchange and queue classes: declare, delete, bind, unbind and purge. The broker
+//! applies them; the channel checks the names as RabbitMQ reads them and replies once a
+//! durable change is on disk.
+
+use super::{Channel, Failure, command_invalid};
+use crate::broker::random_name;
+use crate::broker::vhost::{ExchangeDeclare, QueueDeclare, REPLY_TO};
+use crate::connection::Session;
+use crate::model::BrokerError;
+use amq_protocol::protocol::{AMQPClass, exchange, queue as q};
+use amq_protocol::types::ShortString;
+
+impl Channel {
+    pub(super) fn exchange_method(
+        &mut self,
+        s: &mut Session,
+        m: exchange::AMQPMethod,
+    ) -> Result<(), Failure> {
+        match m {
+            exchange::AMQPMethod::Declare(d) => {
+                let name = strip_cr_lf(d.exchange);
+                s.vhost.declare_exchange(&ExchangeDeclare {
+                    name: name.as_str(),
+                    kind: d.kind.as_str(),
+                    passive: d.passive,
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                    arguments: &d.arguments,
+                })?;
+                self.reply_stored(
+                    s,
+                    d.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+                );
+            }
+            exchange::AMQPMethod::Delete(d) => {
+                let name = strip_cr_lf(d.exchange);
+                s.vhost.delete_exchange(name.as_str(), d.if_unused)?;
+                self.reply_stored(
+                    s,
+                    d.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+                );
+            }
+            exchange::AMQPMethod::Bind(b) => {
+                s.vhost.bind_exchange(
+                    strip_cr_lf(b.destination).as_str(),
+                    strip_cr_lf(b.source).as_str(),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                )?;
+                self.reply_stored(
+                    s,
+                    b.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                );
+            }
+            exchange::AMQPMethod::Unbind(b) => {
+                s.vhost.unbind_exchange(
+                    strip_cr_lf(b.destination).as_str(),
+                    strip_cr_lf(b.source).as_str(),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                )?;
+                self.reply_stored(
+                    s,
+                    b.nowait,
+                    AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                );
+            }
+            _ => return Err(command_invalid("exchange")),
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_method(
+        &mut self,
+        s: &mut Session,
+        m: q::AMQPMethod,
+    ) -> Result<(), Failure> {
+        let conn_id = s.id;
+        match m {
+            q::AMQPMethod::Declare(d) => {
+                let mut d = d;
+                d.queue = strip_cr_lf(d.queue);
+                if d.queue.as_str().starts_with(REPLY_TO) {
+                    s.vhost.declare_reply_to(d.queue.as_str())?;
+                    self.reply(
+                        s,
+                        d.nowait,
+                        AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                            queue: d.queue,
+                            message_count: 0,
+                            consumer_count: 1,
+                        })),
+                    );
+                    return Ok(());
+                }
+                let server_named = d.queue.as_str().is_empty() && !d.passive;
+                let name = if server_named {
+                    ShortString::from(format!("amq.gen-{}", random_name()))
+                } else {
+                    self.queue_name(&d.queue)?
+                };
+                let (_, message_count, consumer_count) = s.vhost.declare_queue(&QueueDeclare {
+                    name: name.as_str(),
+                    passive: d.passive,
+                    durable: d.durable,
+                    exclusive: d.exclusive,
+                    auto_delete: d.auto_delete,
+                    arguments: &d.arguments,
+                    connection_id: conn_id,
+                    server_named,
+                })?;
+                self.last_queue = Some(name.clone());
+                self.reply_stored(
+                    s,
+                    d.nowait,
+                    AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                        queue: name,
+                        message_count,
+                        consumer_count,
+                    })),
+                );
+            }
+            q::AMQPMethod::Bind(b) => {
+                let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
+                s.vhost.bind_queue(
+                    name.as_str(),
+                    exchange.as_str(),
+                    key.as_str(),
+                    &b.arguments,
+                    conn_id,
+                )?;
+                self.reply_stored(
+                    s,
+                    b.nowait,
+                    AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})),
+                );
+            }
+            q::AMQPMethod::Unbind(b) => {
+                let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
+                s.vhost.unbind_queue(
+                    name.as_str(),
+                    exchange.as_str(),
+                    key.as_str(),
+                    &b.arguments,
+                    conn_id,
+                )?;
+                self.reply_stored(
+                    s,
+                    false,
+                    AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})),
+                );
+            }
+            q::AMQPMethod::Purge(p) => {
+                let name = self.queue_name(&p.queue)?;
+                let message_count = s.vhost.queue(name.as_str(), conn_id)?.purge();
+                self.reply_stored(
+                    s,
+                    p.nowait,
+                    AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk { message_count })),
+                );
+            }
+            q::AMQPMethod::Delete(d) => {
+                let name = self.queue_name(&strip_cr_lf(d.queue))?;
+                let message_count =
+                    s.vhost
+                        .delete_queue(name.as_str(), d.if_unused, d.if_empty, conn_id)?;
+                self.reply_stored(
+                    s,
+                    d.nowait,
+                    AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk { message_count })),
+                );
+            }
+            _ => return Err(command_invalid("queue")),
+        }
+        Ok(())
+    }
+
+    /// The queue, exchange and routing key of a queue.bind or unbind: names without
+    /// CR and LF, an empty queue name meaning the last declared queue, and with it an
+    /// empty routing key meaning that queue's name too (RabbitMQ's shortcuts).
+    pub(super) fn binding(
+        &self,
+        queue: ShortString,
+        exchange: ShortString,
+        key: ShortString,
+    ) -> Result<(ShortString, ShortString, ShortString), Failure> {
+        let queue = strip_cr_lf(queue);
+        let name = self.queue_name(&queue)?;
+        let key = if queue.as_str().is_empty() && key.as_str().is_empty() {
+            name.clone()
+        } else {
+            key
+        };
+        Ok((name, strip_cr_lf(exchange), key))
+    }
+
+    pub(super) fn queue_name(&self, name: &ShortString) -> Result<ShortString, Failure> {
+        if !name.as_str().is_empty() {
+            return Ok(name.clone());
+        }
+        self.last_queue.clone().ok_or_else(|| {
+            Failure::Broker(BrokerError::NotFound("no previously declared queue".into()))
+        })
+    }
+}
+
+/// An exchange or queue name with CR and LF removed, as RabbitMQ reads the names of
+/// declares, deletes and bindings.
+fn strip_cr_lf(name: ShortString) -> ShortString {
+    if name.as_str().contains(['\r', '\n']) {
+        ShortString::from(name.as_str().replace(['\r', '\n'], ""))
+    } else {
+        name
+    }
+}

@@ -1,0 +1,18 @@
+//! What every layer shares and nothing below it: the message as queues, the store and
+//! the wire see it, its memory charge, the broker's error type, and the few field
+//! helpers they all need. This module imports no other Warren module.
+
+pub mod error;
+pub mod fields;
+pub mod memory;
+pub mod message;
+
+pub use error::{BrokerError, BrokerResult};
+pub use message::{Message, Slot};
+
+/// Wall-clock milliseconds since the Unix epoch: message expiry survives restarts.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,233 @@
+//! The store's writer thread: it owns every write, drains the operations waiting,
+//! applies them in one redb transaction and commits them with one fsync (group
+//! commit), then publishes the ticket of the last one committed.
+
+use super::codec::put_bytes;
+use super::recovery;
+use super::{
+    BINDINGS, DbSlot, EXCHANGES, INDEX, MESSAGES, META, Op, QUEUES, REFS, backlog_size, entity_key,
+};
+use redb::{Database, ReadableTable};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::watch;
+
+/// The thread that owns all writes.
+pub(super) struct Writer {
+    pub(super) db: Arc<DbSlot>,
+    pub(super) path: PathBuf,
+    pub(super) cache_bytes: usize,
+    pub(super) max_batch: usize,
+    pub(super) backlog: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    pub(super) fn run(
+        self,
+        rx: mpsc::Receiver<(u64, Op)>,
+        committed: watch::Sender<u64>,
+        failed: Arc<Mutex<Vec<(u64, u64)>>>,
+    ) {
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut batch: Vec<(u64, Op)> = Vec::with_capacity(1024);
+        let mut scratch = Vec::new();
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
+            let written: usize = batch
+                .iter()
+                .map(|(_, op)| match op {
+                    Op::PutMessage { msg, .. } => backlog_size(msg),
+                    _ => 0,
+                })
+                .sum();
+            if db.is_none() {
+                db = self.reopen();
+            }
+            let result = match &db {
+                Some(d) => apply(d, &mut batch, &mut scratch).map_err(|e| e.to_string()),
+                None => Err("the store is unavailable since a failed write".to_owned()),
+            };
+            if let Err(error) = result {
+                tracing::error!(file = %self.path.display(), %error, "store commit failed");
+                failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((lo, hi));
+                // After a failed write (a full disk, say) redb refuses further writes
+                // until the file is opened again; the next batch tries that.
+                if db.take().is_some() {
+                    *self.db.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+            }
+            self.backlog.fetch_sub(written, Ordering::Relaxed);
+            batch.clear();
+            committed.send_replace(hi);
+        }
+    }
+
+    /// Opens the file again after a write failure; None while that still fails.
+    fn reopen(&self) -> Option<Arc<Database>> {
+        match Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create(&self.path)
+        {
+            Ok(d) => {
+                let d = Arc::new(d);
+                *self.db.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+                tracing::info!(file = %self.path.display(), "store writable again");
+                Some(d)
+            }
+            Err(error) => {
+                tracing::warn!(file = %self.path.display(), %error, "store still unavailable");
+                None
+            }
+        }
+    }
+}
+
+/// Drops the writes of messages consumed within the batch that stores them: a message
+/// held by one queue, enqueued and removed (acked) before the commit, never needs to
+/// reach the disk. Under load most acks of a fast consumer arrive this way.
+pub(super) fn cancel_consumed(batch: &mut [(u64, Op)]) {
+    // Message id -> position of its PutMessage; (queue, seq) -> position of the Enqueue.
+    let mut puts = std::collections::HashMap::new();
+    let mut enqueued = std::collections::HashMap::new();
+    for i in 0..batch.len() {
+        match &batch[i].1 {
+            Op::PutMessage { id, refs: 1, .. } => {
+                puts.insert(*id, i);
+            }
+            Op::Enqueue {
+                queue, seq, msg, ..
+            } if puts.contains_key(msg) => {
+                enqueued.insert((*queue, *seq), i);
+            }
+            Op::Remove { queue, seq, msg } => {
+                if let (Some(&e), Some(&p)) = (enqueued.get(&(*queue, *seq)), puts.get(msg)) {
+                    batch[p].1 = Op::Skip;
+                    batch[e].1 = Op::Skip;
+                    batch[i].1 = Op::Skip;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(super) fn apply(
+    db: &Database,
+    batch: &mut [(u64, Op)],
+    scratch: &mut Vec<u8>,
+) -> Result<(), redb::Error> {
+    cancel_consumed(batch);
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let mut exchanges = txn.open_table(EXCHANGES)?;
+        let mut queues = txn.open_table(QUEUES)?;
+        let mut bindings = txn.open_table(BINDINGS)?;
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut refs = txn.open_table(REFS)?;
+        let mut index = txn.open_table(INDEX)?;
+        for (_, op) in batch.iter() {
+            match op {
+                Op::PutExchange(k, v) => {
+                    exchanges.insert(k.as_str(), v.as_slice())?;
+                }
+                Op::DeleteExchange { vhost, name } => {
+                    exchanges.remove(entity_key(vhost, name).as_str())?;
+                    bindings.retain(|k, ()| !recovery::binding_touches_exchange(k, vhost, name))?;
+                }
+                Op::PutQueue(k, v) => {
+                    queues.insert(k.as_str(), v.as_slice())?;
+                }
+                Op::DeleteQueue { vhost, name, id } => {
+                    queues.remove(entity_key(vhost, name).as_str())?;
+                    bindings.retain(|k, ()| !recovery::binding_touches_queue(k, vhost, name))?;
+                    let mut gone = Vec::new();
+                    for entry in index.extract_from_if((*id, 0)..=(*id, u64::MAX), |_, _| true)? {
+                        let (_, v) = entry?;
+                        gone.push(v.value().0);
+                    }
+                    for msg in gone {
+                        release(&mut messages, &mut refs, msg)?;
+                    }
+                }
+                Op::PutBinding(k) => {
+                    bindings.insert(k.as_slice(), ())?;
+                }
+                Op::DeleteBinding(k) => {
+                    bindings.remove(k.as_slice())?;
+                }
+                Op::PutMessage { id, refs: n, msg } => {
+                    scratch.clear();
+                    put_bytes(scratch, msg.exchange.as_str().as_bytes());
+                    put_bytes(scratch, msg.routing_key.as_str().as_bytes());
+                    put_bytes(scratch, &msg.raw_properties);
+                    scratch.extend_from_slice(&msg.body);
+                    messages.insert(*id, scratch.as_slice())?;
+                    if *n > 1 {
+                        refs.insert(*id, *n)?;
+                    }
+                }
+                Op::Enqueue {
+                    queue,
+                    seq,
+                    msg,
+                    expires,
+                } => {
+                    index.insert((*queue, *seq), (*msg, false, *expires))?;
+                }
+                Op::Unref(msg) => {
+                    release(&mut messages, &mut refs, *msg)?;
+                }
+                Op::Remove { queue, seq, msg } => {
+                    if index.remove((*queue, *seq))?.is_some() {
+                        release(&mut messages, &mut refs, *msg)?;
+                    }
+                }
+                Op::SetRedelivered { queue, seq } => {
+                    let current = index.get((*queue, *seq))?.map(|v| v.value());
+                    if let Some((msg, _, expires)) = current {
+                        index.insert((*queue, *seq), (msg, true, expires))?;
+                    }
+                }
+                Op::SetClean(clean) => {
+                    meta.insert("clean", u64::from(*clean))?;
+                }
+                Op::Skip => {}
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Drops one reference to a stored message, deleting it with the last one.
+pub(super) fn release(
+    messages: &mut redb::Table<u64, &[u8]>,
+    refs: &mut redb::Table<u64, u32>,
+    msg: u64,
+) -> Result<(), redb::Error> {
+    let n = refs.get(msg)?.map(|v| v.value());
+    match n {
+        Some(n) if n > 2 => {
+            refs.insert(msg, n - 1)?;
+        }
+        Some(_) => {
+            refs.remove(msg)?;
+        }
+        None => {
+            messages.remove(msg)?;
+        }
+    }
+    Ok(())
+}
