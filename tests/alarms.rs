@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestBroker;
-use common::binary::start_warren;
+use common::binary::{resident, start_warren};
 use futures_lite::StreamExt;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::FieldTable;
@@ -30,18 +30,6 @@ async fn start_binary(dir: &std::path::Path, config: &str) -> (Child, String) {
         vec!["--config".into(), file.clone().into()]
     })
     .await
-}
-
-/// Resident memory of a process, in bytes.
-fn resident(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: usize = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kb * 1024
 }
 
 async fn next_blocked(events: &mut (impl futures_lite::Stream<Item = Event> + Unpin)) -> String {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::binary::{listen_args, start_warren};
+use common::binary::{listen_args, resident, start_warren};
 use common::raw::Raw;
 use lapin::{Connection, ConnectionProperties};
 use std::time::Duration;
@@ -14,17 +14,6 @@ const CONNECTIONS: usize = 2_000;
 
 async fn start(dir: &std::path::Path) -> (Child, String) {
     start_warren(|port| listen_args(port, dir)).await
-}
-
-fn resident(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: usize = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kb * 1024
 }
 
 /// Opens `CONNECTIONS` connections (each with a channel), then drops them all.

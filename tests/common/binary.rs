@@ -139,3 +139,15 @@ pub fn listen_args(port: u16, data_dir: &std::path::Path) -> Vec<OsString> {
         "warn".into(),
     ]
 }
+
+/// Resident memory of a process, in bytes (Linux: VmRSS in /proc/PID/status).
+pub fn resident(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: usize = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
