@@ -142,3 +142,6 @@ impl Broker {
         self.users.get(user).is_some_and(|p| p == pass)
     }
 }
+
+#[cfg(test)]
+mod stack_tests;
