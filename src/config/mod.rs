@@ -162,6 +162,9 @@ pub struct Config {
     pub worker_threads: usize,
     /// Most client connections open at once.
     pub max_connections: usize,
+    /// Most consumers one channel may have (RabbitMQ: `consumer_max_per_channel`); 0
+    /// means no limit. One more is refused with 530 NOT_ALLOWED.
+    pub consumer_max_per_channel: usize,
     /// Seconds a closing connection waits for the peer's close-ok.
     pub close_timeout_secs: u64,
     /// Seconds a client has to complete the handshake.
@@ -200,6 +203,7 @@ impl Default for Config {
             store_backlog_mb: 64,
             worker_threads: 0,
             max_connections: 65_536,
+            consumer_max_per_channel: 0,
             close_timeout_secs: 3,
             handshake_timeout_secs: 10,
         }

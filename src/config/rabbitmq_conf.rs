@@ -163,6 +163,12 @@ fn apply_key(
             }
         }
         "max_message_size" => config.max_message_size = integer(value)?,
+        "consumer_max_per_channel" => {
+            config.consumer_max_per_channel = match value {
+                "infinity" => 0,
+                v => integer(v)?,
+            }
+        }
         "vm_memory_high_watermark.relative" => {
             config.memory_high_watermark_relative = fraction(value, 1.0)?;
             config.memory_high_watermark = 0;

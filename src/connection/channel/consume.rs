@@ -29,6 +29,12 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             ))));
         }
+        let max = s.ctx.config.consumer_max_per_channel;
+        if max != 0 && self.consumers.len() >= max {
+            return Err(Failure::Protocol(ProtocolError::NotAllowed(format!(
+                "reached maximum ({max}) of consumers per channel"
+            ))));
+        }
         let queue = if name.as_str() == REPLY_TO {
             if !c.no_ack {
                 return Err(precondition("reply consumer cannot acknowledge").into());
