@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod nesting;
 
 pub use codec::{Frame, FrameDecoder};
 pub use error::{Exception, ProtocolError};
