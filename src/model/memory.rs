@@ -169,21 +169,6 @@ impl std::fmt::Debug for MemoryCharge {
     }
 }
 
-/// The default high watermark: 40% of physical memory, as RabbitMQ's default.
-pub fn default_high_watermark() -> usize {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<usize>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(4 << 30);
-    total / 10 * 4
-}
-
 /// The process's resident memory in bytes (Linux: /proc/self/status), if known.
 pub fn resident_memory() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

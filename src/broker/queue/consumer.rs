@@ -40,10 +40,10 @@ impl Consumer {
         self.channel_credit.has_room() && (self.no_ack || self.credit.has_room())
     }
 
+    /// Takes the credit of one delivery. The connection's backlog was checked by
+    /// [`Consumer::has_room`] when the consumer was picked, under the queue lock; other
+    /// queues may add to it meanwhile, which the bound tolerates.
     pub(super) fn try_acquire(&self) -> bool {
-        if self.flow.full() {
-            return false;
-        }
         if self.no_ack {
             return self.channel_credit.has_room();
         }
