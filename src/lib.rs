@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) only parses flags into a [`Config`] and calls
 //! [`Server::run`]; tests and tools embed the broker the same way.
 
+pub mod access;
 pub mod broker;
 pub mod config;
 pub mod connection;

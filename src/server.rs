@@ -50,12 +50,14 @@ impl Server {
         let messages: usize = recovered.queues.iter().map(|q| q.messages.len()).sum();
         let clean = recovered.clean;
         let broker = Broker::new(
+            true,
             &config.default_user,
             &config.default_pass,
             &config.default_vhost,
             Some((store.clone(), recovered)),
             memory,
-        );
+        )
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", store.path().display())))?;
         tracing::info!(
             file = %store.path().display(),
             queues,

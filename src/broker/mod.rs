@@ -5,11 +5,14 @@
 pub mod args;
 pub mod deadletter;
 pub mod exchange;
+mod policies;
 pub mod publish;
 pub mod queue;
 pub mod registry;
+mod users;
 pub mod vhost;
 
+use crate::access::{Access, AccessState, Permission, User, VHostInfo, model, password};
 use crate::store::{Recovered, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,32 +33,55 @@ pub struct Broker {
     pub memory: Arc<crate::model::memory::MemoryGauge>,
     vhosts: VHosts,
     connections: Arc<Connections>,
-    users: HashMap<String, String>,
+    access: Access,
+    /// The store had no operator records when the broker started (see [`Broker::fresh`]).
+    fresh: bool,
     store: Option<Arc<Store>>,
 }
 
 impl Broker {
-    /// A broker with one user and one virtual host, as RabbitMQ starts out, plus
-    /// whatever durable state the store recovered.
+    /// A broker with the users, virtual hosts and durable entities the store
+    /// recovered. A store without operator records (a new file, or one written before
+    /// format 2) gets RabbitMQ's defaults when `defaults` is set: `user` with
+    /// password `pass`, tagged administrator, and virtual host `vhost` on which that
+    /// user may do everything. Any vhost the recovered entities name is created too.
     pub fn new(
+        defaults: bool,
         user: &str,
         pass: &str,
         vhost: &str,
         store: Option<(Arc<Store>, Recovered)>,
         memory: Arc<crate::model::memory::MemoryGauge>,
-    ) -> Broker {
+    ) -> Result<Broker, String> {
         let (store, recovered) = match store {
             Some((s, r)) => (Some(s), Some(r)),
             None => (None, None),
         };
-        let mut broker = Broker {
+        let stored = match recovered.as_ref().and_then(|r| r.access.as_ref()) {
+            Some(json) => Some(
+                serde_json::from_slice::<AccessState>(json)
+                    .map_err(|e| format!("the stored users and permissions are unreadable: {e}"))?,
+            ),
+            None => None,
+        };
+        let fresh = stored.is_none();
+        let broker = Broker {
             memory,
             vhosts: VHosts::default(),
             connections: Arc::new(Connections::default()),
-            users: HashMap::new(),
+            access: Access::new(stored.unwrap_or_default(), store.clone()),
             store,
+            fresh,
         };
-        broker.add_vhost(vhost);
+        if fresh && defaults {
+            broker.create_defaults(user, pass, vhost);
+        }
+        for name in broker
+            .access
+            .read(|s| s.vhosts.iter().map(|v| v.name.clone()).collect::<Vec<_>>())
+        {
+            broker.live_vhost(&name);
+        }
         if let Some(r) = recovered {
             type Parts = (
                 Vec<crate::store::RecoveredExchange>,
@@ -73,11 +99,51 @@ impl Broker {
                 per.entry(b.vhost.clone()).or_default().2.push(b);
             }
             for (name, (xs, qs, bs)) in per {
+                // Entities of a vhost without a record: a store from before format 2
+                // knew vhosts only through them.
                 broker.add_vhost(&name).restore(xs, qs, bs);
             }
         }
-        broker.users.insert(user.to_owned(), pass.to_owned());
-        broker
+        Ok(broker)
+    }
+
+    /// Whether the store held no users, vhosts or permissions at start: a new data
+    /// directory, or one written before format 2.
+    pub fn fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// RabbitMQ's first-boot defaults: the default user (administrator), the default
+    /// vhost, and full permissions for the one on the other.
+    pub fn create_defaults(&self, user: &str, pass: &str, vhost: &str) {
+        self.access.update(|s| {
+            if s.user(user).is_none() {
+                s.users.push(User {
+                    name: user.to_owned(),
+                    password_hash: password::hash(model::SHA256, pass),
+                    hashing_algorithm: model::SHA256.to_owned(),
+                    tags: vec!["administrator".to_owned()],
+                    limits: Default::default(),
+                });
+            }
+            if s.vhost(vhost).is_none() {
+                s.vhosts.push(VHostInfo::named(vhost));
+            }
+            if s.permission(user, vhost).is_none() {
+                s.permissions.push(Permission {
+                    user: user.to_owned(),
+                    vhost: vhost.to_owned(),
+                    configure: ".*".to_owned(),
+                    write: ".*".to_owned(),
+                    read: ".*".to_owned(),
+                });
+            }
+        });
+    }
+
+    /// The users, permissions, policies and vhost records.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Persists what a clean stop must remember, then closes the store.
@@ -101,8 +167,20 @@ impl Broker {
         self.vhosts.get(name)
     }
 
-    /// Adds a virtual host (with its default exchanges) unless it exists; returns it.
+    /// Adds a virtual host (with its default exchanges) unless it exists, recording
+    /// it in the store; returns it.
     pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        if self.access.read(|s| s.vhost(name).is_none()) {
+            self.access.update(|s| {
+                if s.vhost(name).is_none() {
+                    s.vhosts.push(VHostInfo::named(name));
+                }
+            });
+        }
+        self.live_vhost(name)
+    }
+
+    fn live_vhost(&self, name: &str) -> Arc<VHost> {
         self.vhosts.add(name, || {
             VHost::new(name, self.store.clone(), self.memory.clone())
         })
@@ -113,6 +191,14 @@ impl Broker {
     /// Returns false if there was none of that name.
     pub fn remove_vhost(&self, name: &str) -> bool {
         let removed = self.vhosts.remove(name).is_some();
+        self.access.update(|s| {
+            s.vhosts.retain(|v| v.name != name);
+            s.permissions.retain(|p| p.vhost != name);
+            s.topic_permissions.retain(|p| p.vhost != name);
+            s.policies.retain(|p| p.vhost != name);
+            s.operator_policies.retain(|p| p.vhost != name);
+            s.parameters.retain(|p| p.vhost != name);
+        });
         if removed {
             self.connections
                 .close_vhost(name, &format!("vhost '{name}' is deleted"));
@@ -139,7 +225,7 @@ impl Broker {
 
     /// Checks a user's password.
     pub fn authenticate(&self, user: &str, pass: &str) -> bool {
-        self.users.get(user).is_some_and(|p| p == pass)
+        self.access.authenticate(user, pass).is_some()
     }
 }
 

@@ -13,6 +13,9 @@ pub enum BrokerError {
     CommandInvalid(String),
     NotImplemented(String),
     Internal(String),
+    /// An operator request that makes no sense (a malformed regex, an unknown policy
+    /// key): HTTP 400; AMQP never asks such a thing.
+    Invalid(String),
 }
 
 pub type BrokerResult<T> = Result<T, BrokerError>;

@@ -200,6 +200,7 @@ impl Exception {
             BrokerError::CommandInvalid(d) => (503, d),
             BrokerError::NotImplemented(d) => (540, d),
             BrokerError::Internal(d) => (541, d),
+            BrokerError::Invalid(d) => (406, d),
         };
         Exception::new(code, detail, class_id, method_id)
     }

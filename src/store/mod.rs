@@ -22,10 +22,13 @@ use writer::Writer;
 
 pub use recovery::{Recovered, RecoveredBinding, RecoveredExchange, RecoveredQueue};
 
-/// Version of the layout below, recorded in the file.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version of the layout below, recorded in the file. 2 added the `config` table
+/// (users, vhosts, permissions, policies); a format-1 file is migrated on open.
+pub const FORMAT_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Operator-managed records: key `access` holds [`crate::access::AccessState`] as JSON.
+const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
 const EXCHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("exchanges");
 const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&[u8], ()> = TableDefinition::new("bindings");
@@ -121,6 +124,8 @@ enum Op {
         seq: u64,
     },
     SetClean(bool),
+    /// Replaces the operator-managed records (JSON).
+    PutAccess(Vec<u8>),
     /// An operation cancelled out within its batch (see [`cancel_consumed`]).
     Skip,
 }
@@ -299,6 +304,23 @@ impl Store {
     pub fn last_ticket(&self) -> u64 {
         let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().map_or(0, |s| s.next_ticket - 1)
+    }
+
+    /// Persists the operator-managed records (users, vhosts, permissions, policies)
+    /// as one JSON document; returns the ticket to wait for.
+    pub fn put_access(&self, json: Vec<u8>) -> u64 {
+        self.send(Op::PutAccess(json))
+    }
+
+    /// Waits until `ticket` is committed (or the store stopped); false if its commit
+    /// failed or the store closed first.
+    pub async fn wait_committed(&self, ticket: u64) -> bool {
+        if ticket == 0 {
+            return true;
+        }
+        let mut rx = self.committed.clone();
+        let reached = rx.wait_for(|c| *c >= ticket).await.is_ok();
+        reached && !self.failed(ticket, ticket)
     }
 
     /// A receiver of the highest committed ticket.

@@ -3,7 +3,7 @@
 
 use super::codec::Reader;
 use super::{
-    BINDINGS, BindingKey, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
+    BINDINGS, BindingKey, CONFIG, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
     StoreError,
 };
 use crate::model::memory::MemoryGauge;
@@ -44,6 +44,11 @@ pub struct Recovered {
     pub bindings: Vec<RecoveredBinding>,
     /// The previous run stopped cleanly.
     pub clean: bool,
+    /// The format the file had before this start: None for a new file.
+    pub previous_format: Option<u64>,
+    /// The operator-managed records as stored (JSON), absent in a new file and in one
+    /// written before format 2.
+    pub access: Option<Vec<u8>>,
     pub next_message_id: u64,
     pub next_queue_id: u64,
 }
@@ -161,7 +166,9 @@ pub fn recover(
     let corrupt =
         |what: &str| StoreError::Format(path.to_owned(), format!("corrupt {what} record"));
 
-    // Create the tables and record the format on a new file; refuse a newer format.
+    // Create the tables and record the format on a new file; refuse a newer format;
+    // migrate an older one (format 1 lacked the config table, created here).
+    let previous_format;
     {
         let txn = db.begin_write().map_err(|e| io(e.into()))?;
         {
@@ -170,8 +177,14 @@ pub fn recover(
                 .get("format")
                 .map_err(|e| io(e.into()))?
                 .map(|v| v.value());
+            previous_format = format;
             match format {
                 None => {
+                    meta.insert("format", FORMAT_VERSION)
+                        .map_err(|e| io(e.into()))?;
+                }
+                Some(v) if v < FORMAT_VERSION => {
+                    tracing::info!(file = %path.display(), from = v, to = FORMAT_VERSION, "migrating the store format");
                     meta.insert("format", FORMAT_VERSION)
                         .map_err(|e| io(e.into()))?;
                 }
@@ -191,6 +204,7 @@ pub fn recover(
             txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
             txn.open_table(REFS).map_err(|e| io(e.into()))?;
             txn.open_table(INDEX).map_err(|e| io(e.into()))?;
+            txn.open_table(CONFIG).map_err(|e| io(e.into()))?;
         }
         txn.commit().map_err(|e| io(e.into()))?;
     }
@@ -201,6 +215,12 @@ pub fn recover(
         .get("clean")
         .map_err(|e| io(e.into()))?
         .is_none_or(|v| v.value() == 1);
+    let access = txn
+        .open_table(CONFIG)
+        .map_err(|e| io(e.into()))?
+        .get("access")
+        .map_err(|e| io(e.into()))?
+        .map(|v| v.value().to_vec());
 
     let mut exchanges = Vec::new();
     for row in txn
@@ -319,6 +339,8 @@ pub fn recover(
         queues,
         bindings,
         clean,
+        previous_format,
+        access,
         next_message_id,
         next_queue_id,
     })

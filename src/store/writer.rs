@@ -5,7 +5,8 @@
 use super::codec::put_bytes;
 use super::recovery;
 use super::{
-    BINDINGS, DbSlot, EXCHANGES, INDEX, MESSAGES, META, Op, QUEUES, REFS, backlog_size, entity_key,
+    BINDINGS, CONFIG, DbSlot, EXCHANGES, INDEX, MESSAGES, META, Op, QUEUES, REFS, backlog_size,
+    entity_key,
 };
 use redb::{Database, ReadableTable};
 use std::path::PathBuf;
@@ -137,6 +138,7 @@ pub(super) fn apply(
         let mut messages = txn.open_table(MESSAGES)?;
         let mut refs = txn.open_table(REFS)?;
         let mut index = txn.open_table(INDEX)?;
+        let mut config = txn.open_table(CONFIG)?;
         for (_, op) in batch.iter() {
             match op {
                 Op::PutExchange(k, v) => {
@@ -202,6 +204,9 @@ pub(super) fn apply(
                 }
                 Op::SetClean(clean) => {
                     meta.insert("clean", u64::from(*clean))?;
+                }
+                Op::PutAccess(json) => {
+                    config.insert("access", json.as_slice())?;
                 }
                 Op::Skip => {}
             }

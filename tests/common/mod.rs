@@ -25,6 +25,9 @@ pub struct TestBroker {
     task: Option<tokio::task::JoinHandle<tempfile::TempDir>>,
     config: Option<Config>,
     data_dir: Option<PathBuf>,
+    /// The running broker (None against an external one): tests change users,
+    /// vhosts and policies through the functions the HTTP API calls.
+    pub context: Option<std::sync::Arc<warren::connection::ServerContext>>,
 }
 
 impl TestBroker {
@@ -42,6 +45,7 @@ impl TestBroker {
                 task: None,
                 config: None,
                 data_dir: None,
+                context: None,
             };
         }
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -57,6 +61,7 @@ impl TestBroker {
     async fn launch(config: Config, dir: tempfile::TempDir) -> TestBroker {
         let server = Server::bind(config.clone()).await.expect("broker binds");
         let addr = server.local_addr();
+        let context = server.context();
         let (tx, rx) = oneshot::channel();
         let data_dir = dir.path().to_owned();
         // The task owns the directory, so it outlives the server even when the handle
@@ -77,11 +82,23 @@ impl TestBroker {
             task: Some(task),
             config: Some(config),
             data_dir: Some(data_dir),
+            context: Some(context),
         }
     }
 
     /// Stops the broker cleanly and starts a new one on the same data directory (on a
     /// new port: connect again with the new `uri`).
+    /// The in-process broker; panics against an external broker (check
+    /// [`TestBroker::external`] first).
+    pub fn broker(&self) -> &warren::broker::Broker {
+        &self.context.as_ref().expect("an in-process broker").broker
+    }
+
+    /// Whether the test runs against an external broker (`WARREN_TEST_EXTERNAL_URI`).
+    pub fn external(&self) -> bool {
+        self.context.is_none()
+    }
+
     pub async fn restart(mut self) -> TestBroker {
         let config = self.config.take().expect("an in-process broker");
         let dir = self.halt().await.expect("the broker stopped cleanly");
