@@ -63,3 +63,37 @@ ROUTING_Q1 = ["direct-a", "fanout", "topic-x.y", "headers-ab"]
 ROUTING_Q2 = ["direct-b", "fanout", "topic-x.y", "topic-x.y.z", "topic-x", "headers-a", "headers-ab"]
 def text_404(q): return f"NOT_FOUND - no queue '{q}' in vhost '/'"
 def text_406(q): return f"PRECONDITION_FAILED - inequivalent arg 'durable' for queue '{q}' in vhost '/': received 'true' but current is 'false'"
+
+# vhost_user: the non-default user and vhost of interop/definitions.json. The user may configure
+# only names matching ^interop\.app\. in its vhost and has no permissions at all on /.
+APP_USER = os.environ.get("INTEROP_APP_USER", "interop-app")
+APP_PASS = os.environ.get("INTEROP_APP_PASS", "interop-app-secret")
+APP_VHOST = os.environ.get("INTEROP_APP_VHOST", "interop-app")
+APP_URL = os.environ.get("INTEROP_APP_URL", f"amqp://{APP_USER}:{APP_PASS}@{HOST}:{PORT}/{APP_VHOST}")
+APP_ROOT_URL = f"amqp://{APP_USER}:{APP_PASS}@{HOST}:{PORT}/%2f"   # the same user on vhost /
+APP_Q = f"interop.app.{P}"       # configure permitted
+DENIED_Q = f"{P}.denied"         # configure refused
+APP_BODY = "vhost-user"
+def texts_403(q):
+    """RabbitMQ 4.x (and Warren) name the permission; 3.10 does not. Either is accepted."""
+    return [f"ACCESS_REFUSED - {w}access to queue '{q}' in vhost '{APP_VHOST}' refused for user '{APP_USER}'"
+            for w in ("configure ", "")]
+TEXT_530 = f"NOT_ALLOWED - access to vhost '/' refused for user '{APP_USER}'"
+def check_vhost_user(obs):
+    """The facts every client's vhost_user observation must show (keys it does not record are skipped)."""
+    want = {"declare_ok": [APP_Q, 0, 0], "got": APP_BODY, "refused_code": 403, "conn_open": True}
+    bad = {k: (obs.get(k), v) for k, v in want.items() if k in obs and obs.get(k) != v}
+    if "refused_text" in obs and obs["refused_text"] not in texts_403(DENIED_Q):
+        bad["refused_text"] = (obs["refused_text"], texts_403(DENIED_Q)[0])
+    if bad:
+        raise Mismatch("unexpected " + "; ".join(f"{k}={g!r} (want {w!r})" for k, (g, w) in bad.items()), obs)
+    return obs
+def root_refusal(e):
+    """How a client reported the refused connection to vhost /: its error type, and the 530 code
+    and text where they can be read from it (pika, kombu put the close in the message)."""
+    import re
+    obs = {"root_error": type(e).__name__}
+    m = re.search(r"(\d{3})\D{0,6}(NOT_ALLOWED - .*?for user \\?'[^'\\]*\\?')", str(e))
+    if m:
+        obs["root_code"], obs["root_text"] = int(m.group(1)), m.group(2).replace("\\", "")
+    return obs

@@ -1,4 +1,4 @@
-import sys, os, asyncio, time, datetime
+import sys, os, re, asyncio, time, datetime
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from common import *
 import aio_pika
@@ -200,9 +200,35 @@ async def err_403():
     check(obs.get("error") == "ProbableAuthenticationError", "no auth error", obs)
     return obs
 
+async def vhost_user():
+    c = await aio_pika.connect(APP_URL); ch = await c.channel()
+    queue = await ch.declare_queue(APP_Q)
+    obs = {"declare_ok": [queue.name, queue.declaration_result.message_count, queue.declaration_result.consumer_count]}
+    await ch.default_exchange.publish(Message(APP_BODY.encode()), APP_Q)
+    m = None
+    for _ in range(100):
+        m = await queue.get(no_ack=True, fail=False)
+        if m is not None: break
+        await asyncio.sleep(0.05)
+    obs["got"] = m.body.decode() if m else None
+    ch2 = await c.channel()
+    try: await ch2.declare_queue(DENIED_Q); obs["refused_code"] = None
+    except Exception as e:
+        r = close_obs(e); obs["refused_code"], obs["refused_text"], obs["refused_error"] = r.get("code"), r.get("text"), r.get("error")
+    obs["conn_open"] = not c.is_closed
+    await (await c.channel()).queue_delete(APP_Q); await c.close()
+    try: await (await aio_pika.connect(APP_ROOT_URL)).close(); obs["root_error"] = None
+    except Exception as e:
+        # aiormq does not expose the 530: connection.open got a connection.close instead of open-ok.
+        obs["root_error"] = type(e).__name__
+        obs["root_args"] = [re.sub(r" at 0x[0-9a-f]+", "", str(a)) for a in e.args]
+    check(obs.get("root_error") == "InvalidFrameError" and "Connection.Close" in str(obs.get("root_args")),
+          "vhost / not refused with connection.close", obs)
+    return check_vhost_user(obs)
+
 async def main():
     for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue",
-                 "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403"]:
+                 "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403", "vhost_user"]:
         await arun(name, globals()[name], timeout=20)
 
 asyncio.run(main())

@@ -158,9 +158,34 @@ def err_403():
     except Exception as e: obs = {"error": type(e).__name__, "code": getattr(e, "code", None), "text": getattr(e, "reply_text", str(e))}
     return expect(obs, error="AccessRefused", code=403)
 
+def vhost_user():
+    with Connection(APP_URL.replace("amqp://", "pyamqp://")) as c:
+        ch = c.channel()
+        r = ch.queue_declare(APP_Q); obs = {"declare_ok": list(r)}
+        Producer(ch).publish(APP_BODY, routing_key=APP_Q)
+        q = Queue(APP_Q, channel=ch); m = None
+        for _ in range(100):
+            m = q.get(no_ack=True)
+            if m is not None: break
+            time.sleep(0.05)
+        obs["got"] = dec(m.body) if m else None
+        ch2 = c.channel()
+        try: ch2.queue_declare(DENIED_Q); obs["refused_code"] = None
+        except amqp.exceptions.AccessRefused as e:
+            r = closed(e); obs["refused_error"], obs["refused_code"], obs["refused_text"] = r["error"], r["code"], r["text"]
+        obs["conn_open"] = c.connected
+        c.channel().queue_delete(APP_Q)
+    try:
+        with Connection(APP_ROOT_URL.replace("amqp://", "pyamqp://"), connect_timeout=5) as c: c.connect()
+        obs["root_error"] = None
+    except Exception as e:
+        r = closed(e); obs["root_error"], obs["root_code"], obs["root_text"] = r["error"], r["code"], r["text"]
+    check(obs.get("root_code") == 530 and obs.get("root_text") == TEXT_530, "vhost / not refused with 530", obs)
+    return check_vhost_user(obs)
+
 for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue", "confirms", "mandatory"]:
     run(name, globals()[name], timeout=20)
 na("competing", "covered by the Celery worker (prefork pool) scenarios")
 na("rpc", "covered by Celery's rpc:// result backend")
-for name in ["large", "err_404", "err_406", "err_403"]:
+for name in ["large", "err_404", "err_406", "err_403", "vhost_user"]:
     run(name, globals()[name], timeout=20)

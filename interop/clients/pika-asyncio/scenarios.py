@@ -224,9 +224,29 @@ async def err_403():
     check(obs.get("error") in ("ProbableAuthenticationError", "AuthenticationError"), "no auth error", obs)
     return obs
 
+async def vhost_user():
+    c = await conn(APP_URL); ch = await channel(c)
+    r = await ch.call("queue_declare", APP_Q)
+    obs = {"declare_ok": [r.method.queue, r.method.message_count, r.method.consumer_count]}
+    ch.ch.basic_publish("", APP_Q, APP_BODY.encode())
+    for _ in range(100):
+        m, p, b = await ch.get(APP_Q, auto_ack=True)
+        if m is not None: break
+        await asyncio.sleep(0.05)
+    obs["got"] = b.decode() if m else None
+    ch2 = await channel(c)
+    try: await ch2.call("queue_declare", DENIED_Q); obs["refused_code"] = None
+    except ChannelClosedByBroker as e: obs["refused_code"], obs["refused_text"] = e.reply_code, e.reply_text
+    obs["conn_open"] = c.is_open
+    await (await channel(c)).call("queue_delete", APP_Q); await close(c)
+    try: await close(await conn(APP_ROOT_URL)); obs["root_error"] = None
+    except Exception as e: obs.update(root_refusal(e))
+    check(obs.get("root_code") == 530 and obs.get("root_text") == TEXT_530, "vhost / not refused with 530", obs)
+    return check_vhost_user(obs)
+
 async def main():
     for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue",
-                 "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403"]:
+                 "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403", "vhost_user"]:
         await arun(name, globals()[name], timeout=20)
 
 asyncio.run(main())

@@ -230,6 +230,31 @@ def err_403():
     check(obs.get("error") in ("ProbableAuthenticationError", "AuthenticationError"), "no auth error", obs)
     return obs
 
+def vhost_user():
+    c = conn(APP_URL); ch = c.channel()
+    r = ch.queue_declare(APP_Q)
+    obs = {"declare_ok": [r.method.queue, r.method.message_count, r.method.consumer_count]}
+    ch.basic_publish("", APP_Q, APP_BODY.encode())
+    end = time.time() + 5
+    while True:
+        m, p, b = ch.basic_get(APP_Q, auto_ack=True)
+        if m is not None or time.time() > end: break
+        time.sleep(0.05)
+    obs["got"] = b.decode() if m else None
+    ch2 = c.channel()
+    try:
+        ch2.queue_declare(DENIED_Q); obs["refused_code"] = None
+    except ChannelClosedByBroker as e:
+        obs["refused_code"], obs["refused_text"] = e.reply_code, e.reply_text
+    obs["conn_open"] = c.is_open
+    c.channel().queue_delete(APP_Q); c.close()
+    try:
+        conn(APP_ROOT_URL).close(); obs["root_error"] = None
+    except Exception as e:
+        obs.update(root_refusal(e))
+    check(obs.get("root_code") == 530 and obs.get("root_text") == TEXT_530, "vhost / not refused with 530", obs)
+    return check_vhost_user(obs)
+
 for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue",
-             "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403"]:
+             "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403", "vhost_user"]:
     run(name, globals()[name], timeout=20)
