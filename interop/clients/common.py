@@ -74,17 +74,17 @@ APP_ROOT_URL = f"amqp://{APP_USER}:{APP_PASS}@{HOST}:{PORT}/%2f"   # the same us
 APP_Q = f"interop.app.{P}"       # configure permitted
 DENIED_Q = f"{P}.denied"         # configure refused
 APP_BODY = "vhost-user"
-def texts_403(q):
+def texts_403(q, kind="queue"):
     """RabbitMQ 4.x (and Warren) name the permission; 3.10 does not. Either is accepted."""
-    return [f"ACCESS_REFUSED - {w}access to queue '{q}' in vhost '{APP_VHOST}' refused for user '{APP_USER}'"
+    return [f"ACCESS_REFUSED - {w}access to {kind} '{q}' in vhost '{APP_VHOST}' refused for user '{APP_USER}'"
             for w in ("configure ", "")]
 TEXT_530 = f"NOT_ALLOWED - access to vhost '/' refused for user '{APP_USER}'"
-def check_vhost_user(obs):
+def check_vhost_user(obs, kind="queue"):
     """The facts every client's vhost_user observation must show (keys it does not record are skipped)."""
     want = {"declare_ok": [APP_Q, 0, 0], "got": APP_BODY, "refused_code": 403, "conn_open": True}
     bad = {k: (obs.get(k), v) for k, v in want.items() if k in obs and obs.get(k) != v}
-    if "refused_text" in obs and obs["refused_text"] not in texts_403(DENIED_Q):
-        bad["refused_text"] = (obs["refused_text"], texts_403(DENIED_Q)[0])
+    if "refused_text" in obs and obs["refused_text"] not in texts_403(DENIED_Q, kind):
+        bad["refused_text"] = (obs["refused_text"], texts_403(DENIED_Q, kind)[0])
     if bad:
         raise Mismatch("unexpected " + "; ".join(f"{k}={g!r} (want {w!r})" for k, (g, w) in bad.items()), obs)
     return obs

@@ -46,8 +46,48 @@ try:
         obs = {"rc": r.returncode, "replies": replies, "api": api, "stderr": r.stderr.strip()[-300:] if r.returncode else ""}
         return expect(obs, rc=0, replies={"interop@localhost": {"ok": "pong"}}, api=[{"interop@localhost": {"ok": "pong"}}])
 
+    def vhost_user():
+        # A worker of the app_tasks app, connected as the interop-app user to its vhost.
+        alog = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"interop-celery-app-worker-{PORT}.log"), "w")
+        w = subprocess.Popen([celery_bin, "-A", "app_tasks", "worker", "--pool=prefork", "--concurrency=1",
+                              "-n", "interop-app@localhost", "--without-gossip", "--without-mingle",
+                              "--without-heartbeat", "--loglevel=INFO"], cwd=here, stdout=alog,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            from app_tasks import app as aapp, mul, PREFIX
+            import amqp
+            end = time.time() + 30
+            while "ready." not in open(alog.name).read():
+                if w.poll() is not None or time.time() > end:
+                    raise RuntimeError("app worker not ready: " + open(alog.name).read()[-800:])
+                time.sleep(0.2)
+            obs = {"results": [mul.delay(i, 7).get(timeout=20) for i in range(3)]}
+            # a task sent to a queue the user may not configure: Celery declares its exchange (named
+            # after the queue) first, and RabbitMQ refuses that
+            try:
+                mul.apply_async((1, 1), queue=DENIED_Q); obs["refused_code"] = None
+            except amqp.exceptions.AccessRefused as e:
+                obs["refused_error"], obs["refused_code"], obs["refused_text"] = type(e).__name__, e.code, e.reply_text
+            # the same user's broker URL on vhost /
+            from celery import Celery
+            try:
+                with Celery("interop_root", broker=APP_ROOT_URL).connection_for_write() as c:
+                    c.connect()
+                obs["root_error"] = None
+            except Exception as e:
+                obs["root_error"], obs["root_code"], obs["root_text"] = type(e).__name__, getattr(e, "code", None), getattr(e, "reply_text", str(e))
+            check(obs["results"] == [0, 7, 14], "task results", obs)
+            check(obs.get("root_code") == 530 and obs.get("root_text") == TEXT_530, "vhost / not refused with 530", obs)
+            return check_vhost_user(obs, kind="exchange")
+        finally:
+            try: os.killpg(w.pid, signal.SIGTERM)
+            except ProcessLookupError: pass
+            try: w.wait(15)
+            except subprocess.TimeoutExpired: os.killpg(w.pid, signal.SIGKILL)
+
     run("celery_task", celery_task)
     run("celery_ping", celery_ping)
+    run("vhost_user", vhost_user)
 finally:
     try: os.killpg(worker.pid, signal.SIGTERM)
     except ProcessLookupError: pass
