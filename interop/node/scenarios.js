@@ -76,6 +76,15 @@ function closeErr(e) { // amqplib: "Operation failed: ...; 404 (NOT-FOUND) with 
   const m = /with message "(.*)"\s*$/s.exec(e.message);
   return { code: e.code, text: m ? m[1] : e.message };
 }
+// vhost_user: the non-default user and vhost of interop/definitions.json.
+const APP_USER = process.env.INTEROP_APP_USER || 'interop-app';
+const APP_PASS = process.env.INTEROP_APP_PASS || 'interop-app-secret';
+const APP_VHOST = process.env.INTEROP_APP_VHOST || 'interop-app';
+const APP_URL = process.env.INTEROP_APP_URL || `amqp://${APP_USER}:${APP_PASS}@127.0.0.1:5672/${APP_VHOST}`;
+const APP_ROOT_URL = APP_URL.replace(/\/[^/]*$/, '/%2f');   // the same user on vhost /
+const APP_Q = `interop.app.${P}`; const DENIED_Q = `${P}.denied`; const APP_BODY = 'vhost-user';
+// RabbitMQ 4.x (and Warren) name the permission; 3.10 does not. Either is accepted.
+const texts403 = (q) => ['configure ', ''].map((w) => `ACCESS_REFUSED - ${w}access to queue '${q}' in vhost '${APP_VHOST}' refused for user '${APP_USER}'`);
 
 const S = {};
 S.connect = async () => {
@@ -229,6 +238,25 @@ S.err_403 = async () => {
   try { const c = await connect(BAD_URL); await c.close(); } catch (e) { obs = { message: e.message.replace(/\s+/g, ' ').trim() }; }
   if (!/403|ACCESS.REFUSED/.test(obs.message || '')) throw new Mismatch('no 403', obs);
   return obs;
+};
+S.vhost_user = async () => {
+  const c = await connect(APP_URL); const ch = await c.channel();
+  const r = await ch.assertQueue(APP_Q);
+  const obs = { declare_ok: [r.queue, r.messageCount, r.consumerCount] };
+  ch.sendToQueue(APP_Q, Buffer.from(APP_BODY));
+  let m = false; const end = Date.now() + 5000;
+  while (!m && Date.now() < end) { m = await ch.get(APP_Q, { noAck: true }); if (!m) await sleep(50); }
+  obs.got = m ? m.content.toString() : null;
+  const ch2 = await c.channel();
+  try { await ch2.assertQueue(DENIED_Q); obs.refused_code = null; } catch (e) { const x = closeErr(e); obs.refused_code = x.code; obs.refused_text = x.text; }
+  const ch3 = await c.channel(); await ch3.deleteQueue(APP_Q); obs.conn_open = true; await c.close();
+  try { const c2 = await connect(APP_ROOT_URL); await c2.close(); obs.root_error = null; } catch (e) {
+    // amqplib does not expose the 530: "Expected ConnectionOpenOk; got <ConnectionClose channel:0>"
+    obs.root_message = e.message.replace(/\s+/g, ' ').trim();
+  }
+  if (!texts403(DENIED_Q).includes(obs.refused_text)) throw new Mismatch(`refused_text ${obs.refused_text}`, obs);
+  return expect(obs, { declare_ok: [APP_Q, 0, 0], got: APP_BODY, refused_code: 403, conn_open: true,
+    root_message: 'Expected ConnectionOpenOk; got <ConnectionClose channel:0>' });
 };
 
 (async () => {
