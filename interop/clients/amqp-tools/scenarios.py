@@ -104,6 +104,22 @@ def err_403():
     rc, out, err = tool("amqp-declare-queue", "-q", "x", url=BAD)
     return expect({"rc": rc, "stderr": err}, rc=1, stderr="logging in to AMQP server: server connection error 403, message: ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.")
 
+def vhost_user():
+    # -u URL with the app user and its vhost; then the same user on vhost / (amqp-tools: no trailing slash)
+    url = APP_URL; root = f"amqp://{APP_USER}:{APP_PASS}@{HOST}:{PORT}"
+    d = tool("amqp-declare-queue", "-q", APP_Q, url=url)
+    p = tool("amqp-publish", "-r", APP_Q, "-b", APP_BODY, url=url)
+    time.sleep(0.2)
+    g = tool("amqp-get", "-q", APP_Q, url=url)
+    r = tool("amqp-declare-queue", "-q", DENIED_Q, url=url)
+    tool("amqp-delete-queue", "-q", APP_Q, url=url)
+    v = tool("amqp-declare-queue", "-q", APP_Q, url=root)
+    obs = {"declare": [d[0], d[1].decode().strip()], "publish_rc": p[0], "get": [g[0], g[1].decode()],
+           "refused": [r[0], r[2]], "root": [v[0], v[2]]}
+    check(d[0] == 0 and d[1].decode().strip() == APP_Q and p[0] == 0 and g[1].decode() == APP_BODY, "declare/publish/get", obs)
+    check(r[0] == 1 and r[2] in ["queue.declare: server channel error 403, message: " + t for t in texts_403(DENIED_Q)], "refused declare", obs)
+    return expect(obs, root=[1, "logging in to AMQP server: server connection error 530, message: " + TEXT_530])
+
 for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get"]:
     run(name, globals()[name])
 for name in ["nack_requeue", "confirms", "mandatory"]:
@@ -111,5 +127,5 @@ for name in ["nack_requeue", "confirms", "mandatory"]:
 for name in ["competing"]:
     run(name, globals()[name])
 na("rpc", "amqp-publish cannot set correlation_id")
-for name in ["large", "err_404", "err_406", "err_403"]:
+for name in ["large", "err_404", "err_406", "err_403", "vhost_user"]:
     run(name, globals()[name])
