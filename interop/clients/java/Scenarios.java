@@ -19,6 +19,10 @@ public class Scenarios {
         return f.newConnection();
     }
     static Connection conn() throws Exception { return conn(URL); }
+    // vhost_user: the non-default user and vhost of interop/definitions.json.
+    static String APP_USER = env("INTEROP_APP_USER", "interop-app"), APP_VHOST = env("INTEROP_APP_VHOST", "interop-app");
+    static String APP_URL = env("INTEROP_APP_URL", "amqp://interop-app:interop-app-secret@127.0.0.1:5672/interop-app");
+    static String APP_ROOT_URL = APP_URL.replaceAll("/[^/]*$", "/%2f");   // the same user on vhost /
     static byte[] b(String s) { return s.getBytes(StandardCharsets.UTF_8); }
     static String s(byte[] b) { return new String(b, StandardCharsets.UTF_8); }
     static Map<String, Object> m(Object... kv) { Map<String, Object> r = new LinkedHashMap<>(); for (int i = 0; i < kv.length; i += 2) r.put((String) kv[i], kv[i + 1]); return r; }
@@ -251,6 +255,30 @@ public class Scenarios {
             Map<String, Object> obs = m("raised", false);
             try { conn(URL.replace("guest:guest@", "guest:wrong@")).close(); } catch (Exception e) { obs = m("error", e.getClass().getSimpleName(), "message", String.valueOf(e.getMessage())); }
             return expect(obs, "error", "AuthenticationFailureException");
+        });
+        run("vhost_user", () -> {
+            String q = "interop.app." + P, denied = P + ".denied";
+            Connection c = conn(APP_URL); Channel ch = c.createChannel();
+            AMQP.Queue.DeclareOk d = ch.queueDeclare(q, false, false, false, null);
+            Map<String, Object> obs = m("declare_ok", Arrays.asList(d.getQueue(), d.getMessageCount(), d.getConsumerCount()));
+            ch.basicPublish("", q, null, b("vhost-user"));
+            GetResponse r = null; long end = System.currentTimeMillis() + 5000;
+            while (r == null && System.currentTimeMillis() < end) { r = ch.basicGet(q, true); if (r == null) sleep(50); }
+            obs.put("got", r == null ? null : s(r.getBody()));
+            Channel ch2 = c.createChannel();
+            try { ch2.queueDeclare(denied, false, false, false, null); obs.put("refused_code", null); }
+            catch (Exception e) { Map<String, Object> x = closeObs(e); obs.put("refused_code", x.get("code")); obs.put("refused_text", x.get("text")); }
+            obs.put("conn_open", c.isOpen());
+            c.createChannel().queueDelete(q); c.close();
+            try { conn(APP_ROOT_URL).close(); obs.put("root_error", null); }
+            catch (Exception e) {
+                Map<String, Object> x = closeObs(e);
+                obs.put("root_error", e.getClass().getSimpleName()); obs.put("root_code", x.get("code")); obs.put("root_text", x.get("text"));
+            }
+            String t = String.valueOf(obs.get("refused_text")), tail = "access to queue '" + denied + "' in vhost '" + APP_VHOST + "' refused for user '" + APP_USER + "'";
+            if (!t.equals("ACCESS_REFUSED - " + tail) && !t.equals("ACCESS_REFUSED - configure " + tail)) throw new Mismatch("refused_text " + t, obs);
+            return expect(obs, "declare_ok", Arrays.asList(q, 0, 0), "got", "vhost-user", "refused_code", 403, "conn_open", true,
+                          "root_code", 530, "root_text", "NOT_ALLOWED - access to vhost '/' refused for user '" + APP_USER + "'");
         });
         System.exit(0);
     }
