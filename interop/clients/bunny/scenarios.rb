@@ -251,3 +251,44 @@ run("err_403") do
   end
   expect(obs, "error" => "Bunny::AuthenticationFailureError")
 end
+
+# vhost_user: the non-default user and vhost of interop/definitions.json.
+APP_USER = ENV.fetch("INTEROP_APP_USER", "interop-app")
+APP_VHOST = ENV.fetch("INTEROP_APP_VHOST", "interop-app")
+APP_URL = ENV.fetch("INTEROP_APP_URL", "amqp://interop-app:interop-app-secret@127.0.0.1:5672/interop-app")
+APP_ROOT_URL = APP_URL.sub(%r{/[^/]*\z}, "/%2f")   # the same user on vhost /
+
+run("vhost_user") do
+  q = "interop.app.#{P}"; denied = "#{P}.denied"
+  c = conn(APP_URL); ch = c.create_channel
+  d = ch.queue_declare(q)
+  obs = { "declare_ok" => [d.queue, d.message_count, d.consumer_count] }
+  ch.default_exchange.publish("vhost-user", routing_key: q)
+  body = nil; deadline = Time.now + 5
+  while body.nil? && Time.now < deadline
+    _, _, body = ch.basic_get(q, manual_ack: false)
+    sleep 0.05 if body.nil?
+  end
+  obs["got"] = body
+  ch2 = c.create_channel
+  begin
+    ch2.queue_declare(denied); obs["refused_code"] = nil
+  rescue Bunny::AccessRefused => e
+    obs["refused_error"] = e.class.name; obs["refused_code"] = e.channel_close.reply_code; obs["refused_text"] = e.channel_close.reply_text
+  end
+  obs["conn_open"] = c.open?
+  c.create_channel.queue_delete(q); c.close
+  begin
+    conn(APP_ROOT_URL).close; obs["root_error"] = nil
+  rescue Exception => e
+    obs["root_error"] = e.class.name; obs["root_message"] = e.message
+    if e.respond_to?(:connection_close) && e.connection_close
+      obs["root_code"] = e.connection_close.reply_code; obs["root_text"] = e.connection_close.reply_text
+    end
+  end
+  tail = "access to queue '#{denied}' in vhost '#{APP_VHOST}' refused for user '#{APP_USER}'"
+  raise Mismatch.new("refused_text #{obs["refused_text"]}", obs) unless ["ACCESS_REFUSED - #{tail}", "ACCESS_REFUSED - configure #{tail}"].include?(obs["refused_text"])
+  expect(obs, "declare_ok" => [q, 0, 0], "got" => "vhost-user", "refused_code" => 403, "conn_open" => true,
+         "root_error" => "Bunny::NotAllowedError",
+         "root_message" => "Connection-level error: NOT_ALLOWED - access to vhost '/' refused for user '#{APP_USER}'")
+end
