@@ -178,3 +178,29 @@ run('err_403', function () {
     try { conn('wrong')->close(); } catch (Throwable $e) { $obs = ['error' => get_class($e), 'code' => $e->getCode(), 'text' => $e->getMessage()]; }
     return expect($obs, ['code' => 403]);
 });
+// vhost_user: the non-default user and vhost of interop/definitions.json, given in pieces.
+run('vhost_user', function () use ($P, $U) {
+    $user = getenv('INTEROP_APP_USER') ?: 'interop-app'; $pass = getenv('INTEROP_APP_PASS') ?: 'interop-app-secret';
+    $vhost = getenv('INTEROP_APP_VHOST') ?: 'interop-app';
+    $q = "interop.app.$P"; $denied = "$P.denied";
+    $c = new AMQPStreamConnection($U['host'], $U['port'], $user, $pass, $vhost); $ch = $c->channel();
+    $obs = ['declare_ok' => $ch->queue_declare($q, false, false, false, false)];
+    $ch->basic_publish(new AMQPMessage('vhost-user'), '', $q);
+    $m = null; $end = microtime(true) + 5;
+    while (!$m && microtime(true) < $end) { $m = $ch->basic_get($q, true); if (!$m) usleep(50000); }
+    $obs['got'] = $m ? $m->getBody() : null;
+    $ch2 = $c->channel();
+    try { $ch2->queue_declare($denied, false, false, false, false); $obs['refused_code'] = null; }
+    catch (AMQPProtocolChannelException $e) { $obs['refused_code'] = $e->getCode(); $obs['refused_text'] = $e->getMessage(); }
+    $obs['conn_open'] = $c->isConnected();
+    $c->channel()->queue_delete($q); $c->close();
+    try { (new AMQPStreamConnection($U['host'], $U['port'], $user, $pass, '/'))->close(); $obs['root_error'] = null; }
+    catch (Throwable $e) { $obs['root_error'] = get_class($e); $obs['root_code'] = $e->getCode(); $obs['root_text'] = $e->getMessage(); }
+    $tail = "access to queue '$denied' in vhost '$vhost' refused for user '$user'";
+    if (!in_array($obs['refused_text'] ?? null, ["ACCESS_REFUSED - $tail", "ACCESS_REFUSED - configure $tail"], true))
+        throw new Mismatch('refused_text ' . json_encode($obs['refused_text'] ?? null), $obs);
+    return expect($obs, ['declare_ok' => [$q, 0, 0], 'got' => 'vhost-user', 'refused_code' => 403, 'conn_open' => true,
+                         'root_error' => 'PhpAmqpLib\Exception\AMQPConnectionClosedException', 'root_code' => 530,
+                         // php-amqplib appends the close's class and method ids: connection.open (10, 40)
+                         'root_text' => "NOT_ALLOWED - access to vhost '/' refused for user '$user'(10, 40)"]);
+});
