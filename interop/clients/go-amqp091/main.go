@@ -453,6 +453,56 @@ func main() {
 		obs := amqpErr(err)
 		return expect(obs, "code", 403, "text", "username or password not allowed")
 	}))
+	run("vhost_user", safe(vhostUser))
+}
+
+// vhost_user: the non-default user and vhost of interop/definitions.json.
+func vhostUser() (M, error) {
+	appURL := env("INTEROP_APP_URL", "amqp://interop-app:interop-app-secret@127.0.0.1:5672/interop-app")
+	user, vhost := env("INTEROP_APP_USER", "interop-app"), env("INTEROP_APP_VHOST", "interop-app")
+	rootURL := appURL[:strings.LastIndex(appURL, "/")] + "/%2f" // the same user on vhost /
+	q, denied := "interop.app."+P, P+".denied"
+	c, err := amqp.Dial(appURL)
+	must(err)
+	ch, err := c.Channel()
+	must(err)
+	r := decl(ch, q)
+	obs := M{"declare_ok": []interface{}{r.Name, r.Messages, r.Consumers}}
+	pub(ch, "", q, "vhost-user", amqp.Publishing{})
+	var got interface{}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		d, ok, err := ch.Get(q, true)
+		must(err)
+		if ok {
+			got = string(d.Body)
+			break
+		}
+	}
+	obs["got"] = got
+	ch2, err := c.Channel()
+	must(err)
+	_, err = ch2.QueueDeclare(denied, false, false, false, false, nil)
+	x := amqpErr(err)
+	obs["refused_code"], obs["refused_text"] = x["code"], x["text"]
+	obs["conn_open"] = !c.IsClosed()
+	ch3, err := c.Channel()
+	must(err)
+	ch3.QueueDelete(q, false, false, false)
+	c.Close()
+	c2, err := amqp.Dial(rootURL)
+	if err == nil {
+		c2.Close()
+	}
+	x = amqpErr(err)
+	obs["root_code"], obs["root_text"] = x["code"], x["text"]
+	tail := "access to queue '" + denied + "' in vhost '" + vhost + "' refused for user '" + user + "'"
+	if t := fmt.Sprint(obs["refused_text"]); t != "ACCESS_REFUSED - "+tail && t != "ACCESS_REFUSED - configure "+tail {
+		return obs, &mismatch{"refused_text " + t, obs}
+	}
+	// amqp091-go replaces the server's 530 by its own ErrVhost (403 "no access to this vhost"),
+	// as it replaces a refused login by ErrCredentials.
+	return expect(obs, "declare_ok", []interface{}{q, 0, 0}, "got", "vhost-user", "refused_code", 403, "conn_open", true,
+		"root_code", 403, "root_text", "no access to this vhost")
 }
 
 func sortStrings(s []string) {
