@@ -1063,6 +1063,100 @@ async fn err_403(e: &Env) -> R {
     }
 }
 
+/// vhost_user: the non-default user and vhost of interop/definitions.json, from the
+/// INTEROP_APP_USER / _PASS / _VHOST pieces (host and port as INTEROP_URL's).
+async fn vhost_user(e: &Env) -> R {
+    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let app = Env {
+        host: e.host.clone(),
+        port: e.port,
+        user: var("INTEROP_APP_USER", "interop-app"),
+        password: var("INTEROP_APP_PASS", "interop-app-secret"),
+        vhost: var("INTEROP_APP_VHOST", "interop-app"),
+        prefix: e.prefix.clone(),
+    };
+    let q = format!("interop.app.{}", e.prefix);
+    let denied = format!("{}.denied", e.prefix);
+    let (c, ch, _) = dial(&app).await?;
+    let r = decl(&ch, &q).await?;
+    pub_(&ch, "", &q, b"vhost-user", BasicProperties::default()).await?;
+    let mut got = Value::Null;
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if let Some((_, _, body)) = get(&ch, &q, true).await? {
+            got = json!(s(&body));
+            break;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    let ch2 = c.open_channel(None).await?;
+    let cb2 = Cb::default();
+    ch2.register_callback(cb2.clone()).await?;
+    let res = ch2.queue_declare(QueueDeclareArguments::new(&denied)).await;
+    let refused = channel_error(&c, &cb2, res).await;
+    let usable = match c.open_channel(None).await {
+        Ok(ch3) => {
+            let _ = ch3.queue_delete(QueueDeleteArguments::new(&q)).await;
+            let _ = ch3.close().await;
+            true
+        }
+        Err(_) => false,
+    };
+    let conn_open = c.is_open() && usable;
+    let _ = c.close().await;
+    let root = Env {
+        host: app.host.clone(),
+        user: app.user.clone(),
+        password: app.password.clone(),
+        vhost: "/".to_string(),
+        prefix: app.prefix.clone(),
+        ..app
+    };
+    let (root_error, root_text) = match Connection::open(&args(&root, &root.password)).await {
+        Ok(c) => {
+            let _ = c.close().await;
+            (Value::Null, Value::Null)
+        }
+        Err(err) => {
+            let kind = format!("{err:?}");
+            (
+                json!(kind.split('(').next().unwrap_or("")),
+                json!(format!("{err}")),
+            )
+        }
+    };
+    let obs = json!({"declare_ok": [r.0, r.1, r.2], "got": got, "refused_code": refused.get("code"),
+                     "refused_text": refused.get("text"), "conn_open": conn_open,
+                     "root_error": root_error, "root_text": root_text});
+    let tail = format!(
+        "access to queue '{denied}' in vhost '{}' refused for user '{}'",
+        app.vhost, app.user
+    );
+    let t = obs["refused_text"].as_str().unwrap_or("");
+    if t != format!("ACCESS_REFUSED - {tail}") && t != format!("ACCESS_REFUSED - configure {tail}")
+    {
+        return Err(Fail {
+            msg: format!("refused_text {t}"),
+            obs: Some(obs),
+        });
+    }
+    expect(
+        obs,
+        &[
+            ("declare_ok", json!([q, 0, 0])),
+            ("got", json!("vhost-user")),
+            ("refused_code", json!(403)),
+            ("conn_open", json!(true)),
+            ("root_error", json!("ConnectionOpenError")),
+            // amqprs prints the connection.close it got for connection.open (class 10, method 40)
+            ("root_text", json!(format!("AMQP connection open error: failed to open connection, reason: \
+                Close(MethodHeader {{ class_id: 10, method_id: 50 }}, Close {{ reply_code: 530, reply_text: \
+                ShortStr({}, \"NOT_ALLOWED - access to vhost '/' refused for user '{}'\"), class_id: 10, method_id: 40 }})",
+                "NOT_ALLOWED - access to vhost '/' refused for user ''".len() + app.user.len(), app.user))),
+        ],
+    )
+}
+
 async fn run<'a, F, Fut>(name: &str, e: &'a Env, f: F)
 where
     F: FnOnce(&'a Env) -> Fut,
@@ -1097,6 +1191,7 @@ async fn main() {
     run("err_404", &e, err_404).await;
     run("err_406", &e, err_406).await;
     run("err_403", &e, err_403).await;
+    run("vhost_user", &e, vhost_user).await;
 }
 
 #[cfg(test)]
