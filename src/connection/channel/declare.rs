@@ -3,6 +3,7 @@
 //! durable change is on disk.
 
 use super::{Channel, Failure, command_invalid};
+use crate::access::{Perm, Resource};
 use crate::broker::random_name;
 use crate::broker::vhost::{ExchangeDeclare, QueueDeclare, REPLY_TO};
 use crate::connection::Session;
@@ -19,6 +20,7 @@ impl Channel {
         match m {
             exchange::AMQPMethod::Declare(d) => {
                 let name = strip_cr_lf(d.exchange);
+                s.check_exchange_declare(name.as_str(), d.kind.as_str(), d.passive, &d.arguments)?;
                 s.vhost.declare_exchange(&ExchangeDeclare {
                     name: name.as_str(),
                     kind: d.kind.as_str(),
@@ -36,6 +38,7 @@ impl Channel {
             }
             exchange::AMQPMethod::Delete(d) => {
                 let name = strip_cr_lf(d.exchange);
+                s.check_exchange_delete(name.as_str())?;
                 s.vhost.delete_exchange(name.as_str(), d.if_unused)?;
                 self.reply_stored(
                     s,
@@ -44,9 +47,16 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Bind(b) => {
+                let (destination, source) = (strip_cr_lf(b.destination), strip_cr_lf(b.source));
+                s.check_binding(
+                    Resource::Exchange,
+                    destination.as_str(),
+                    source.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 s.vhost.bind_exchange(
-                    strip_cr_lf(b.destination).as_str(),
-                    strip_cr_lf(b.source).as_str(),
+                    destination.as_str(),
+                    source.as_str(),
                     b.routing_key.as_str(),
                     &b.arguments,
                 )?;
@@ -57,9 +67,16 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Unbind(b) => {
+                let (destination, source) = (strip_cr_lf(b.destination), strip_cr_lf(b.source));
+                s.check_binding(
+                    Resource::Exchange,
+                    destination.as_str(),
+                    source.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 s.vhost.unbind_exchange(
-                    strip_cr_lf(b.destination).as_str(),
-                    strip_cr_lf(b.source).as_str(),
+                    destination.as_str(),
+                    source.as_str(),
                     b.routing_key.as_str(),
                     &b.arguments,
                 )?;
@@ -103,6 +120,11 @@ impl Channel {
                 } else {
                     self.queue_name(&d.queue)?
                 };
+                if d.passive {
+                    s.check_any(Resource::Queue, name.as_str())?;
+                } else {
+                    s.check_queue_declare(name.as_str(), &d.arguments)?;
+                }
                 let (_, message_count, consumer_count) = s.vhost.declare_queue(&QueueDeclare {
                     name: name.as_str(),
                     passive: d.passive,
@@ -126,6 +148,12 @@ impl Channel {
             }
             q::AMQPMethod::Bind(b) => {
                 let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
+                s.check_binding(
+                    Resource::Queue,
+                    name.as_str(),
+                    exchange.as_str(),
+                    key.as_str(),
+                )?;
                 s.vhost.bind_queue(
                     name.as_str(),
                     exchange.as_str(),
@@ -141,6 +169,12 @@ impl Channel {
             }
             q::AMQPMethod::Unbind(b) => {
                 let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
+                s.check_binding(
+                    Resource::Queue,
+                    name.as_str(),
+                    exchange.as_str(),
+                    key.as_str(),
+                )?;
                 s.vhost.unbind_queue(
                     name.as_str(),
                     exchange.as_str(),
@@ -156,6 +190,7 @@ impl Channel {
             }
             q::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(&p.queue)?;
+                s.check(Perm::Read, Resource::Queue, name.as_str())?;
                 let message_count = s.vhost.queue(name.as_str(), conn_id)?.purge();
                 self.reply_stored(
                     s,
@@ -165,6 +200,7 @@ impl Channel {
             }
             q::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(&strip_cr_lf(d.queue))?;
+                s.check(Perm::Configure, Resource::Queue, name.as_str())?;
                 let message_count =
                     s.vhost
                         .delete_queue(name.as_str(), d.if_unused, d.if_empty, conn_id)?;
