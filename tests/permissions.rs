@@ -1,9 +1,7 @@
 //! Users, vhost access and permissions: each row of RabbitMQ's permission table with
 //! an allowed and a refused case, passive declares, topic permissions, what deleting a
-//! user or a vhost does to connections and entities, and vhost limits. The texts are
-//! RabbitMQ 4.x's (checked against 3.10, which leaves out the permission's name, and
-//! rabbit_access_control / rabbit_channel). The setup goes through the broker's
-//! operator functions, so these run in-process only.
+//! user or a vhost does to connections and entities, and vhost limits. Texts: RabbitMQ
+//! 4.x's (3.10 leaves out the permission's name). In-process only (operator setup).
 
 mod common;
 
@@ -64,9 +62,7 @@ async fn vhost_access_is_refused_with_530() {
 async fn exchange_declare_and_delete_need_configure() {
     let f = Fixture::new(["^c", "", ""]).await;
     let (cx, wx) = (unique("cx"), unique("wx"));
-    declare_exchange(&f.guest, &wx, ExchangeKind::Direct, none())
-        .await
-        .expect("guest");
+    f.exchanges(&[&wx]).await;
     let ch = f.ch().await;
     declare_exchange(&ch, &cx, ExchangeKind::Direct, none())
         .await
@@ -134,7 +130,7 @@ async fn alternate_exchange_needs_write_on_it_and_read_on_the_exchange() {
 async fn queue_declare_and_delete_need_configure() {
     let f = Fixture::new(["^c", "", ""]).await;
     let (cq, wq) = (unique("cq"), unique("wq"));
-    declare_queue(&f.guest, &wq, none()).await.expect("guest");
+    f.queues(&[&wq]).await;
     let ch = f.ch().await;
     declare_queue(&ch, &cq, none()).await.expect("allowed");
     ch.queue_delete(cq.as_str().into(), Default::default())
@@ -154,6 +150,14 @@ async fn queue_declare_and_delete_need_configure() {
     let text = f.refused(declare_queue(&f.ch().await, "", none())).await;
     let prefix = "ACCESS_REFUSED - configure access to queue 'amq.gen-";
     assert!(text.starts_with(prefix), "{text}");
+    // A reserved name: the name is refused first, as RabbitMQ does.
+    let text = f
+        .refused(declare_queue(&f.ch().await, "amq.q", none()))
+        .await;
+    assert_eq!(
+        text,
+        "ACCESS_REFUSED - queue name 'amq.q' contains reserved prefix 'amq.*'"
+    );
     f.grant(["^amq\\.gen-", "", ""]);
     declare_queue(&f.ch().await, "", none())
         .await

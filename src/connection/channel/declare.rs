@@ -120,9 +120,11 @@ impl Channel {
                 } else {
                     self.queue_name(&d.queue)?
                 };
+                // A reserved name is refused before any permission (rabbit_channel's
+                // check_name), by the broker.
                 if d.passive {
                     s.check_any(Resource::Queue, name.as_str())?;
-                } else {
+                } else if server_named || !name.as_str().starts_with("amq.") {
                     s.check_queue_declare(name.as_str(), &d.arguments)?;
                 }
                 let (_, message_count, consumer_count) = s.vhost.declare_queue(&QueueDeclare {
