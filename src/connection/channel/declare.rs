@@ -9,7 +9,7 @@ use crate::broker::vhost::{ExchangeDeclare, QueueDeclare, REPLY_TO};
 use crate::connection::Session;
 use crate::model::BrokerError;
 use amq_protocol::protocol::{AMQPClass, exchange, queue as q};
-use amq_protocol::types::ShortString;
+use amq_protocol::types::{FieldTable, ShortString};
 
 impl Channel {
     pub(super) fn exchange_method(
@@ -47,47 +47,38 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Bind(b) => {
-                let (destination, source) = (strip_cr_lf(b.destination), strip_cr_lf(b.source));
-                s.check_binding(
-                    Resource::Exchange,
-                    destination.as_str(),
-                    source.as_str(),
-                    b.routing_key.as_str(),
-                )?;
-                s.vhost.bind_exchange(
-                    destination.as_str(),
-                    source.as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
-                self.reply_stored(
-                    s,
-                    b.nowait,
-                    AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
-                );
+                let binding = (b.destination, b.source, b.routing_key);
+                self.exchange_binding(s, true, binding, &b.arguments, b.nowait)?;
             }
             exchange::AMQPMethod::Unbind(b) => {
-                let (destination, source) = (strip_cr_lf(b.destination), strip_cr_lf(b.source));
-                s.check_binding(
-                    Resource::Exchange,
-                    destination.as_str(),
-                    source.as_str(),
-                    b.routing_key.as_str(),
-                )?;
-                s.vhost.unbind_exchange(
-                    destination.as_str(),
-                    source.as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
-                self.reply_stored(
-                    s,
-                    b.nowait,
-                    AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
-                );
+                let binding = (b.destination, b.source, b.routing_key);
+                self.exchange_binding(s, false, binding, &b.arguments, b.nowait)?;
             }
             _ => return Err(command_invalid("exchange")),
         }
+        Ok(())
+    }
+
+    /// exchange.bind (`bind`) or exchange.unbind of (destination, source, key).
+    fn exchange_binding(
+        &mut self,
+        s: &mut Session,
+        bind: bool,
+        (destination, source, key): (ShortString, ShortString, ShortString),
+        arguments: &FieldTable,
+        nowait: bool,
+    ) -> Result<(), Failure> {
+        let (destination, source) = (strip_cr_lf(destination), strip_cr_lf(source));
+        let (d, src, key) = (destination.as_str(), source.as_str(), key.as_str());
+        s.check_binding(Resource::Exchange, d, src, key)?;
+        let ok = if bind {
+            s.vhost.bind_exchange(d, src, key, arguments)?;
+            exchange::AMQPMethod::BindOk(exchange::BindOk {})
+        } else {
+            s.vhost.unbind_exchange(d, src, key, arguments)?;
+            exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})
+        };
+        self.reply_stored(s, nowait, AMQPClass::Exchange(ok));
         Ok(())
     }
 
