@@ -87,7 +87,6 @@ impl Permissions {
             .permission(user, vhost)
             .map(|p| [compile(&p.configure), compile(&p.write), compile(&p.read)]);
         let expand = |pattern: &str| {
-            let pattern = if pattern.is_empty() { "^$" } else { pattern };
             compile(
                 &pattern
                     .replace("{username}", &regex::escape(user))
