@@ -5,11 +5,13 @@
 
 pub mod model;
 pub mod password;
+pub mod permissions;
 
 use crate::store::Store;
 pub use model::{
     AccessState, GlobalParameter, Parameter, Permission, Policy, TopicPermission, User, VHostInfo,
 };
+pub use permissions::{Perm, Permissions, Resource};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -69,8 +71,13 @@ impl Access {
         (r, ticket)
     }
 
-    /// Checks a user's password; the user's record when it matches.
+    /// Checks a user's password; the user's record when it matches. A blank password
+    /// never matches (RabbitMQ refuses it), nor does any password of a user without
+    /// a password hash.
     pub fn authenticate(&self, user: &str, pass: &str) -> Option<User> {
+        if pass.is_empty() {
+            return None;
+        }
         self.read(|s| {
             let u = s.user(user)?;
             password::verify(&u.hashing_algorithm, &u.password_hash, pass).then(|| u.clone())

@@ -188,9 +188,11 @@ impl Broker {
 
     /// Removes a virtual host: no connection can open it any more, and those open
     /// to it are closed (320, as RabbitMQ closes them when their vhost is deleted).
-    /// Returns false if there was none of that name.
+    /// Its queues (with their messages), exchanges and bindings are deleted from the
+    /// store too, so that a restart does not bring them back. Returns false if there
+    /// was none of that name.
     pub fn remove_vhost(&self, name: &str) -> bool {
-        let removed = self.vhosts.remove(name).is_some();
+        let removed = self.vhosts.remove(name);
         self.access.update(|s| {
             s.vhosts.retain(|v| v.name != name);
             s.permissions.retain(|p| p.vhost != name);
@@ -199,11 +201,28 @@ impl Broker {
             s.operator_policies.retain(|p| p.vhost != name);
             s.parameters.retain(|p| p.vhost != name);
         });
-        if removed {
-            self.connections
-                .close_vhost(name, &format!("vhost '{name}' is deleted"));
+        let Some(vhost) = removed else {
+            return false;
+        };
+        self.connections
+            .close_vhost(name, &format!("vhost '{name}' is deleted"));
+        self.delete_entities(&vhost);
+        true
+    }
+
+    /// Deletes a removed vhost's queues (cancelling their consumers, dropping their
+    /// messages) and the stored form of its exchanges and bindings.
+    fn delete_entities(&self, vhost: &VHost) {
+        for q in vhost.queues() {
+            vhost.remove_queue(&q);
         }
-        removed
+        if let Some(store) = &self.store {
+            // Built-in exchanges are not stored, but bindings between them are:
+            // deleting each name drops every stored binding that touches it.
+            for x in vhost.exchange_names() {
+                store.delete_exchange(&vhost.name, &x);
+            }
+        }
     }
 
     /// The names of the virtual hosts.

@@ -157,6 +157,23 @@ impl Connections {
         }
     }
 
+    /// Asks every connection of user `user` to close with `reason`.
+    pub fn close_user(&self, user: &str, reason: &str) {
+        for entry in self.lock().values() {
+            if entry.info.user == user {
+                entry.close(reason);
+            }
+        }
+    }
+
+    /// How many connections are open to virtual host `vhost`.
+    pub fn count_vhost(&self, vhost: &str) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| &*e.info.vhost == vhost)
+            .count()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<ConnectionEntry>>> {
         // Single inserts and removes only: a poisoned lock still guards consistent data.
         self.map.lock().unwrap_or_else(|e| e.into_inner())

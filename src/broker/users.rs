@@ -28,7 +28,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Deletes a user with its permissions. False if there was none.
+    /// Deletes a user with its permissions, and closes the user's connections (320,
+    /// as RabbitMQ does). False if there was none.
     pub fn delete_user(&self, name: &str) -> bool {
         let (found, _) = self.access().update(|s| {
             let before = s.users.len();
@@ -37,6 +38,10 @@ impl Broker {
             s.topic_permissions.retain(|p| p.user != name);
             before != s.users.len()
         });
+        if found {
+            self.connections()
+                .close_user(name, &format!("user '{name}' is deleted"));
+        }
         found
     }
 

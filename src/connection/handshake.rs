@@ -282,19 +282,7 @@ pub async fn negotiate(
         connection::AMQPMethod::Open(o) => o,
         other => return Err(unexpected("open", &other)),
     };
-    let Some(vhost) = broker.vhost(open.virtual_host.as_str()) else {
-        return Err(not_allowed(format!(
-            "vhost {} not found",
-            open.virtual_host.as_str()
-        )))
-        .map_err(|e| match e {
-            HandshakeError::Close(mut x) => {
-                x.method_id = 40;
-                HandshakeError::Close(x)
-            }
-            d => d,
-        });
-    };
+    let vhost = open_vhost(broker, open.virtual_host.as_str(), &user)?;
     send(AMQPClass::Connection(connection::AMQPMethod::OpenOk(
         connection::OpenOk {},
     )));
@@ -308,4 +296,26 @@ pub async fn negotiate(
         blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
         client_properties: start_ok.client_properties,
     })
+}
+
+/// connection.open: RabbitMQ's checks in its order: the vhost exists (its connection
+/// limit is looked up first, and that finds it missing), its `max-connections` limit,
+/// then the user's permission to use it.
+fn open_vhost(broker: &Broker, name: &str, user: &str) -> Result<Arc<VHost>, HandshakeError> {
+    let refuse = |e: Exception| Err(HandshakeError::Close(e));
+    let Some(vhost) = broker.vhost(name) else {
+        return refuse(Exception::vhost_not_found(name));
+    };
+    let limit = broker
+        .access()
+        .read(|s| s.vhost_limit(name, "max-connections"));
+    if let Some(limit) = limit
+        && broker.connections().count_vhost(name) as u64 >= limit
+    {
+        return refuse(Exception::vhost_connection_limit(name, user, limit));
+    }
+    if broker.access().read(|s| s.permission(user, name).is_none()) {
+        return refuse(Exception::vhost_access_refused(name, user));
+    }
+    Ok(vhost)
 }

@@ -8,9 +8,11 @@ mod events;
 mod handshake;
 mod writer;
 
+use crate::access::{Perm, Permissions, Resource};
 use crate::broker::registry::{NewConnection, Registration};
 use crate::broker::{Broker, ConsumerEvent, Flow, VHost};
 use crate::config::Config;
+use crate::model::BrokerError;
 use crate::protocol::codec::{FrameReader, PROTOCOL_HEADER, write_method};
 use crate::protocol::{Exception, ProtocolError};
 use amq_protocol::protocol::{AMQPClass, connection};
@@ -62,9 +64,23 @@ pub(crate) struct Session {
     /// This connection's publishes found the store's backlog full: stop reading
     /// until the store catches up.
     pub store_wait: bool,
+    /// The user's compiled permissions in the vhost (see [`Session::permissions`]).
+    pub perms: Arc<Permissions>,
 }
 
 impl Session {
+    /// The user's permissions in the connection's vhost, compiled again when an
+    /// operator changed anything since.
+    pub fn permissions(&mut self) -> &Permissions {
+        self.ctx.broker.access().refresh(&mut self.perms);
+        &self.perms
+    }
+
+    /// `perm` on the exchange or queue `name`, or the 403 refusal.
+    pub fn check(&mut self, perm: Perm, kind: Resource, name: &str) -> Result<(), BrokerError> {
+        self.permissions().check(perm, kind, name)
+    }
+
     pub fn send(&mut self, channel: u16, method: AMQPClass) {
         write_method(&mut self.out, channel, method);
     }
@@ -234,6 +250,10 @@ pub async fn serve(
             flow: Arc::new(Flow::default()),
             throttle: None,
             store_wait: false,
+            perms: ctx
+                .broker
+                .access()
+                .permissions(&negotiated.user, &negotiated.vhost.name),
         },
         channels: HashMap::new(),
         channel_max: negotiated.channel_max,

@@ -128,6 +128,34 @@ impl Exception {
         Exception::new(530, detail, 0, 0)
     }
 
+    /// connection.open of a virtual host that does not exist (530; RabbitMQ's vhost
+    /// limit check finds it missing first).
+    pub fn vhost_not_found(vhost: &str) -> Self {
+        Exception::new(530, format_args!("vhost {vhost} not found"), 10, 40)
+    }
+
+    /// connection.open of a virtual host the user has no permissions in (530).
+    pub fn vhost_access_refused(vhost: &str, user: &str) -> Self {
+        Exception::new(
+            530,
+            format_args!("access to vhost '{vhost}' refused for user '{user}'"),
+            10,
+            40,
+        )
+    }
+
+    /// connection.open of a virtual host at its `max-connections` limit (530).
+    pub fn vhost_connection_limit(vhost: &str, user: &str, limit: u64) -> Self {
+        Exception::new(
+            530,
+            format_args!(
+                "access to vhost '{vhost}' refused for user '{user}': connection limit ({limit}) is reached"
+            ),
+            10,
+            40,
+        )
+    }
+
     /// Login refused (403), with class-id 0 and method-id 0 as RabbitMQ sends it.
     pub fn access_refused(detail: impl fmt::Display) -> Self {
         Exception::new(403, detail, 0, 0)

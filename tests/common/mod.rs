@@ -3,6 +3,7 @@
 //! against another broker (for example a reference RabbitMQ) instead.
 #![allow(dead_code)]
 
+pub mod access;
 pub mod binary;
 pub mod raw;
 

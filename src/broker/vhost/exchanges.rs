@@ -18,6 +18,11 @@ impl VHost {
             .ok_or_else(|| self.no_exchange(name))
     }
 
+    /// The names of the exchanges, the default and `amq.*` ones included.
+    pub fn exchange_names(&self) -> Vec<String> {
+        read(&self.exchanges).keys().cloned().collect()
+    }
+
     pub fn declare_exchange(&self, d: &ExchangeDeclare) -> BrokerResult<()> {
         if d.name.is_empty() {
             return Err(Self::default_exchange_refused());

@@ -4,6 +4,7 @@
 use super::ack::Unacked;
 use super::reply::{Reply, Tickets};
 use super::{Channel, Failure, precondition};
+use crate::access::{Perm, Resource};
 use crate::broker::args::integer;
 use crate::broker::queue::Credit;
 use crate::broker::vhost::REPLY_TO;
@@ -34,6 +35,9 @@ impl Channel {
             return Err(Failure::Protocol(ProtocolError::NotAllowed(format!(
                 "reached maximum ({max}) of consumers per channel"
             ))));
+        }
+        if name.as_str() != REPLY_TO {
+            s.check(Perm::Read, Resource::Queue, name.as_str())?;
         }
         let queue = if name.as_str() == REPLY_TO {
             if !c.no_ack {
@@ -102,6 +106,7 @@ impl Channel {
     /// basic.get: the message is taken now; only the reply waits its turn.
     pub(super) fn get(&mut self, s: &mut Session, g: basic::Get) -> Result<(), Failure> {
         let name = self.queue_name(&g.queue)?;
+        s.check(Perm::Read, Resource::Queue, name.as_str())?;
         let queue = s.vhost.queue(name.as_str(), s.id)?;
         match queue.get() {
             None => self.reply(

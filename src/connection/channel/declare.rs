@@ -3,12 +3,13 @@
 //! durable change is on disk.
 
 use super::{Channel, Failure, command_invalid};
+use crate::access::{Perm, Resource};
 use crate::broker::random_name;
 use crate::broker::vhost::{ExchangeDeclare, QueueDeclare, REPLY_TO};
 use crate::connection::Session;
 use crate::model::BrokerError;
 use amq_protocol::protocol::{AMQPClass, exchange, queue as q};
-use amq_protocol::types::ShortString;
+use amq_protocol::types::{FieldTable, ShortString};
 
 impl Channel {
     pub(super) fn exchange_method(
@@ -19,6 +20,7 @@ impl Channel {
         match m {
             exchange::AMQPMethod::Declare(d) => {
                 let name = strip_cr_lf(d.exchange);
+                s.check_exchange_declare(name.as_str(), d.kind.as_str(), d.passive, &d.arguments)?;
                 s.vhost.declare_exchange(&ExchangeDeclare {
                     name: name.as_str(),
                     kind: d.kind.as_str(),
@@ -36,6 +38,7 @@ impl Channel {
             }
             exchange::AMQPMethod::Delete(d) => {
                 let name = strip_cr_lf(d.exchange);
+                s.check_exchange_delete(name.as_str())?;
                 s.vhost.delete_exchange(name.as_str(), d.if_unused)?;
                 self.reply_stored(
                     s,
@@ -44,33 +47,38 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Bind(b) => {
-                s.vhost.bind_exchange(
-                    strip_cr_lf(b.destination).as_str(),
-                    strip_cr_lf(b.source).as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
-                self.reply_stored(
-                    s,
-                    b.nowait,
-                    AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
-                );
+                let binding = (b.destination, b.source, b.routing_key);
+                self.exchange_binding(s, true, binding, &b.arguments, b.nowait)?;
             }
             exchange::AMQPMethod::Unbind(b) => {
-                s.vhost.unbind_exchange(
-                    strip_cr_lf(b.destination).as_str(),
-                    strip_cr_lf(b.source).as_str(),
-                    b.routing_key.as_str(),
-                    &b.arguments,
-                )?;
-                self.reply_stored(
-                    s,
-                    b.nowait,
-                    AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
-                );
+                let binding = (b.destination, b.source, b.routing_key);
+                self.exchange_binding(s, false, binding, &b.arguments, b.nowait)?;
             }
             _ => return Err(command_invalid("exchange")),
         }
+        Ok(())
+    }
+
+    /// exchange.bind (`bind`) or exchange.unbind of (destination, source, key).
+    fn exchange_binding(
+        &mut self,
+        s: &mut Session,
+        bind: bool,
+        (destination, source, key): (ShortString, ShortString, ShortString),
+        arguments: &FieldTable,
+        nowait: bool,
+    ) -> Result<(), Failure> {
+        let (destination, source) = (strip_cr_lf(destination), strip_cr_lf(source));
+        let (d, src, key) = (destination.as_str(), source.as_str(), key.as_str());
+        s.check_binding(Resource::Exchange, d, src, key)?;
+        let ok = if bind {
+            s.vhost.bind_exchange(d, src, key, arguments)?;
+            exchange::AMQPMethod::BindOk(exchange::BindOk {})
+        } else {
+            s.vhost.unbind_exchange(d, src, key, arguments)?;
+            exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})
+        };
+        self.reply_stored(s, nowait, AMQPClass::Exchange(ok));
         Ok(())
     }
 
@@ -103,6 +111,13 @@ impl Channel {
                 } else {
                     self.queue_name(&d.queue)?
                 };
+                // A reserved name is refused before any permission (rabbit_channel's
+                // check_name), by the broker.
+                if d.passive {
+                    s.check_any(Resource::Queue, name.as_str())?;
+                } else if server_named || !name.as_str().starts_with("amq.") {
+                    s.check_queue_declare(name.as_str(), &d.arguments)?;
+                }
                 let (_, message_count, consumer_count) = s.vhost.declare_queue(&QueueDeclare {
                     name: name.as_str(),
                     passive: d.passive,
@@ -126,6 +141,12 @@ impl Channel {
             }
             q::AMQPMethod::Bind(b) => {
                 let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
+                s.check_binding(
+                    Resource::Queue,
+                    name.as_str(),
+                    exchange.as_str(),
+                    key.as_str(),
+                )?;
                 s.vhost.bind_queue(
                     name.as_str(),
                     exchange.as_str(),
@@ -141,6 +162,12 @@ impl Channel {
             }
             q::AMQPMethod::Unbind(b) => {
                 let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
+                s.check_binding(
+                    Resource::Queue,
+                    name.as_str(),
+                    exchange.as_str(),
+                    key.as_str(),
+                )?;
                 s.vhost.unbind_queue(
                     name.as_str(),
                     exchange.as_str(),
@@ -156,6 +183,7 @@ impl Channel {
             }
             q::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(&p.queue)?;
+                s.check(Perm::Read, Resource::Queue, name.as_str())?;
                 let message_count = s.vhost.queue(name.as_str(), conn_id)?.purge();
                 self.reply_stored(
                     s,
@@ -165,6 +193,7 @@ impl Channel {
             }
             q::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(&strip_cr_lf(d.queue))?;
+                s.check(Perm::Configure, Resource::Queue, name.as_str())?;
                 let message_count =
                     s.vhost
                         .delete_queue(name.as_str(), d.if_unused, d.if_empty, conn_id)?;

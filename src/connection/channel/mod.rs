@@ -4,6 +4,7 @@
 //! settlement, `tx` transactions, `declare` the exchange and queue classes, and `reply`
 //! keeps every reply in the order of its request.
 
+mod access;
 mod ack;
 mod consume;
 mod content;
@@ -17,6 +18,7 @@ use crate::broker::{Consumer, Queue};
 use crate::connection::{Session, short};
 use crate::model::BrokerError;
 use crate::protocol::{Exception, ProtocolError};
+use access::PublishGrants;
 use ack::{Settle, Unacked};
 use amq_protocol::protocol::{AMQPClass, basic, channel as chan, confirm};
 use amq_protocol::types::ShortString;
@@ -61,6 +63,8 @@ pub struct Channel {
     deferred: VecDeque<(Tickets, Reply)>,
     /// The private queue of this channel's direct reply-to consumer.
     reply_queue: Option<Arc<Queue>>,
+    /// Exchanges this channel may publish to, as last checked.
+    grants: PublishGrants,
 }
 
 pub(super) fn precondition(detail: impl Into<String>) -> BrokerError {
@@ -86,6 +90,7 @@ impl Channel {
             routed: Vec::new(),
             deferred: VecDeque::new(),
             reply_queue: None,
+            grants: PublishGrants::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 use super::content::Incoming;
 use super::tx::TxPublish;
 use super::{Channel, Failure, precondition};
+use crate::access::Perm;
 use crate::broker::Queue;
 use crate::broker::publish::{self, Tickets};
 use crate::broker::vhost::REPLY_TO;
@@ -80,6 +81,11 @@ impl Channel {
         else {
             return Ok(());
         };
+        // Write on the exchange comes first, as in RabbitMQ (403 before 404).
+        let topics = self
+            .grants
+            .check(s, &publish.exchange)
+            .map_err(|e| Exception::from_broker(e, BASIC_PUBLISH.0, BASIC_PUBLISH.1))?;
         let body = match body.len() {
             0 => Bytes::new(),
             1 => body.into_iter().next().unwrap_or_default(),
@@ -154,6 +160,18 @@ impl Channel {
                 BASIC_PUBLISH.0,
                 BASIC_PUBLISH.1,
             ));
+        }
+        if topics {
+            // Every routing key of the message, CC and BCC included.
+            let keys = extra_keys.as_deref().unwrap_or_default();
+            let exchange = publish.exchange.as_str();
+            let refused = std::iter::once(publish.routing_key.as_str())
+                .chain(keys.iter().map(String::as_str))
+                .find_map(|key| s.check_topic(Perm::Write, exchange, key).err());
+            if let Some(e) = refused {
+                self.routed = routed;
+                return Err(Exception::from_broker(e, BASIC_PUBLISH.0, BASIC_PUBLISH.1));
+            }
         }
         let persistent = header.properties.delivery_mode() == &Some(2);
         let store_id = publish::store_id(s.store.as_ref(), persistent, &routed);
