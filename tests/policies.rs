@@ -6,98 +6,13 @@
 
 mod common;
 
+use common::policy::*;
 use common::{TestBroker, confirm_channel, publish_confirmed as publish, ready, unique};
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Confirmation, ExchangeKind};
 use std::time::Duration;
-use warren::access::Policy;
 use warren::model::BrokerError;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
-
-fn s(v: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(v))
-}
-
-fn int(v: i32) -> AMQPValue {
-    AMQPValue::LongInt(v)
-}
-
-/// A policy on vhost "/" matching exactly `name` (anchored by the test).
-fn policy(name: &str, pattern: &str, apply_to: &str, priority: i64, def: &str) -> Policy {
-    Policy {
-        vhost: "/".into(),
-        name: name.into(),
-        pattern: pattern.into(),
-        apply_to: apply_to.into(),
-        priority,
-        definition: serde_json::from_str(def).expect("definition JSON"),
-    }
-}
-
-fn exact(name: &str) -> String {
-    format!("^{name}$")
-}
-
-fn set(broker: &TestBroker, p: Policy) {
-    broker.broker().set_policy(p, false).expect("policy set");
-}
-
-fn set_operator(broker: &TestBroker, p: Policy) {
-    broker
-        .broker()
-        .set_policy(p, true)
-        .expect("operator policy set");
-}
-
-async fn declare(ch: &Channel, name: &str, arguments: FieldTable) {
-    ch.queue_declare(name.into(), QueueDeclareOptions::default(), arguments)
-        .await
-        .expect("queue.declare");
-}
-
-async fn send(ch: &Channel, queue: &str, bodies: &[&str]) {
-    for b in bodies {
-        publish(ch, "", queue, b.as_bytes(), BasicProperties::default()).await;
-    }
-}
-
-async fn bodies(ch: &Channel, queue: &str) -> Vec<String> {
-    common::drain_bodies(ch, queue).await
-}
-
-/// Polls until the queue holds `n` ready messages.
-async fn wait_ready(conn: &lapin::Connection, queue: &str, n: u32) {
-    tokio::time::timeout(WAIT, async {
-        while ready(conn, queue).await != n {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("queue {queue} reaches {n} messages"));
-}
-
-fn queue(broker: &TestBroker, name: &str) -> std::sync::Arc<warren::broker::Queue> {
-    broker
-        .broker()
-        .vhost("/")
-        .expect("vhost")
-        .queue(name, 0)
-        .expect("queue")
-}
-
-fn policy_name(broker: &TestBroker, q: &str) -> Option<String> {
-    queue(broker, q).policy().map(|(n, _)| n)
-}
 
 #[tokio::test]
 async fn message_ttl_by_policy_expires_new_messages_only() {
@@ -265,26 +180,8 @@ async fn apply_to_selects_exchanges_or_queues_and_alternate_exchange_by_policy()
         unique("caught"),
         unique("caught-arg"),
     );
-    for (x, q) in [(&ae, &caught), (&ae_arg, &caught_arg)] {
-        ch.exchange_declare(
-            x.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("exchange.declare");
-        declare(&ch, q, FieldTable::default()).await;
-        ch.queue_bind(
-            q.as_str().into(),
-            x.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    }
+    fanout_to(&ch, &ae, &caught).await;
+    fanout_to(&ch, &ae_arg, &caught_arg).await;
     let def = format!(r#"{{"alternate-exchange":"{ae}"}}"#);
     set(&broker, policy("to-x", &exact(&name), "exchanges", 0, &def));
     declare(&ch, &name, FieldTable::default()).await;
@@ -533,23 +430,16 @@ async fn policies_survive_a_restart_and_apply_to_recovered_queues() {
     if broker.external() {
         return;
     }
-    let q = unique("durable");
-    let ae = unique("durable-ae");
+    let (q, expiring, x) = (unique("durable"), unique("expiring"), unique("durable-x"));
     {
         let conn = broker.connect().await;
         let ch = confirm_channel(&conn).await;
-        ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
+        common::declare_durable(&ch, &q).await;
+        common::declare_durable(&ch, &expiring).await;
+        // In use until the restart: it only expires once the broker is back.
+        let _consumer = common::consume_no_ack(&ch, &expiring, "").await;
         ch.exchange_declare(
-            ae.as_str().into(),
+            x.as_str().into(),
             ExchangeKind::Fanout,
             ExchangeDeclareOptions {
                 durable: true,
@@ -559,12 +449,12 @@ async fn policies_survive_a_restart_and_apply_to_recovered_queues() {
         )
         .await
         .expect("exchange");
-        set(
-            &broker,
-            policy("limit", &exact(&q), "queues", 0, r#"{"max-length":2}"#),
-        );
+        let limit = policy("limit", &exact(&q), "queues", 0, r#"{"max-length":2}"#);
+        set(&broker, limit);
+        let expires = policy("exp", &exact(&expiring), "queues", 0, r#"{"expires":1000}"#);
+        set(&broker, expires);
         let def = format!(r#"{{"alternate-exchange":"{q}"}}"#);
-        set(&broker, policy("alt", &exact(&ae), "exchanges", 0, &def));
+        set(&broker, policy("alt", &exact(&x), "exchanges", 0, &def));
         for b in ["1", "2", "3"] {
             publish(&ch, "", &q, b.as_bytes(), common::persistent()).await;
         }
@@ -573,18 +463,24 @@ async fn policies_survive_a_restart_and_apply_to_recovered_queues() {
     }
     let broker = broker.restart().await;
     assert_eq!(policy_name(&broker, &q).as_deref(), Some("limit"));
+    let vhost = broker.broker().vhost("/").expect("vhost");
+    assert!(
+        vhost.queue(&expiring, 0).is_ok(),
+        "recovered before it expires"
+    );
+    let x = vhost.exchange(&x).expect("exchange");
+    assert_eq!(x.policy().map(|(n, _)| n).as_deref(), Some("alt"));
     let conn = broker.connect().await;
     let ch = confirm_channel(&conn).await;
     assert_eq!(ready(&conn, &q).await, 2);
     publish(&ch, "", &q, b"4", common::persistent()).await;
-    // The exchange's alternate exchange is a queue name here: nothing routes there,
-    // the point is the exchange has its policy back.
-    let x = broker
-        .broker()
-        .vhost("/")
-        .expect("vhost")
-        .exchange(&ae)
-        .expect("x");
-    assert_eq!(x.policy().map(|(n, _)| n).as_deref(), Some("alt"));
     assert_eq!(bodies(&ch, &q).await, ["3", "4"]);
+    // The recovered queue expires by its policy.
+    tokio::time::timeout(WAIT, async {
+        while vhost.queue(&expiring, 0).is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the recovered queue expires");
 }

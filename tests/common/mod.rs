@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod policy;
 pub mod raw;
 
 use lapin::{Channel, Connection, ConnectionProperties};

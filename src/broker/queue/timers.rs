@@ -65,7 +65,7 @@ impl Queue {
         state.expires_timer = true;
         let generation = state.expires_gen;
         let weak = Arc::downgrade(self);
-        let mut due = state.last_used + expires;
+        let mut due = state.last_used.saturating_add(expires);
         runtime.spawn(async move {
             loop {
                 let wait = due.saturating_sub(now_ms());
@@ -85,7 +85,7 @@ impl Queue {
                     state.expires_timer = false;
                     return;
                 }
-                due = state.last_used + expires;
+                due = state.last_used.saturating_add(expires);
                 if now_ms() >= due {
                     state.expires_timer = false;
                     drop(state);
