@@ -184,7 +184,7 @@ impl Broker {
     fn live_vhost(&self, name: &str) -> Arc<VHost> {
         self.vhosts.add(name, || {
             let v = VHost::new(name, self.store.clone(), self.memory.clone());
-            v.set_policies(self.policy_set(name));
+            v.set_policies(|| self.policy_set(name));
             v
         })
     }

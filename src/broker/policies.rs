@@ -80,7 +80,7 @@ impl Broker {
     /// any change of the records, for example a definitions import).
     pub fn refresh_policies(&self, vhost: &str) {
         if let Some(v) = self.vhost(vhost) {
-            v.set_policies(self.policy_set(vhost));
+            v.set_policies(|| self.policy_set(vhost));
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::model::memory::MemoryGauge;
 use crate::store::{RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The pseudo-queue of direct reply-to (RabbitMQ's `amq.rabbitmq.reply-to`).
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -33,6 +33,9 @@ pub struct VHost {
     /// The vhost's policies, compiled: read when a queue or exchange is declared,
     /// replaced (and applied to all) when they change.
     policies: RwLock<Arc<PolicySet>>,
+    /// Held while policies are rebuilt and applied, so that two changes made at
+    /// once are applied in order and the last one applied is the latest.
+    policy_update: Mutex<()>,
 }
 
 /// What exchange.declare asks for.
@@ -83,6 +86,7 @@ impl VHost {
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
             policies: RwLock::new(Arc::new(PolicySet::default())),
+            policy_update: Mutex::new(()),
         };
         {
             let mut exchanges = write(&vhost.exchanges);
@@ -192,9 +196,13 @@ impl VHost {
         set.lookup(target, name)
     }
 
-    /// Replaces the vhost's policies and applies them to every queue and exchange
-    /// (each one whose matching policies changed gets its new settings at once).
-    pub fn set_policies(&self, set: Arc<PolicySet>) {
+    /// Replaces the vhost's policies with those `make` builds (from the records as
+    /// they are now) and applies them to every queue and exchange: each one whose
+    /// matching policies changed gets its new settings at once.
+    pub fn set_policies(&self, make: impl FnOnce() -> Arc<PolicySet>) {
+        // Guards no data: poisoning changes nothing.
+        let _serial = self.policy_update.lock().unwrap_or_else(|e| e.into_inner());
+        let set = make();
         *write(&self.policies) = set.clone();
         let exchanges: Vec<Arc<Exchange>> = read(&self.exchanges).values().cloned().collect();
         for x in exchanges {
