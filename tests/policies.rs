@@ -71,6 +71,16 @@ async fn max_length_by_policy_drops_the_head_at_once_and_dead_letters_it() {
         Some(&s("maxlen"))
     );
     assert_eq!(headers.inner().get("x-first-death-queue"), Some(&s(&q)));
+    // A changed dead-letter target applies to what dies next.
+    let dlq2 = unique("dlq2");
+    declare(&ch, &dlq2, FieldTable::default()).await;
+    send(&ch, &q, &["6", "7"]).await;
+    let def = format!(
+        r#"{{"max-length":1,"dead-letter-exchange":"","dead-letter-routing-key":"{dlq2}"}}"#
+    );
+    set(&broker, policy("limit", &exact(&q), "all", 0, &def));
+    wait_ready(&conn, &dlq2, 1).await;
+    assert_eq!(bodies(&ch, &dlq2).await, ["6"]);
 }
 
 #[tokio::test]
