@@ -198,24 +198,25 @@ fn top_level_alternation(p: &str) -> bool {
     scan(p, |_, c, depth| c == '|' && depth == 0).is_some()
 }
 
-/// A regex error in the words of PCRE (as `re:compile` reports it:
-/// `{"missing )",1}`) where the cause has an equivalent, else the regex crate's.
+/// A regex error in the words of PCRE as Erlang's `re:compile` reports it
+/// (`{"missing )",1}`, checked on OTP 25) where the cause has an equivalent, else
+/// the regex crate's.
 fn pcre_error(pattern: &str, e: &regex::Error) -> String {
     let text = e.to_string();
+    let at = |c: char| pattern.find(c).unwrap_or(0);
     let (what, at) = if text.contains("unclosed group") {
         ("missing )".to_owned(), pattern.len())
     } else if text.contains("unopened group") {
-        (
-            "unmatched closing parenthesis".to_owned(),
-            pattern.find(')').unwrap_or(0),
-        )
+        ("unmatched parentheses".to_owned(), at(')'))
     } else if text.contains("unclosed character class") {
         (
             "missing terminating ] for character class".to_owned(),
             pattern.len(),
         )
     } else if text.contains("repetition operator missing expression") {
-        ("quantifier does not follow a repeatable item".to_owned(), 0)
+        ("nothing to repeat".to_owned(), 0)
+    } else if text.contains("invalid repetition count range") {
+        ("numbers out of order in {} quantifier".to_owned(), at('}'))
     } else {
         let last = text.lines().last().unwrap_or("invalid").trim();
         let last = last.strip_prefix("error: ").unwrap_or(last);
@@ -417,6 +418,15 @@ mod tests {
         assert!(m("^(?![)]a)b", "b)"));
         // Other look-arounds are beyond the regex crate.
         assert!(compile("^(?!a)b|c").is_err());
+        for (p, e) in [
+            ("(", r#"{"missing )",1}"#),
+            (")", r#"{"unmatched parentheses",0}"#),
+            ("a[", r#"{"missing terminating ] for character class",2}"#),
+            ("*a", r#"{"nothing to repeat",0}"#),
+            ("a{2,1}", r#"{"numbers out of order in {} quantifier",5}"#),
+        ] {
+            assert_eq!(compile(p).expect_err("invalid"), e, "{p}");
+        }
         assert!(m("q", "aqb"));
         assert!(!m("^q$", "aqb"));
         assert!(m("^(ab|cd)$", "cd"));
