@@ -382,13 +382,6 @@ fn merge_value(key: &str, user: &Value, op: &Value) -> Value {
     }
 }
 
-/// The name of the applied policy (for `policy` in listings).
-pub fn name_of(applied: &Option<Arc<Applied>>, operator: bool) -> Option<String> {
-    let a = applied.as_ref()?;
-    let p = if operator { &a.operator } else { &a.policy };
-    p.as_ref().map(|(n, _)| n.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +398,7 @@ mod tests {
     }
 
     fn name(set: &PolicySet, target: Target, n: &str) -> Option<String> {
-        name_of(&set.lookup(target, n), false)
+        set.lookup(target, n)?.policy.clone().map(|(n, _)| n)
     }
 
     #[test]
