@@ -5,6 +5,7 @@
 use crate::model::fields::type_name;
 use crate::model::{BrokerError, BrokerResult};
 use amq_protocol::types::{AMQPValue, FieldTable};
+use serde_json::{Map, Value};
 
 /// Largest TTL or expiry RabbitMQ accepts: ten years, in milliseconds.
 const MAX_EXPIRY_MS: i64 = 315_360_000_000;
@@ -189,9 +190,58 @@ impl QueueArgs {
         Ok(out)
     }
 
+    /// The queue type policies see (`apply-to`): quorum for a queue declared so.
+    pub fn policy_type(&self) -> crate::broker::policy::QueueType {
+        if self.quorum {
+            crate::broker::policy::QueueType::Quorum
+        } else {
+            crate::broker::policy::QueueType::Classic
+        }
+    }
+
     /// Whether dead-lettered messages have somewhere to go.
     pub fn dead_letters(&self) -> bool {
         self.dead_letter_exchange.is_some()
+    }
+
+    /// The settings these declared ones give with a policy's effective definition
+    /// (already merged with the operator policy), as a classic queue resolves each
+    /// key (`rabbit_amqqueue_process:process_args_policy`): the lower value wins for
+    /// `message-ttl`, `expires`, `max-length` and `max-length-bytes`; the argument
+    /// wins for the dead-letter exchange and routing key and for `overflow` (where a
+    /// quorum queue lets the policy win instead). `declared` holds the arguments the
+    /// settings were parsed from, telling whether `x-overflow` was given.
+    pub fn with_policy(&self, declared: &FieldTable, policy: &Map<String, Value>) -> QueueArgs {
+        let mut out = self.clone();
+        let num = |key: &str| policy.get(key).and_then(Value::as_u64);
+        let text = |key: &str| policy.get(key).and_then(Value::as_str).map(str::to_owned);
+        let lower = |arg: Option<u64>, pol: Option<u64>| match (arg, pol) {
+            (Some(a), Some(p)) => Some(a.min(p)),
+            (a, p) => a.or(p),
+        };
+        out.message_ttl = lower(self.message_ttl, num("message-ttl"));
+        out.expires = lower(self.expires, num("expires").filter(|&n| n > 0));
+        out.max_length = lower(self.max_length, num("max-length"));
+        out.max_length_bytes = lower(self.max_length_bytes, num("max-length-bytes"));
+        if out.dead_letter_exchange.is_none() {
+            out.dead_letter_exchange = text("dead-letter-exchange");
+        }
+        if out.dead_letter_routing_key.is_none() {
+            out.dead_letter_routing_key = text("dead-letter-routing-key");
+        }
+        let from_policy = match text("overflow").as_deref() {
+            Some("drop-head") => Some(Overflow::DropHead),
+            Some("reject-publish") => Some(Overflow::RejectPublish),
+            Some("reject-publish-dlx") => Some(Overflow::RejectPublishDlx),
+            _ => None,
+        };
+        let argument = declared.inner().contains_key("x-overflow");
+        out.overflow = match (argument, from_policy) {
+            (true, Some(p)) if self.quorum => p,
+            (true, _) => self.overflow,
+            (false, p) => p.unwrap_or_default(),
+        };
+        out
     }
 }
 

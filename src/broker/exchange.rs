@@ -1,7 +1,9 @@
 //! Exchanges, their bindings, and the four routing algorithms.
 
 use crate::broker::Queue;
+use crate::broker::policy::Applied;
 use amq_protocol::types::{AMQPValue, FieldTable};
+use serde_json::{Map, Value};
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +82,12 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    /// The `alternate-exchange` argument: where unroutable messages go instead.
-    pub alternate: Option<String>,
+    /// The `alternate-exchange` argument, which wins over a policy's.
+    declared_alternate: Option<String>,
+    /// Where unroutable messages go instead: the argument's or the policy's.
+    alternate: RwLock<Option<String>>,
+    /// The policy and operator policy applied to this exchange.
+    policy: RwLock<Option<Arc<Applied>>>,
     bindings: RwLock<Vec<Binding>>,
 }
 
@@ -106,9 +112,60 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
-            alternate,
+            declared_alternate: alternate.clone(),
+            alternate: RwLock::new(alternate),
+            policy: RwLock::new(None),
             bindings: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Where unroutable messages go instead (`alternate-exchange`, by argument or
+    /// policy).
+    pub fn alternate(&self) -> Option<String> {
+        self.alternate
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies a policy (None: none applies any more): the argument wins over the
+    /// policy's `alternate-exchange`, as `rabbit_policy:get_arg/3` decides.
+    pub fn apply_policy(&self, applied: Option<Arc<Applied>>) {
+        let from_policy = applied.as_ref().and_then(|a| {
+            a.effective_definition()
+                .get("alternate-exchange")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let alternate = self.declared_alternate.clone().or(from_policy);
+        // Both locks guard plain values replaced whole: poisoning leaves them valid.
+        *self.alternate.write().unwrap_or_else(|e| e.into_inner()) = alternate;
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = applied;
+    }
+
+    /// The policy and operator policy applied now.
+    pub fn applied_policy(&self) -> Option<Arc<Applied>> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The name and definition of the policy applied to this exchange.
+    pub fn policy(&self) -> Option<(String, Map<String, Value>)> {
+        self.applied_policy()?.policy.clone()
+    }
+
+    /// The name and definition of the operator policy applied to this exchange.
+    pub fn operator_policy(&self) -> Option<(String, Map<String, Value>)> {
+        self.applied_policy()?.operator.clone()
+    }
+
+    /// The policy's definition with the operator policy merged in (empty: none).
+    pub fn effective_policy_definition(&self) -> Map<String, Value> {
+        self.applied_policy()
+            .map(|a| a.effective_definition())
+            .unwrap_or_default()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Binding>> {

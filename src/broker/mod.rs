@@ -6,6 +6,7 @@ pub mod args;
 pub mod deadletter;
 pub mod exchange;
 mod policies;
+pub mod policy;
 pub mod publish;
 pub mod queue;
 pub mod registry;
@@ -182,7 +183,9 @@ impl Broker {
 
     fn live_vhost(&self, name: &str) -> Arc<VHost> {
         self.vhosts.add(name, || {
-            VHost::new(name, self.store.clone(), self.memory.clone())
+            let v = VHost::new(name, self.store.clone(), self.memory.clone());
+            v.set_policies(|| self.policy_set(name));
+            v
         })
     }
 

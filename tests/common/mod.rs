@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod binary;
+pub mod policy;
 pub mod raw;
 
 use lapin::{Channel, Connection, ConnectionProperties};

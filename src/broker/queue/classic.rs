@@ -22,7 +22,8 @@ impl Queue {
         };
         // 0 stands for "never", so an immediate expiry is the current millisecond
         // rounded up to at least 1.
-        (now_ms() + ttl).max(1)
+        // A policy's TTL has no upper bound: saturate rather than wrap.
+        now_ms().saturating_add(ttl).max(1)
     }
 
     /// Offers a message: enforces the length limits, appends it and dispatches.

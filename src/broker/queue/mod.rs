@@ -12,12 +12,14 @@ mod classic;
 mod consumer;
 mod flow;
 mod paging;
+mod policy;
 mod ready;
 mod timers;
 
 use crate::broker::VHost;
 use crate::broker::args::QueueArgs;
 use crate::broker::deadletter::Reason;
+use crate::broker::policy::Applied;
 use crate::model::{BrokerError, BrokerResult, Message, Slot};
 use crate::store::Store;
 use amq_protocol::types::{FieldTable, ShortString};
@@ -91,8 +93,10 @@ pub struct QueueOptions {
     pub auto_delete: bool,
     /// The arguments as declared.
     pub arguments: FieldTable,
-    /// The settings the arguments give, in effect until replaced.
+    /// The settings the arguments give.
     pub args: QueueArgs,
+    /// The policies that apply at declare: the settings in effect combine both.
+    pub policy: Option<Arc<Applied>>,
     /// The store and this queue's id in it, for durable queues.
     pub stored: Option<(Arc<Store>, u64)>,
     /// The virtual host, for dead-lettering and `x-expires`.
@@ -109,6 +113,8 @@ pub struct Queue {
     /// The arguments as declared, which a redeclare must match. What the queue does
     /// follows its effective settings (see [`QueueState::settings`]) instead.
     pub arguments: FieldTable,
+    /// The settings the declared arguments give, which policies combine with.
+    base: QueueArgs,
     kind: QueueKind,
     stored: Option<(Arc<Store>, u64)>,
     vhost: Weak<VHost>,
@@ -121,6 +127,8 @@ struct QueueState {
     /// whoever changes them (a policy) does it under the lock the queue's every
     /// operation already takes, and nothing is locked twice on the publish path.
     settings: QueueArgs,
+    /// The policy and operator policy the settings come from, in part.
+    policy: Option<Arc<Applied>>,
     ready: Ready,
     next_seq: u64,
     consumers: Vec<Arc<Consumer>>,
@@ -142,12 +150,20 @@ struct QueueState {
     /// Last time the queue was used, for `x-expires`.
     last_used: u64,
     expires_timer: bool,
+    /// Changes when the expiry timer is restarted: an older timer task then ends.
+    expires_gen: u64,
 }
 impl Queue {
     pub fn new(o: QueueOptions) -> Queue {
+        let definition = o
+            .policy
+            .as_ref()
+            .map(|a| a.effective_definition())
+            .unwrap_or_default();
         let state = QueueState {
             ready: Ready::new(o.args.max_priority),
-            settings: o.args,
+            settings: o.args.with_policy(&o.arguments, &definition),
+            policy: o.policy,
             next_seq: 0,
             consumers: Vec::new(),
             next_consumer: 0,
@@ -160,6 +176,7 @@ impl Queue {
             ttl_timer: 0,
             last_used: 0,
             expires_timer: false,
+            expires_gen: 0,
         };
         Queue {
             name: o.name,
@@ -168,6 +185,7 @@ impl Queue {
             exclusive_owner: o.exclusive_owner,
             auto_delete: o.auto_delete,
             arguments: o.arguments,
+            base: o.args,
             kind: QueueKind::Classic,
             stored: o.stored,
             vhost: o.vhost,

@@ -42,10 +42,20 @@ impl Queue {
     /// `x-expires`, makes sure a timer will delete it once unused for that long.
     pub fn touch(self: &Arc<Self>) {
         let mut state = self.lock();
+        if state.settings.expires.is_none() {
+            return;
+        }
+        state.last_used = now_ms();
+        self.arm_expiry_timer(&mut state);
+    }
+
+    /// Starts the queue expiry timer unless one runs or the queue is in use. The
+    /// timer reads the expiry from the settings each time, so a policy can change it;
+    /// it ends when restarted (a new `expires_gen`).
+    pub(super) fn arm_expiry_timer(self: &Arc<Self>, state: &mut QueueState) {
         let Some(expires) = state.settings.expires else {
             return;
         };
-        state.last_used = now_ms();
         if state.expires_timer || !state.consumers.is_empty() || state.deleted {
             return;
         }
@@ -53,8 +63,9 @@ impl Queue {
             return;
         };
         state.expires_timer = true;
+        let generation = state.expires_gen;
         let weak = Arc::downgrade(self);
-        let mut due = state.last_used + expires;
+        let mut due = state.last_used.saturating_add(expires);
         runtime.spawn(async move {
             loop {
                 let wait = due.saturating_sub(now_ms());
@@ -63,11 +74,18 @@ impl Queue {
                     return;
                 };
                 let mut state = q.lock();
+                if state.expires_gen != generation {
+                    return;
+                }
+                let Some(expires) = state.settings.expires else {
+                    state.expires_timer = false;
+                    return;
+                };
                 if state.deleted || !state.consumers.is_empty() {
                     state.expires_timer = false;
                     return;
                 }
-                due = state.last_used + expires;
+                due = state.last_used.saturating_add(expires);
                 if now_ms() >= due {
                     state.expires_timer = false;
                     drop(state);

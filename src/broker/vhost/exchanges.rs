@@ -4,6 +4,7 @@
 use super::equivalence::{EXCHANGE_ARGS, check_args};
 use super::{ExchangeDeclare, VHost, flag, read, write};
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::broker::policy::Target;
 use crate::model::fields::type_name;
 use crate::model::{BrokerError, BrokerResult};
 use crate::store::{BindingKey, Store};
@@ -87,6 +88,7 @@ impl VHost {
             d.internal,
             d.arguments.clone(),
         );
+        x.apply_policy(self.policy_for(Target::Exchange, d.name));
         if let (true, Some(store)) = (d.durable, &self.store) {
             store.put_exchange(
                 &self.name,

@@ -10,13 +10,14 @@ mod routing;
 use crate::broker::Queue;
 use crate::broker::args::QueueArgs;
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::broker::policy::{Applied, PolicySet, Target};
 use crate::broker::queue::QueueOptions;
 use crate::model::BrokerError;
 use crate::model::memory::MemoryGauge;
 use crate::store::{RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
 use amq_protocol::types::{FieldTable, ShortString};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The pseudo-queue of direct reply-to (RabbitMQ's `amq.rabbitmq.reply-to`).
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -29,6 +30,12 @@ pub struct VHost {
     replies: RwLock<HashMap<String, Arc<Queue>>>,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
+    /// The vhost's policies, compiled: read when a queue or exchange is declared,
+    /// replaced (and applied to all) when they change.
+    policies: RwLock<Arc<PolicySet>>,
+    /// Held while policies are rebuilt and applied, so that two changes made at
+    /// once are applied in order and the last one applied is the latest.
+    policy_update: Mutex<()>,
 }
 
 /// What exchange.declare asks for.
@@ -78,6 +85,8 @@ impl VHost {
             replies: RwLock::new(HashMap::new()),
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
+            policies: RwLock::new(Arc::new(PolicySet::default())),
+            policy_update: Mutex::new(()),
         };
         {
             let mut exchanges = write(&vhost.exchanges);
@@ -126,6 +135,7 @@ impl VHost {
                 continue;
             };
             let e = Exchange::new(&x.name, kind, true, x.auto_delete, x.internal, x.arguments);
+            e.apply_policy(self.policy_for(Target::Exchange, &x.name));
             write(&self.exchanges).insert(x.name, Arc::new(e));
         }
         let mut restored = Vec::new();
@@ -135,6 +145,7 @@ impl VHost {
                 tracing::warn!(queue = rq.name, error = ?e, "stored queue arguments ignored");
                 QueueArgs::default()
             });
+            let policy = self.policy_for(Target::Queue(args.policy_type()), &rq.name);
             let q = Arc::new(Queue::new(QueueOptions {
                 name: ShortString::from(rq.name.as_str()),
                 vhost_name: self.name.clone(),
@@ -143,6 +154,7 @@ impl VHost {
                 auto_delete: rq.auto_delete,
                 arguments: rq.arguments,
                 args,
+                policy,
                 stored: self.store.clone().map(|s| (s, rq.id)),
                 vhost: Arc::downgrade(self),
             }));
@@ -172,6 +184,32 @@ impl VHost {
         // can be dead-lettered.
         for q in restored {
             q.start_timers();
+        }
+    }
+
+    /// The policies that apply to a queue or an exchange of this name now.
+    pub(super) fn policy_for(&self, target: Target, name: &str) -> Option<Arc<Applied>> {
+        let set = read(&self.policies).clone();
+        if set.is_empty() {
+            return None;
+        }
+        set.lookup(target, name)
+    }
+
+    /// Replaces the vhost's policies with those `make` builds (from the records as
+    /// they are now) and applies them to every queue and exchange: each one whose
+    /// matching policies changed gets its new settings at once.
+    pub fn set_policies(&self, make: impl FnOnce() -> Arc<PolicySet>) {
+        // Guards no data: poisoning changes nothing.
+        let _serial = self.policy_update.lock().unwrap_or_else(|e| e.into_inner());
+        let set = make();
+        *write(&self.policies) = set.clone();
+        let exchanges: Vec<Arc<Exchange>> = read(&self.exchanges).values().cloned().collect();
+        for x in exchanges {
+            x.apply_policy(set.lookup(Target::Exchange, &x.name));
+        }
+        for q in self.queues() {
+            q.apply_policy(set.lookup(Target::Queue(q.queue_type()), q.name.as_str()));
         }
     }
 

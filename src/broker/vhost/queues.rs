@@ -6,6 +6,7 @@ use super::{QueueDeclare, REPLY_TO, VHost, flag, read, write};
 use crate::broker::Queue;
 use crate::broker::args::QueueArgs;
 use crate::broker::exchange::{Binding, Destination};
+use crate::broker::policy::Target;
 use crate::broker::queue::QueueOptions;
 use crate::model::{BrokerError, BrokerResult};
 use amq_protocol::types::{FieldTable, ShortString};
@@ -103,6 +104,7 @@ impl VHost {
                 "quorum queue declared: served as a durable classic queue"
             );
         }
+        let policy = self.policy_for(Target::Queue(args.policy_type()), d.name);
         let stored = match &self.store {
             Some(store) if d.durable && !d.exclusive => {
                 let id = store.new_queue_id();
@@ -119,6 +121,7 @@ impl VHost {
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
             args,
+            policy,
             stored,
             vhost: Arc::downgrade(self),
         }));
@@ -254,6 +257,7 @@ impl VHost {
             auto_delete: false,
             arguments: FieldTable::default(),
             args: QueueArgs::default(),
+            policy: None,
             stored: None,
             vhost: Weak::new(),
         }));

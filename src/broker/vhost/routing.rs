@@ -101,7 +101,7 @@ impl VHost {
         for e in next {
             Self::route_from(exchanges, e, routing_key, headers, out, visited);
         }
-        if !matched && let Some(alt) = x.alternate.as_deref().and_then(|a| exchanges.get(a)) {
+        if !matched && let Some(alt) = x.alternate().and_then(|a| exchanges.get(&a)) {
             Self::route_from(exchanges, alt, routing_key, headers, out, visited);
         }
     }
