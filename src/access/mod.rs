@@ -5,6 +5,7 @@
 
 pub mod model;
 pub mod password;
+pub mod pattern;
 pub mod permissions;
 
 use crate::store::Store;

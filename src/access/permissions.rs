@@ -10,7 +10,6 @@
 
 use super::{Access, AccessState};
 use crate::model::{BrokerError, BrokerResult};
-use regex::Regex;
 use std::sync::Arc;
 
 /// The three permissions of RabbitMQ.
@@ -48,14 +47,11 @@ impl Resource {
 }
 
 /// A compiled regex, or `None` for one that did not compile (it matches nothing).
-type Pattern = Option<Regex>;
+type Pattern = Option<crate::access::pattern::Pattern>;
 
 fn compile(pattern: &str) -> Pattern {
     let pattern = if pattern.is_empty() { "^$" } else { pattern };
-    match regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-    {
+    match crate::access::pattern::Pattern::new(pattern) {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!(pattern, error = %e, "permission regex does not compile: it refuses");

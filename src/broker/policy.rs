@@ -10,7 +10,7 @@
 //! publish or delivery path looks at policies.
 
 use crate::access::Policy;
-use regex::bytes::{Regex, RegexBuilder};
+use crate::access::pattern::Pattern;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -98,104 +98,9 @@ pub struct Compiled {
     pattern: Pattern,
 }
 
-/// A compiled policy pattern, matched as `re:run` matches a binary name: on bytes,
-/// without Unicode classes. The regex crate has no look-around, so the form operators
-/// use to exclude names, `^(?!amq\.).*`, is matched as two expressions.
-#[derive(Debug)]
-pub enum Pattern {
-    Plain(Regex),
-    /// `^(?!not)then`: `not` does not match at the start, `then` does.
-    NotThen {
-        not: Regex,
-        then: Regex,
-    },
-}
-
-impl Pattern {
-    pub fn is_match(&self, name: &str) -> bool {
-        match self {
-            Pattern::Plain(r) => r.is_match(name.as_bytes()),
-            Pattern::NotThen { not, then } => {
-                !not.is_match(name.as_bytes()) && then.is_match(name.as_bytes())
-            }
-        }
-    }
-}
-
-fn build(pattern: &str, shown: &str) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .unicode(false)
-        .build()
-        .map_err(|e| pcre_error(shown, &e))
-}
-
 /// Compiles a policy's pattern; the text says why it is not a valid pattern.
 pub fn compile(pattern: &str) -> Result<Pattern, String> {
-    if let Some(rest) = pattern.strip_prefix("^(?!")
-        && let Some(close) = group_end(rest)
-        && !top_level_alternation(&rest[close + 1..])
-    {
-        let (not, then) = (&rest[..close], &rest[close + 1..]);
-        return Ok(Pattern::NotThen {
-            not: build(&format!("^(?:{not})"), pattern)?,
-            then: build(&format!("^(?:{then})"), pattern)?,
-        });
-    }
-    build(pattern, pattern).map(Pattern::Plain)
-}
-
-/// Walks a pattern's top level: calls `f` with each byte offset and character
-/// outside escapes and character classes, and the group depth there; stops when `f`
-/// says so, returning that offset.
-fn scan(p: &str, mut f: impl FnMut(usize, char, i32) -> bool) -> Option<usize> {
-    let mut depth = 0;
-    let mut chars = p.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '[' => {
-                // A `]` right after `[` or `[^` is literal.
-                if chars.peek().is_some_and(|&(_, c)| c == '^') {
-                    chars.next();
-                }
-                if chars.peek().is_some_and(|&(_, c)| c == ']') {
-                    chars.next();
-                }
-                while let Some((_, c)) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        ']' => break,
-                        _ => {}
-                    }
-                }
-            }
-            _ => {
-                if c == ')' {
-                    depth -= 1;
-                }
-                if f(i, c, depth) {
-                    return Some(i);
-                }
-                if c == '(' {
-                    depth += 1;
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Where the group the pattern is inside of closes.
-fn group_end(p: &str) -> Option<usize> {
-    scan(p, |_, c, depth| c == ')' && depth < 0)
-}
-
-fn top_level_alternation(p: &str) -> bool {
-    scan(p, |_, c, depth| c == '|' && depth == 0).is_some()
+    Pattern::new(pattern).map_err(|e| pcre_error(pattern, &e))
 }
 
 /// A regex error in the words of PCRE as Erlang's `re:compile` reports it
@@ -409,8 +314,9 @@ mod tests {
         assert!(m("^(?!amq\\.|x)q", "q"));
         assert!(!m("^(?!amq\\.|x)q", "xq"));
         assert!(m("^(?![)]a)b", "b)"));
-        // Other look-arounds are beyond the regex crate.
-        assert!(compile("^(?!a)b|c").is_err());
+        // Other PCRE look-arounds and back-references run on fancy-regex.
+        assert!(m("^(?!a)b|c", "ac"));
+        assert!(!m("^(?!a)b|c", "ab"));
         for (p, e) in [
             ("(", r#"{"missing )",1}"#),
             (")", r#"{"unmatched parentheses",0}"#),
