@@ -77,6 +77,7 @@ impl Server {
                 &config.default_pass,
                 &config.default_vhost,
             );
+            broker.add_vhost(&config.default_vhost);
         }
         if let Some(definitions) = &definitions
             && let Err(e) = definitions.import(&broker)

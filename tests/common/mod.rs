@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fixtures;
 pub mod raw;
 
 use lapin::{Channel, Connection, ConnectionProperties};
