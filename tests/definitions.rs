@@ -497,3 +497,16 @@ async fn a_store_written_by_format_1_opens_with_its_messages() {
         .await
         .expect("queue still there");
 }
+
+#[tokio::test]
+async fn the_example_definitions_file_boots() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/definitions.example.json");
+    let broker = TestBroker::start_with(|c| c.load_definitions = Some(file)).await;
+    for (user, pass) in [("app", "change-me"), ("ops", "ops-change-me")] {
+        assert!(login(&broker, user, pass, "shop").await.is_some(), "{user}");
+    }
+    let state = broker.broker().access().snapshot();
+    assert_eq!(state.policies[0].name, "app-limits");
+    let shop = broker.broker().vhost("shop").expect("vhost");
+    assert!(shop.exchange("app.events").is_ok());
+}

@@ -392,3 +392,72 @@ fn flag(what: &str, v: &Value, key: &str, default: bool) -> Result<bool, Failure
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_hash_without_algorithm_follows_the_exporting_version() {
+        let user = json!({"name": "u", "password_hash": "abc", "tags": "a, b"});
+        let old = parse(&json!({"rabbit_version": "3.5.7", "users": [user]})).expect("parses");
+        assert_eq!(old.users[0].user.hashing_algorithm, model::MD5);
+        assert_eq!(old.users[0].user.tags, vec!["a", "b"]);
+        let new = parse(&json!({"rabbit_version": "3.10.8", "users": [user]})).expect("parses");
+        assert_eq!(new.users[0].user.hashing_algorithm, model::SHA256);
+        let both = json!({"users": [{"name": "u", "password": "p", "password_hash": "h"}]});
+        let err = parse(&both).err().expect("refused");
+        assert_eq!(err.entry, "users[0] 'u'");
+    }
+
+    #[test]
+    fn rabbitmq_3_10_shapes_are_read() {
+        let doc = json!({
+            "vhosts": [{"name": "v", "limits": [["max-queues", 5]],
+                        "metadata": {"description": "d", "tags": ["t"], "default_queue_type": "quorum"}}],
+            "parameters": [{"vhost": "v", "component": "operator_policy", "name": "op",
+                            "value": {"pattern": "^", "apply-to": "queues", "priority": 0,
+                                      "definition": [["max-length", 1]]}}],
+            "queues": [{"name": "q", "vhost": "v", "type": "quorum"},
+                       {"name": "amq.q", "vhost": "v"}],
+            "exchanges": [{"name": "amq.x", "vhost": "v", "type": "direct"}]
+        });
+        let defs = parse(&doc).expect("parses");
+        let v = &defs.vhosts[0];
+        assert_eq!(
+            (v.description.as_str(), v.tags.clone()),
+            ("d", vec!["t".to_owned()])
+        );
+        assert_eq!(v.default_queue_type.as_deref(), Some("quorum"));
+        assert_eq!(defs.parameters[0].value, json!({"max-queues": 5}));
+        assert_eq!(defs.operator_policies[0].definition["max-length"], 1);
+        assert!(defs.queues[0].durable);
+        assert!(
+            defs.queues[0]
+                .arguments
+                .inner()
+                .contains_key("x-queue-type")
+        );
+        assert_eq!(defs.queues.len(), 1);
+        assert!(defs.exchanges.is_empty());
+        assert_eq!(defs.skipped.len(), 2);
+    }
+
+    #[test]
+    fn entries_without_a_vhost_are_refused_by_name() {
+        let err = parse(&json!({"queues": [{"name": "q"}]}))
+            .err()
+            .expect("refused");
+        assert_eq!(err.entry, "queues[0] 'q'");
+        assert!(err.reason.contains("vhost"), "{}", err.reason);
+        let b = json!({"bindings": [{"source": "x", "vhost": "/", "destination": "q"}]});
+        assert!(
+            parse(&b)
+                .err()
+                .expect("refused")
+                .reason
+                .contains("destination_type")
+        );
+    }
+}
