@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod defs;
 pub mod fixtures;
 pub mod raw;
 
