@@ -79,8 +79,12 @@ impl Server {
             );
             broker.add_vhost(&config.default_vhost);
         }
+        // What exists is kept. RabbitMQ 3.10.8 (checked by hand) re-imports the file
+        // at every boot and resets users, permissions and policies to the file's;
+        // ImportMode::Overwrite would do the same.
         if let Some(definitions) = &definitions
-            && let Err(e) = definitions.import(&broker)
+            && let Err(e) =
+                definitions.import(&broker, crate::definitions::ImportMode::KeepExisting)
         {
             broker.close();
             return Err(definitions_error(e));

@@ -245,9 +245,12 @@ impl BootDefinitions {
         Ok(BootDefinitions { files: parsed })
     }
 
-    /// Imports them without replacing what exists. Every file is checked (with
-    /// what the others define) before any is applied; an error names the file.
-    pub fn import(&self, broker: &Broker) -> Result<Summary, DefinitionsError> {
+    /// Imports them. Every file is checked (with what the others define) before
+    /// any is applied; an error names the file. Exchanges and queues that exist are
+    /// kept in either mode; `mode` decides for users, vhost records, permissions,
+    /// policies and parameters (RabbitMQ itself re-imports at every boot and so
+    /// replaces them: [`ImportMode::Overwrite`]).
+    pub fn import(&self, broker: &Broker, mode: ImportMode) -> Result<Summary, DefinitionsError> {
         for (i, (file, defs)) in self.files.iter().enumerate() {
             let others: Vec<&Definitions> = self
                 .files
@@ -260,8 +263,7 @@ impl BootDefinitions {
         }
         let mut total = Summary::default();
         for (file, defs) in &self.files {
-            let mut summary = apply::apply(broker, defs, ImportMode::KeepExisting)
-                .map_err(|e| e.in_file(file))?;
+            let mut summary = apply::apply(broker, defs, mode).map_err(|e| e.in_file(file))?;
             summary.skipped.extend(defs.skipped.iter().cloned());
             tracing::info!(
                 file = %file.display(),
