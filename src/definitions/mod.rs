@@ -155,8 +155,10 @@ pub fn files(path: &Path) -> Result<Vec<std::path::PathBuf>, DefinitionsError> {
     Ok(files)
 }
 
-/// Imports a definitions document: checks it whole, then applies it. On error
-/// nothing has changed.
+/// Imports a definitions document: checks it whole, then applies it. A refused
+/// document changes nothing; only a failure the broker reports while applying
+/// (which the check did not foresee) can leave part of it applied, and names the
+/// entry.
 pub fn import(broker: &Broker, doc: &Value, mode: ImportMode) -> Result<Summary, DefinitionsError> {
     let defs = parse(doc)?;
     import_parsed(broker, &defs, mode)
