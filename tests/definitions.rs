@@ -311,6 +311,10 @@ async fn an_invalid_document_changes_nothing() {
         definitions::import_bytes(b, b"{\"users\": [", ImportMode::Overwrite).expect_err("refused");
     assert!(err.to_string().contains("not valid JSON"), "{err}");
     let mut doc = shop_definitions();
+    doc["permissions"][0]["configure"] = json!("^(unclosed");
+    let err = definitions::import(b, &doc, ImportMode::Overwrite).expect_err("refused");
+    assert!(err.to_string().contains("configure regex"), "{err}");
+    let mut doc = shop_definitions();
     doc["users"][0]["password_hash"] = json!("x");
     assert!(definitions::import(b, &doc, ImportMode::Overwrite).is_err());
     assert_eq!(definitions::export(b, None).expect("export"), before);

@@ -7,7 +7,8 @@ use warren::access::{model, password};
 /// A definitions file with a non-default user of each kind (plaintext password,
 /// SHA-512 hash, MD5 hash named only by an old rabbit_version), a vhost with
 /// permissions, a topic exchange bound to a durable queue, a policy, an operator
-/// policy and vhost limits.
+/// policy and vhost limits. One permission uses a PCRE look-ahead, as RabbitMQ
+/// allows.
 pub fn shop_definitions() -> Value {
     json!({
         "rabbit_version": "3.5.7",
@@ -22,7 +23,8 @@ pub fn shop_definitions() -> Value {
         "permissions": [
             {"user": "plain", "vhost": "shop", "configure": ".*", "write": ".*", "read": ".*"},
             {"user": "sha512", "vhost": "shop", "configure": ".*", "write": ".*", "read": ".*"},
-            {"user": "old-md5", "vhost": "shop", "configure": ".*", "write": ".*", "read": ".*"}
+            {"user": "old-md5", "vhost": "shop", "configure": "^(?!amq\\.).*", "write": ".*",
+             "read": ".*"}
         ],
         "topic_permissions": [
             {"user": "plain", "vhost": "shop", "exchange": "orders-x", "write": ".*", "read": ".*"}
