@@ -7,6 +7,7 @@ pub mod access;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod definitions;
 pub mod identity;
 pub mod model;
 pub mod protocol;

@@ -34,6 +34,11 @@ struct Cli {
     /// Log line format: text (coloured only on a terminal) or json.
     #[arg(long)]
     log_format: Option<LogFormat>,
+    /// Definitions file (RabbitMQ's JSON), or a directory of them, imported at boot
+    /// without replacing what exists (RabbitMQ: load_definitions). On a new data
+    /// directory no default user and vhost are created then.
+    #[arg(long, value_name = "FILE")]
+    definitions: Option<PathBuf>,
 }
 
 fn parse_listen(s: &str) -> Result<Vec<SocketAddr>, String> {
@@ -61,6 +66,9 @@ fn main() -> ExitCode {
     }
     if let Some(v) = cli.log_format {
         config.log_format = v;
+    }
+    if let Some(v) = cli.definitions {
+        config.load_definitions = Some(v);
     }
     if let Err(e) = config.validate() {
         eprintln!("warren: {e}");
@@ -96,6 +104,7 @@ fn main() -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
+                eprintln!("warren: cannot start: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -44,13 +44,24 @@ impl Server {
             max_batch: config.store_max_batch,
             backlog_bytes: config.store_backlog_mb.saturating_mul(1024 * 1024),
         };
+        // Definitions are parsed before the store is opened: a file that does not
+        // parse stops the boot before anything is touched.
+        let definitions = match &config.load_definitions {
+            Some(path) => {
+                Some(crate::definitions::BootDefinitions::read(path).map_err(definitions_error)?)
+            }
+            None => None,
+        };
         let (store, recovered) = crate::store::Store::open(&config.data_dir, &memory, options)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let queues = recovered.queues.len();
         let messages: usize = recovered.queues.iter().map(|q| q.messages.len()).sum();
         let clean = recovered.clean;
+        // A store from before format 2 has data but no users: an upgrade, not a
+        // first boot.
+        let migrated = recovered.previous_format.is_some();
         let broker = Broker::new(
-            true,
+            false,
             &config.default_user,
             &config.default_pass,
             &config.default_vhost,
@@ -58,6 +69,26 @@ impl Server {
             memory,
         )
         .map_err(|e| std::io::Error::other(format!("{}: {e}", store.path().display())))?;
+        // RabbitMQ's rule: a first boot that imports definitions creates no default
+        // user and vhost.
+        if broker.fresh() && (definitions.is_none() || migrated) {
+            broker.create_defaults(
+                &config.default_user,
+                &config.default_pass,
+                &config.default_vhost,
+            );
+            broker.add_vhost(&config.default_vhost);
+        }
+        // What exists is kept. RabbitMQ 3.10.8 (checked by hand) re-imports the file
+        // at every boot and resets users, permissions and policies to the file's;
+        // ImportMode::Overwrite would do the same.
+        if let Some(definitions) = &definitions
+            && let Err(e) =
+                definitions.import(&broker, crate::definitions::ImportMode::KeepExisting)
+        {
+            broker.close();
+            return Err(definitions_error(e));
+        }
         tracing::info!(
             file = %store.path().display(),
             queues,
@@ -275,4 +306,8 @@ async fn sample_resources(ctx: Arc<ServerContext>) {
             }
         }
     }
+}
+
+fn definitions_error(e: crate::definitions::DefinitionsError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }

@@ -204,6 +204,11 @@ impl Exchange {
         before != bindings.len() && bindings.is_empty()
     }
 
+    /// A copy of the bindings (for listings and definitions export).
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.read().clone()
+    }
+
     pub fn has_bindings(&self) -> bool {
         !self.read().is_empty()
     }

@@ -136,7 +136,9 @@ pub struct Config {
     /// Milliseconds a consumer may hold an unacknowledged delivery (RabbitMQ:
     /// `consumer_timeout`); none means no limit. No effect yet.
     pub consumer_timeout_ms: Option<u64>,
-    /// Definitions file imported at boot (RabbitMQ: `load_definitions`). No effect yet.
+    /// Definitions file (RabbitMQ's JSON), or a directory of `.json` files, imported at
+    /// boot without replacing what exists (RabbitMQ: `load_definitions`). A new data
+    /// directory then gets no default user and vhost; an invalid file stops the boot.
     pub load_definitions: Option<PathBuf>,
     /// Port of the management HTTP API (RabbitMQ: `management.tcp.port`). No effect yet.
     pub management_port: u16,

@@ -198,8 +198,18 @@ fn apply_key(
                 v => Some(integer(v)?),
             }
         }
-        "load_definitions" | "management.load_definitions" => {
+        "load_definitions" | "management.load_definitions" | "definitions.local.path" => {
             config.load_definitions = Some(PathBuf::from(value));
+        }
+        // The newer syntax: definitions.import_backend = local_filesystem plus
+        // definitions.local.path. Warren reads local files only.
+        "definitions.import_backend" => match value {
+            "local_filesystem" | "local" | "rabbitmq_definitions_import_local_filesystem" => {}
+            _ => return Err("Warren imports definitions from local files only".into()),
+        },
+        // Warren's boot import never replaces what exists, unchanged file or not.
+        "definitions.skip_if_unchanged" => {
+            boolean(value)?;
         }
         "management.tcp.port" => config.management_port = integer(value)?,
         "management.tcp.ip" => config.management_ip = ip(value)?,
@@ -339,5 +349,19 @@ mod tests {
         assert_eq!(information_unit("1g").unwrap(), 1 << 30);
         assert!(information_unit("12parsecs").is_err());
         assert!(information_unit("GB").is_err());
+    }
+
+    #[test]
+    fn definitions_keys() {
+        let mut config = Config::default();
+        let mut pending = Pending::default();
+        let mut notices = Notices::default();
+        let text = "definitions.import_backend = local_filesystem\n\
+                    definitions.local.path = /defs/dir\n\
+                    definitions.skip_if_unchanged = true\n";
+        apply_text(&mut config, &mut pending, text, "t", &mut notices).expect("valid");
+        assert_eq!(config.load_definitions, Some(PathBuf::from("/defs/dir")));
+        let https = "definitions.import_backend = https\n";
+        assert!(apply_text(&mut config, &mut pending, https, "t", &mut notices).is_err());
     }
 }

@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod binary;
+pub mod defs;
+pub mod fixtures;
 pub mod policy;
 pub mod raw;
 

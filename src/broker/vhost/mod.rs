@@ -217,4 +217,10 @@ impl VHost {
     pub fn queues(&self) -> Vec<Arc<Queue>> {
         read(&self.queues).values().cloned().collect()
     }
+
+    /// All exchanges, the default and `amq.*` ones included (for listings and
+    /// definitions export).
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        read(&self.exchanges).values().cloned().collect()
+    }
 }
