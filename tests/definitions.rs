@@ -317,6 +317,13 @@ async fn an_invalid_document_changes_nothing() {
     let mut doc = shop_definitions();
     doc["users"][0]["password_hash"] = json!("x");
     assert!(definitions::import(b, &doc, ImportMode::Overwrite).is_err());
+    // A policy set_policy would refuse is refused before anything is created.
+    let mut doc = shop_definitions();
+    doc["policies"] = json!([{"vhost": "shop", "name": "p", "pattern": ".*",
+        "apply-to": "queues", "priority": 0, "definition": {"no-such-key": 1}}]);
+    let err = definitions::import(b, &doc, ImportMode::Overwrite).expect_err("refused");
+    assert!(err.entry.contains("policy 'p'"), "{err}");
+    assert!(err.to_string().contains("no-such-key"), "{err}");
     assert_eq!(definitions::export(b, None).expect("export"), before);
 }
 

@@ -191,8 +191,18 @@ fn precedence_is_rabbitmq_conf_then_warren_toml_then_environment() {
 #[tokio::test]
 async fn a_broker_started_from_the_fixture_serves_its_user_vhost_and_limits() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The fixture names a definitions file at /etc/rabbitmq, which a missing file
+    // would make refuse to boot (as RabbitMQ does): start from a copy without it.
+    let conf = std::fs::read_to_string(fixtures().join("rabbitmq.conf")).expect("fixture");
+    let conf: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("load_definitions"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let conf_path = dir.path().join("rabbitmq.conf");
+    std::fs::write(&conf_path, conf).expect("write the copy");
     let mut cmd = warren(dir.path());
-    cmd.env("RABBITMQ_CONFIG_FILE", fixtures().join("rabbitmq.conf"))
+    cmd.env("RABBITMQ_CONFIG_FILE", &conf_path)
         .env("RABBITMQ_CONFIG_FILES", fixtures().join("conf.d/*.conf"))
         .env("RABBITMQ_NODE_PORT", "0")
         // The fixture logs warnings only; the flag wins.

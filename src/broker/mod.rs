@@ -5,7 +5,7 @@
 pub mod args;
 pub mod deadletter;
 pub mod exchange;
-mod policies;
+pub mod policies;
 pub mod policy;
 pub mod publish;
 pub mod queue;

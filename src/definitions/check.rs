@@ -108,15 +108,6 @@ fn regex(what: &str, field: &str, pattern: &str) -> Result<(), Failure> {
     }
 }
 
-const APPLY_TO: [&str; 6] = [
-    "all",
-    "queues",
-    "exchanges",
-    "classic_queues",
-    "quorum_queues",
-    "streams",
-];
-
 /// Checks `defs`, given documents imported together with it (`others`).
 pub fn check_with(
     broker: &Broker,
@@ -165,16 +156,9 @@ pub fn check_with(
         for p in list {
             let what = format!("{kind} '{}' in vhost '{}'", p.name, p.vhost);
             known.need_vhost(&what, &p.vhost)?;
-            regex(&what, "pattern", &p.pattern)?;
-            if !APPLY_TO.contains(&p.apply_to.as_str()) {
-                return Err(Failure::new(
-                    &what,
-                    format!("has an invalid apply-to '{}'", p.apply_to),
-                ));
-            }
-            if p.definition.is_empty() {
-                return Err(Failure::new(&what, "has an empty definition"));
-            }
+            // The rules set_policy applies, so that an import never fails part-way.
+            crate::broker::policies::validate(p, kind == "operator policy")
+                .map_err(|e| Failure::new(&what, format!("is invalid: {}", e.trim_end())))?;
         }
     }
     for p in &defs.parameters {
