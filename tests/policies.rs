@@ -12,6 +12,7 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, ExchangeKind};
 use std::time::Duration;
+use warren::broker::policy::PolicyHolder;
 use warren::model::BrokerError;
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use crate::broker::Queue;
 use crate::broker::policy::Applied;
 use amq_protocol::types::{AMQPValue, FieldTable};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,23 +149,6 @@ impl Exchange {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    /// The name and definition of the policy applied to this exchange.
-    pub fn policy(&self) -> Option<(String, Map<String, Value>)> {
-        self.applied_policy()?.policy.clone()
-    }
-
-    /// The name and definition of the operator policy applied to this exchange.
-    pub fn operator_policy(&self) -> Option<(String, Map<String, Value>)> {
-        self.applied_policy()?.operator.clone()
-    }
-
-    /// The policy's definition with the operator policy merged in (empty: none).
-    pub fn effective_policy_definition(&self) -> Map<String, Value> {
-        self.applied_policy()
-            .map(|a| a.effective_definition())
-            .unwrap_or_default()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Binding>> {

@@ -287,6 +287,41 @@ fn merge_value(key: &str, user: &Value, op: &Value) -> Value {
     }
 }
 
+/// What a queue or an exchange reports of its policies (the HTTP API shows them).
+pub trait PolicyHolder {
+    /// The policy and operator policy applied now.
+    fn applied(&self) -> Option<Arc<Applied>>;
+
+    /// The name and definition of the policy applied.
+    fn policy(&self) -> Option<(String, Map<String, Value>)> {
+        self.applied()?.policy.clone()
+    }
+
+    /// The name and definition of the operator policy applied.
+    fn operator_policy(&self) -> Option<(String, Map<String, Value>)> {
+        self.applied()?.operator.clone()
+    }
+
+    /// The policy's definition with the operator policy merged in (empty: none).
+    fn effective_policy_definition(&self) -> Map<String, Value> {
+        self.applied()
+            .map(|a| a.effective_definition())
+            .unwrap_or_default()
+    }
+}
+
+impl PolicyHolder for crate::broker::Queue {
+    fn applied(&self) -> Option<Arc<Applied>> {
+        self.applied_policy()
+    }
+}
+
+impl PolicyHolder for crate::broker::exchange::Exchange {
+    fn applied(&self) -> Option<Arc<Applied>> {
+        self.applied_policy()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

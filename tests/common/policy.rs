@@ -7,6 +7,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use std::time::Duration;
 use warren::access::Policy;
+use warren::broker::policy::PolicyHolder;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 

@@ -6,7 +6,6 @@ use super::Queue;
 use crate::broker::args::Overflow;
 use crate::broker::policy::{Applied, QueueType};
 use crate::model::now_ms;
-use serde_json::{Map, Value};
 use std::sync::Arc;
 
 impl Queue {
@@ -52,22 +51,5 @@ impl Queue {
     /// The policy and operator policy applied now.
     pub fn applied_policy(&self) -> Option<Arc<Applied>> {
         self.lock().policy.clone()
-    }
-
-    /// The name and definition of the policy applied to this queue.
-    pub fn policy(&self) -> Option<(String, Map<String, Value>)> {
-        self.applied_policy()?.policy.clone()
-    }
-
-    /// The name and definition of the operator policy applied to this queue.
-    pub fn operator_policy(&self) -> Option<(String, Map<String, Value>)> {
-        self.applied_policy()?.operator.clone()
-    }
-
-    /// The policy's definition with the operator policy merged in (empty: none).
-    pub fn effective_policy_definition(&self) -> Map<String, Value> {
-        self.applied_policy()
-            .map(|a| a.effective_definition())
-            .unwrap_or_default()
     }
 }
