@@ -21,3 +21,17 @@ pub const WARREN_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn warren_release() -> String {
     format!("{WARREN_NAME} {WARREN_VERSION}")
 }
+
+/// The node name RabbitMQ would have here: `rabbit@` and the host name.
+pub fn node_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("rabbit@{host}")
+}

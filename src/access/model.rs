@@ -58,6 +58,15 @@ impl User {
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
+
+    /// The user limit `key` (`max-connections`, `max-channels`), if set and not
+    /// negative (RabbitMQ: a negative limit means none).
+    pub fn limit(&self, key: &str) -> Option<u64> {
+        self.limits
+            .get(key)?
+            .as_i64()
+            .and_then(|n| u64::try_from(n).ok())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

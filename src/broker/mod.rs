@@ -228,6 +228,11 @@ impl Broker {
         }
     }
 
+    /// How many queues all virtual hosts hold.
+    pub fn queue_count(&self) -> usize {
+        self.vhosts.all().iter().map(|v| v.queues().len()).sum()
+    }
+
     /// The names of the virtual hosts.
     pub fn vhost_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self

@@ -174,6 +174,24 @@ impl Connections {
             .count()
     }
 
+    /// How many connections user `user` has open, and how many channels on them.
+    pub fn count_user(&self, user: &str) -> (usize, usize) {
+        self.lock()
+            .values()
+            .filter(|e| e.info.user == user)
+            .fold((0, 0), |(c, ch), e| {
+                (c + 1, ch + e.channels.load(Ordering::Relaxed))
+            })
+    }
+
+    /// How many channels are open on every connection.
+    pub fn count_channels(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|e| e.channels.load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<ConnectionEntry>>> {
         // Single inserts and removes only: a poisoned lock still guards consistent data.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
@@ -188,6 +206,11 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// How many channels the registry counts for this connection.
+    pub fn channels(&self) -> usize {
+        self.entry.channels.load(Ordering::Relaxed)
+    }
+
     /// Records how many channels the connection has open.
     pub fn set_channels(&self, n: usize) {
         self.entry.channels.store(n, Ordering::Relaxed);

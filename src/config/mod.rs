@@ -167,6 +167,12 @@ pub struct Config {
     /// Most consumers one channel may have (RabbitMQ: `consumer_max_per_channel`); 0
     /// means no limit. One more is refused with 530 NOT_ALLOWED.
     pub consumer_max_per_channel: usize,
+    /// Most channels open on the whole broker (RabbitMQ: `channel_max_per_node`); 0
+    /// means no limit. One more is refused with 530 NOT_ALLOWED.
+    pub channel_max_per_node: usize,
+    /// Most queues in all virtual hosts together (RabbitMQ: `cluster_queue_limit`); 0
+    /// means no limit. A queue.declare of one more is refused with 406.
+    pub cluster_queue_limit: usize,
     /// Seconds a closing connection waits for the peer's close-ok.
     pub close_timeout_secs: u64,
     /// Seconds a client has to complete the handshake.
@@ -206,6 +212,8 @@ impl Default for Config {
             worker_threads: 0,
             max_connections: 65_536,
             consumer_max_per_channel: 0,
+            channel_max_per_node: 0,
+            cluster_queue_limit: 0,
             close_timeout_secs: 3,
             handshake_timeout_secs: 10,
         }

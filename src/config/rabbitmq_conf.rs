@@ -169,6 +169,18 @@ fn apply_key(
                 v => integer(v)?,
             }
         }
+        "channel_max_per_node" => {
+            config.channel_max_per_node = match value {
+                "infinity" => 0,
+                v => integer(v)?,
+            }
+        }
+        "cluster_queue_limit" => {
+            config.cluster_queue_limit = match value {
+                "infinity" => 0,
+                v => integer(v)?,
+            }
+        }
         "vm_memory_high_watermark.relative" => {
             config.memory_high_watermark_relative = fraction(value, 1.0)?;
             config.memory_high_watermark = 0;

@@ -69,6 +69,7 @@ impl Connection {
                         self.channel_max
                     ))));
                 }
+                self.check_channel_limits()?;
                 self.channels.insert(channel_id, Channel::new(channel_id));
                 self.session.send(
                     channel_id,
@@ -125,4 +126,40 @@ pub(super) enum FrameOutcome {
 /// Whether a frame is basic.cancel.
 pub(super) fn is_cancel(frame: &Frame) -> bool {
     matches!(frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Cancel(_))))
+}
+
+impl Connection {
+    /// channel.open's limits beyond channel_max, in rabbit_reader's order: the
+    /// user's `max-channels`, then the broker's `channel_max_per_node`.
+    fn check_channel_limits(&self) -> Result<(), FrameOutcome> {
+        let ctx = &self.session.ctx;
+        let user = self.session.user.as_str();
+        let connections = ctx.broker.connections();
+        // The registry learns this connection's count when a channel opens or
+        // closes; the count here is the live one.
+        let this = self.channels.len();
+        let registered = self.registration.channels();
+        let limit = ctx
+            .broker
+            .access()
+            .read(|s| s.user(user).and_then(|u| u.limit("max-channels")));
+        if let Some(limit) = limit {
+            let open = connections.count_user(user).1.saturating_sub(registered) + this;
+            if open as u64 >= limit {
+                return Err(FrameOutcome::Close(Exception::user_channel_limit(
+                    user, limit,
+                )));
+            }
+        }
+        let node_limit = ctx.config.channel_max_per_node;
+        if node_limit > 0
+            && connections.count_channels().saturating_sub(registered) + this >= node_limit
+        {
+            return Err(FrameOutcome::Close(Exception::node_channel_limit(
+                &crate::identity::node_name(),
+                node_limit as u64,
+            )));
+        }
+        Ok(())
+    }
 }

@@ -300,7 +300,7 @@ pub async fn negotiate(
 
 /// connection.open: RabbitMQ's checks in its order: the vhost exists (its connection
 /// limit is looked up first, and that finds it missing), its `max-connections` limit,
-/// then the user's permission to use it.
+/// the user's `max-connections` limit, then the user's permission to use it.
 fn open_vhost(broker: &Broker, name: &str, user: &str) -> Result<Arc<VHost>, HandshakeError> {
     let refuse = |e: Exception| Err(HandshakeError::Close(e));
     let Some(vhost) = broker.vhost(name) else {
@@ -313,6 +313,14 @@ fn open_vhost(broker: &Broker, name: &str, user: &str) -> Result<Arc<VHost>, Han
         && broker.connections().count_vhost(name) as u64 >= limit
     {
         return refuse(Exception::vhost_connection_limit(name, user, limit));
+    }
+    let user_limit = broker
+        .access()
+        .read(|s| s.user(user).and_then(|u| u.limit("max-connections")));
+    if let Some(limit) = user_limit
+        && broker.connections().count_user(user).0 as u64 >= limit
+    {
+        return refuse(Exception::user_connection_limit(user, limit));
     }
     if broker.access().read(|s| s.permission(user, name).is_none()) {
         return refuse(Exception::vhost_access_refused(name, user));

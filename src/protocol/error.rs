@@ -128,6 +128,33 @@ impl Exception {
         Exception::new(530, detail, 0, 0)
     }
 
+    /// connection.open by a user at its `max-connections` limit
+    /// (rabbit_reader:is_over_user_connection_limit).
+    pub fn user_connection_limit(user: &str, limit: u64) -> Self {
+        Exception::new(
+            530,
+            format_args!(
+                "connection refused for user '{user}': user connection limit ({limit}) is reached"
+            ),
+            10,
+            40,
+        )
+    }
+
+    /// channel.open by a user at its `max-channels` limit (rabbit_reader:is_over_limits).
+    pub fn user_channel_limit(user: &str, limit: u64) -> Self {
+        Exception::not_allowed(format_args!(
+            "number of channels opened for user '{user}' has reached the maximum allowed user limit of {limit}"
+        ))
+    }
+
+    /// channel.open beyond the node's `channel_max_per_node`.
+    pub fn node_channel_limit(node: &str, limit: u64) -> Self {
+        Exception::not_allowed(format_args!(
+            "number of channels opened on node '{node}' has reached the maximum allowed limit of {limit}"
+        ))
+    }
+
     /// connection.open of a virtual host that does not exist (530; RabbitMQ's vhost
     /// limit check finds it missing first).
     pub fn vhost_not_found(vhost: &str) -> Self {

@@ -355,16 +355,7 @@ fn plugins(options: &Options) -> u8 {
 }
 
 fn node_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("rabbit@{host}")
+    warren::identity::node_name()
 }
 
 /// The answer of the first listener that answers.

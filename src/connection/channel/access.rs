@@ -98,7 +98,7 @@ impl Session {
 
     /// A new queue.declare: configure on the queue; when it does not exist yet, with
     /// a dead-letter exchange, read on it and write on the exchange, and then the
-    /// vhost's `max-queues` limit.
+    /// vhost's `max-queues` limit and the broker's `cluster_queue_limit`.
     pub(super) fn check_queue_declare(&mut self, name: &str, args: &FieldTable) -> Checked {
         self.check(Perm::Configure, Resource::Queue, name)?;
         if !matches!(
@@ -122,6 +122,12 @@ impl Session {
         {
             return Err(BrokerError::PreconditionFailed(format!(
                 "cannot declare queue '{name}': queue limit in vhost '{vhost}' ({limit}) is reached"
+            )));
+        }
+        let cluster_limit = self.ctx.config.cluster_queue_limit;
+        if cluster_limit > 0 && self.ctx.broker.queue_count() >= cluster_limit {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "cannot declare queue '{name}': queue limit in cluster ({cluster_limit}) is reached"
             )));
         }
         Ok(())
