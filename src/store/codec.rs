@@ -2,10 +2,22 @@
 //! in their AMQP encoding. Every record starts with nothing but its fields; the format
 //! version of the whole file lives in the `meta` table.
 
+use crate::protocol::nesting::{properties_within_limit, table_within_limit};
 use amq_protocol::frame::WriteContext;
+use amq_protocol::protocol::BasicProperties;
+use amq_protocol::protocol::basic::parse_properties;
 use amq_protocol::types::FieldTable;
 use amq_protocol::types::generation::gen_field_table;
 use amq_protocol::types::parsing::parse_field_table;
+
+/// A stored message's properties; None when malformed or when their headers nest
+/// deeper than the wire allows.
+pub fn properties(raw: &[u8]) -> Option<BasicProperties> {
+    if !properties_within_limit(raw) {
+        return None;
+    }
+    parse_properties(raw).ok().map(|(_, p)| p)
+}
 
 pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
@@ -65,7 +77,10 @@ impl<'a> Reader<'a> {
         Some(u64::from_be_bytes(b.try_into().ok()?))
     }
 
+    /// A field table; None when it is malformed or nested deeper than the wire
+    /// allows (a damaged file must not exhaust the stack of the recovery).
     pub fn table(&mut self) -> Option<FieldTable> {
+        table_within_limit(self.buf).ok()?;
         let (rest, t) = parse_field_table(self.buf).ok()?;
         self.buf = rest;
         Some(t)
@@ -73,5 +88,27 @@ impl<'a> Reader<'a> {
 
     pub fn rest(&self) -> &'a [u8] {
         self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::tests::nested;
+
+    #[test]
+    fn a_damaged_record_nested_too_deep_is_refused_not_recursed_into() {
+        // 100,000 levels would exhaust any thread's stack in the parser.
+        let deep = nested(100_000, false);
+        assert!(Reader::new(&deep).table().is_none());
+        let shallow = nested(10, true);
+        assert!(Reader::new(&shallow).table().is_some());
+        // Properties: flags with only `headers` set, then the table.
+        let mut raw = vec![0x20, 0x00];
+        raw.extend_from_slice(&deep);
+        assert!(properties(&raw).is_none());
+        let mut raw = vec![0x20, 0x00];
+        raw.extend_from_slice(&shallow);
+        assert!(properties(&raw).is_some());
     }
 }

@@ -1,14 +1,13 @@
 //! Reading the store back at start: definitions first, then every queue's index in
 //! position order, with message bodies shared between the queues that hold them.
 
-use super::codec::Reader;
+use super::codec::{self, Reader};
 use super::{
     BINDINGS, BindingKey, CONFIG, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
     StoreError,
 };
 use crate::model::memory::MemoryGauge;
 use crate::model::{Message, Slot};
-use amq_protocol::protocol::basic::parse_properties;
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -87,7 +86,7 @@ pub(super) fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<M
     let exchange = r.string()?;
     let routing_key = r.string()?;
     let raw = r.bytes()?;
-    let (_, properties) = parse_properties(raw).ok()?;
+    let properties = codec::properties(raw)?;
     Some(Message::new(
         ShortString::try_new(exchange).ok()?,
         ShortString::try_new(routing_key).ok()?,
@@ -109,8 +108,7 @@ fn peek_message(data: &[u8], prioritized: bool) -> Option<(u32, u8)> {
     r.bytes()?;
     let raw = r.bytes()?;
     let priority = if prioritized {
-        let (_, properties) = parse_properties(raw).ok()?;
-        properties.priority().unwrap_or(0)
+        codec::properties(raw)?.priority().unwrap_or(0)
     } else {
         0
     };
