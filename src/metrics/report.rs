@@ -38,6 +38,18 @@ pub struct Exporter {
 
 const AMQP: [(&str, &str); 1] = [("protocol", "amqp091")];
 
+/// The global counters RabbitMQ keeps per protocol and queue type.
+const PER_QUEUE_TYPE: [&str; 8] = [
+    "acknowledged",
+    "delivered_consume_auto_ack",
+    "delivered_consume_manual_ack",
+    "delivered_get_auto_ack",
+    "delivered_get_manual_ack",
+    "delivered",
+    "get_empty",
+    "redelivered",
+];
+
 impl Exporter {
     pub fn new(ctx: Arc<ServerContext>) -> Exporter {
         let node = format!("rabbit@{}", hostname());
@@ -358,7 +370,21 @@ impl Exporter {
         ];
         for (what, help, value) in counters {
             let name = format!("rabbitmq_global_messages_{what}_total");
-            t.single(&name, Kind::Counter, help, &AMQP, value);
+            if !PER_QUEUE_TYPE.contains(&what) {
+                t.single(&name, Kind::Counter, help, &AMQP, value);
+                continue;
+            }
+            // Counted per protocol and queue type; Warren's queues are all classic
+            // (quorum queues are served as classic ones).
+            t.family(&name, Kind::Counter, help);
+            for (queue_type, value) in [
+                ("rabbit_classic_queue", value),
+                ("rabbit_quorum_queue", 0),
+                ("rabbit_stream_queue", 0),
+            ] {
+                let labels = [("protocol", "amqp091"), ("queue_type", queue_type)];
+                t.sample(&name, &labels, value);
+            }
         }
         t.single(
             "rabbitmq_global_publishers",

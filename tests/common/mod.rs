@@ -9,6 +9,7 @@ pub mod defs;
 pub mod fixtures;
 pub mod policy;
 pub mod raw;
+pub mod scrape;
 
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
