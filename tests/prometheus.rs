@@ -355,3 +355,33 @@ async fn the_listener_can_be_turned_off() {
     }
     assert_eq!(broker.prometheus, None);
 }
+
+#[test]
+fn rabbitmq_conf_and_toml_set_the_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("rabbitmq.conf");
+    std::fs::write(
+        &conf,
+        "prometheus.tcp.port = 15800\nprometheus.tcp.ip = 0.0.0.0\n",
+    )
+    .expect("write rabbitmq.conf");
+    let absent = dir.path().join("absent.d").display().to_string();
+    let env = |k: &str| match k {
+        "RABBITMQ_CONFIG_FILE" => Some(conf.display().to_string()),
+        "RABBITMQ_CONFIG_FILES" => Some(absent.clone()),
+        _ => None,
+    };
+    let (config, _) = warren::Config::load(None, env).expect("loads");
+    assert_eq!(
+        config.prometheus_listen,
+        Some("0.0.0.0:15800".parse().expect("address"))
+    );
+    let toml = dir.path().join("warren.toml");
+    std::fs::write(&toml, "prometheus_listen = \"none\"\n").expect("write toml");
+    let (config, _) = warren::Config::load(Some(&toml), env).expect("loads");
+    assert_eq!(config.prometheus_listen, None);
+    assert_eq!(
+        warren::Config::default().prometheus_listen,
+        Some("127.0.0.1:15692".parse().expect("address"))
+    );
+}
