@@ -177,6 +177,12 @@ async fn counters_and_gauges_move_by_what_clients_do() {
     assert_eq!(by_type("redelivered"), 1.0);
     assert_eq!(by_type("acknowledged"), 1.0);
     assert_eq!(s.value(&format!("rabbitmq_global_publishers{AMQP}")), 2.0);
+    assert_eq!(s.value("rabbitmq_channel_messages_published_total"), 6.0);
+    assert_eq!(
+        s.value("rabbitmq_channel_messages_delivered_ack_total"),
+        2.0
+    );
+    assert_eq!(s.value("rabbitmq_queue_messages_published_total"), 4.0);
     assert_eq!(s.value(&format!("rabbitmq_global_consumers{AMQP}")), 1.0);
     assert_eq!(s.value("rabbitmq_queues_declared_total"), 2.0);
     assert_eq!(s.value("rabbitmq_queues_created_total"), 1.0);
@@ -336,10 +342,14 @@ async fn every_metric_of_the_grafana_overview_dashboard_is_served() {
     let Some(addr) = prometheus(&broker) else {
         return;
     };
-    let names = include_str!("fixtures/grafana-metric-names.txt");
+    let names = [
+        include_str!("fixtures/grafana-metric-names.txt"),
+        include_str!("fixtures/grafana-metric-names-2021.txt"),
+    ];
     let s = scrape(addr, "/metrics").await;
     let missing: Vec<&str> = names
-        .lines()
+        .iter()
+        .flat_map(|n| n.lines())
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter(|name| !s.has_family(name))

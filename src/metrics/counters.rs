@@ -28,6 +28,8 @@ pub struct Counters {
     pub received: AtomicU64,
     pub received_confirm: AtomicU64,
     pub routed: AtomicU64,
+    /// Messages enqueued, once per queue a message was routed to.
+    pub queue_published: AtomicU64,
     pub unroutable_dropped: AtomicU64,
     pub unroutable_returned: AtomicU64,
     pub confirmed: AtomicU64,

@@ -7,6 +7,7 @@
 //! where they happen with relaxed atomic increments ([`Counters`]); everything else
 //! (queue depths, connections, memory) is read from the broker at scrape time.
 
+pub mod channel;
 pub mod counters;
 pub mod http;
 pub mod report;

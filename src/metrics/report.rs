@@ -111,6 +111,29 @@ impl Exporter {
         let connections = broker.connections().list();
         let channels: usize = connections.iter().map(|c| c.channels).sum();
         let consumers = self.queues(&mut t, endpoint);
+        t.single(
+            "rabbitmq_process_open_tcp_sockets",
+            Kind::Gauge,
+            "Open TCP sockets",
+            &[],
+            connections.len(),
+        );
+        t.single(
+            "rabbitmq_process_max_tcp_sockets",
+            Kind::Gauge,
+            "Open TCP sockets limit",
+            &[],
+            self.ctx.config.max_connections,
+        );
+        if endpoint == Endpoint::Aggregated {
+            t.single(
+                "rabbitmq_queue_messages_published_total",
+                Kind::Counter,
+                "Total number of messages published to queues",
+                &[],
+                get(&m.queue_published),
+            );
+        }
         let gauges = [
             (
                 "rabbitmq_connections",
@@ -132,6 +155,7 @@ impl Exporter {
         for (name, help, value) in gauges {
             t.single(name, Kind::Gauge, help, &[], value);
         }
+        super::channel::render(&mut t, m, consumers.consumers);
         self.identity(&mut t, endpoint);
         self.global(&mut t, consumers.consumers);
         t.finish()

@@ -235,6 +235,9 @@ impl Channel {
             s.throttle = outcome.congested;
         }
         let (delivered, refused) = (outcome.delivered, outcome.refused);
+        if delivered {
+            crate::metrics::add(&s.metrics.queue_published, queues.len() as u64);
+        }
         crate::metrics::inc(if delivered || refused {
             &s.metrics.routed
         } else if mandatory {
