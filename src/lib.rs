@@ -9,6 +9,7 @@ pub mod config;
 pub mod connection;
 pub mod definitions;
 pub mod identity;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod server;

@@ -39,6 +39,18 @@ struct Cli {
     /// directory no default user and vhost are created then.
     #[arg(long, value_name = "FILE")]
     definitions: Option<PathBuf>,
+    /// Address of the Prometheus endpoint (/metrics), IP:PORT, or none to turn it
+    /// off. Default: 127.0.0.1:15692.
+    #[arg(long, value_name = "ADDR", value_parser = parse_optional_addr)]
+    prometheus_listen: Option<OptionalAddr>,
+}
+
+/// An address or none (clap gives `Option<Option<_>>` another meaning).
+#[derive(Clone, Debug)]
+struct OptionalAddr(Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    warren::config::listen::optional::parse(s).map(OptionalAddr)
 }
 
 fn parse_listen(s: &str) -> Result<Vec<SocketAddr>, String> {
@@ -69,6 +81,9 @@ fn main() -> ExitCode {
     }
     if let Some(v) = cli.definitions {
         config.load_definitions = Some(v);
+    }
+    if let Some(v) = cli.prometheus_listen {
+        config.prometheus_listen = v.0;
     }
     if let Err(e) = config.validate() {
         eprintln!("warren: {e}");

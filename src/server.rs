@@ -26,6 +26,8 @@ pub const STARTUP_COMPLETE: &str = "Server startup complete; 0 plugins started."
 pub struct Server {
     /// Each bound listener with its address (port 0 resolved).
     listeners: Vec<(TcpListener, SocketAddr)>,
+    /// The Prometheus listener, if enabled, with its address.
+    prometheus: Option<(TcpListener, SocketAddr)>,
     ctx: Arc<ServerContext>,
 }
 
@@ -104,8 +106,16 @@ impl Server {
                 return Err(e);
             }
         };
+        let prometheus = match config.prometheus_listen.map(bind_http).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                broker.close();
+                return Err(e);
+            }
+        };
         Ok(Server {
             listeners,
+            prometheus,
             ctx: Arc::new(ServerContext { broker, config }),
         })
     }
@@ -113,6 +123,11 @@ impl Server {
     /// The first listener's address (tests bind one listener on port 0 and read it here).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addrs()[0]
+    }
+
+    /// The Prometheus listener's address (port 0 resolved), if it is enabled.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Every bound listener's address, in configuration order (never empty).
@@ -140,6 +155,18 @@ impl Server {
         }
         drop(accepted_tx);
         let sampler = tokio::spawn(sample_resources(self.ctx.clone()));
+        let prometheus = self.prometheus.map(|(listener, addr)| {
+            tracing::info!(%addr, "serving Prometheus metrics");
+            let exporter = Arc::new(crate::metrics::report::Exporter::new(self.ctx.clone()));
+            let mut stop = stop_rx.clone();
+            tokio::spawn(crate::metrics::http::serve(
+                listener,
+                exporter,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            ))
+        });
         tracing::info!(
             version = crate::identity::WARREN_VERSION,
             rabbitmq_version = crate::identity::RABBITMQ_VERSION,
@@ -186,6 +213,9 @@ impl Server {
             connections.abort_all();
         }
         sampler.abort();
+        if let Some(p) = prometheus {
+            p.abort();
+        }
         self.ctx.broker.close();
         tracing::info!("stopped");
         Ok(())
@@ -257,6 +287,14 @@ fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<(TcpListener, SocketAdd
 /// Errors that mean the host has no IPv6 (or not that address), not a conflict.
 fn ipv6_unavailable(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+}
+
+/// Binds an HTTP listener, naming the address in the error.
+fn bind_http(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = bind_one(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {

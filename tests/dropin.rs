@@ -144,8 +144,11 @@ fn rabbitmq_conf_fixture_sets_every_key_dev_setups_use() {
         Some(Path::new("/etc/rabbitmq/definitions.json"))
     );
     assert_eq!(
-        (config.management_port, config.prometheus_port),
-        (15673, 15693)
+        (
+            config.management_port,
+            config.prometheus_listen.map(|a| a.port())
+        ),
+        (15673, Some(15693))
     );
     assert_eq!(config.log_level, "warn");
     assert_eq!(config.log_format, warren::config::LogFormat::Json);

@@ -20,6 +20,7 @@ async fn a_connection_is_listed_and_closed_through_the_registry() {
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().expect("valid address")],
         data_dir: dir.path().to_owned(),
+        prometheus_listen: Some("127.0.0.1:0".parse().expect("valid address")),
         ..Config::default()
     };
     let server = Server::bind(config).await.expect("broker binds");

@@ -9,6 +9,8 @@ fn run_warren(data_dir: &std::path::Path) -> std::process::Output {
         .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--prometheus-listen")
+        .arg("127.0.0.1:0")
         .output()
         .expect("run warren")
 }

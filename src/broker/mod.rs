@@ -32,6 +32,8 @@ pub fn random_name() -> String {
 /// Users, virtual hosts and connections of one broker.
 pub struct Broker {
     pub memory: Arc<crate::model::memory::MemoryGauge>,
+    /// Event counters for the metrics endpoint.
+    pub metrics: Arc<crate::metrics::Counters>,
     vhosts: VHosts,
     connections: Arc<Connections>,
     access: Access,
@@ -68,6 +70,7 @@ impl Broker {
         let fresh = stored.is_none();
         let broker = Broker {
             memory,
+            metrics: Arc::default(),
             vhosts: VHosts::default(),
             connections: Arc::new(Connections::default()),
             access: Access::new(stored.unwrap_or_default(), store.clone()),
@@ -183,7 +186,12 @@ impl Broker {
 
     fn live_vhost(&self, name: &str) -> Arc<VHost> {
         self.vhosts.add(name, || {
-            let v = VHost::new(name, self.store.clone(), self.memory.clone());
+            let v = VHost::new(
+                name,
+                self.store.clone(),
+                self.memory.clone(),
+                self.metrics.clone(),
+            );
             v.set_policies(|| self.policy_set(name));
             v
         })

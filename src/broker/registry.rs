@@ -7,7 +7,7 @@ use crate::broker::VHost;
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
 use tokio::sync::watch;
@@ -102,6 +102,10 @@ impl ConnectionEntry {
 #[derive(Default)]
 pub struct Connections {
     map: Mutex<HashMap<u64, Arc<ConnectionEntry>>>,
+    /// Connections registered since the broker started (for the metrics).
+    opened: AtomicU64,
+    /// Registrations dropped since the broker started.
+    closed: AtomicU64,
 }
 
 impl Connections {
@@ -120,11 +124,20 @@ impl Connections {
             close,
         });
         self.lock().insert(entry.info.id, entry.clone());
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let registration = Registration {
             entry,
             registry: self.clone(),
         };
         (registration, requests)
+    }
+
+    /// Connections opened and closed since the broker started.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.opened.load(Ordering::Relaxed),
+            self.closed.load(Ordering::Relaxed),
+        )
     }
 
     pub fn list(&self) -> Vec<ConnectionInfo> {
@@ -220,6 +233,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.entry.info.id);
+        self.registry.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -119,3 +119,32 @@ mod tests {
         assert!(parse_listener("70000").is_err());
     }
 }
+
+/// An optional address in TOML: `"127.0.0.1:15692"`, or `"none"` (or `""`) for none.
+pub mod optional {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// `none`, `off` or an empty string: no listener; otherwise `IP:PORT`.
+    pub fn parse(text: &str) -> Result<Option<SocketAddr>, String> {
+        match text.trim() {
+            "" | "none" | "off" | "false" => Ok(None),
+            t => t
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("'{t}' is not an address (IP:PORT, or none)")),
+        }
+    }
+}

@@ -28,6 +28,9 @@ pub const RABBITMQ_CONF: &str = "/etc/rabbitmq/rabbitmq.conf";
 /// Which conf.d files RabbitMQ's images read.
 pub const RABBITMQ_CONF_D: &str = "/etc/rabbitmq/conf.d/*.conf";
 
+/// RabbitMQ's Prometheus port.
+pub const DEFAULT_PROMETHEUS_PORT: u16 = 15692;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -145,10 +148,10 @@ pub struct Config {
     /// Address of the management HTTP API (`management.tcp.ip`); none means every
     /// interface. No effect yet.
     pub management_ip: Option<IpAddr>,
-    /// Port of the Prometheus endpoint (RabbitMQ: `prometheus.tcp.port`). No effect yet.
-    pub prometheus_port: u16,
-    /// Address of the Prometheus endpoint (`prometheus.tcp.ip`). No effect yet.
-    pub prometheus_ip: Option<IpAddr>,
+    /// Address of the Prometheus endpoint, `/metrics` (RabbitMQ: `prometheus.tcp.ip`
+    /// and `prometheus.tcp.port`); `"none"` turns it off. Port 0 picks a free port.
+    #[serde(with = "listen::optional")]
+    pub prometheus_listen: Option<SocketAddr>,
     /// Ready messages a durable queue keeps in memory; persistent messages beyond
     /// that stay only in the store until they are about to be delivered.
     pub queue_memory_messages: usize,
@@ -203,8 +206,10 @@ impl Default for Config {
             load_definitions: None,
             management_port: 15672,
             management_ip: None,
-            prometheus_port: 15692,
-            prometheus_ip: None,
+            prometheus_listen: Some(SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                DEFAULT_PROMETHEUS_PORT,
+            ))),
             queue_memory_messages: 100_000,
             store_cache_mb: 32,
             store_max_batch: 16_384,

@@ -225,8 +225,20 @@ fn apply_key(
         }
         "management.tcp.port" => config.management_port = integer(value)?,
         "management.tcp.ip" => config.management_ip = ip(value)?,
-        "prometheus.tcp.port" => config.prometheus_port = integer(value)?,
-        "prometheus.tcp.ip" => config.prometheus_ip = ip(value)?,
+        "prometheus.tcp.port" => {
+            let port = integer(value)?;
+            config.prometheus_listen = Some(match config.prometheus_listen {
+                Some(addr) => SocketAddr::new(addr.ip(), port),
+                None => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+            });
+        }
+        "prometheus.tcp.ip" => {
+            let ip = ip(value)?.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            let port = config
+                .prometheus_listen
+                .map_or(super::DEFAULT_PROMETHEUS_PORT, |a| a.port());
+            config.prometheus_listen = Some(SocketAddr::new(ip, port));
+        }
         "log.console.level" | "log.default.level" => config.log_level = log_level(value)?,
         "log.file.level" => {
             // Warren logs to standard output only: a file level is the level of that log,

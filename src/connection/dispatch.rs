@@ -32,6 +32,7 @@ impl Connection {
             Ok(channel::After::Continue) => Ok(()),
             Ok(channel::After::Remove) => {
                 if let Some(mut ch) = self.channels.remove(&channel_id) {
+                    crate::metrics::inc(&self.session.metrics.channels_closed);
                     ch.release(&mut self.session);
                 }
                 Ok(())
@@ -71,6 +72,7 @@ impl Connection {
                 }
                 self.check_channel_limits()?;
                 self.channels.insert(channel_id, Channel::new(channel_id));
+                crate::metrics::inc(&self.session.metrics.channels_opened);
                 self.session.send(
                     channel_id,
                     AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),

@@ -41,6 +41,7 @@ impl Connection {
     /// queues, consumers are removed, exclusive queues are deleted.
     pub(super) fn cleanup(&mut self, events: &mut mpsc::UnboundedReceiver<ConsumerEvent>) {
         for (_, mut ch) in self.channels.drain() {
+            crate::metrics::inc(&self.session.metrics.channels_closed);
             ch.release(&mut self.session);
         }
         // The consumers are gone from their queues, so nothing more arrives here:

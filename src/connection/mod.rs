@@ -66,6 +66,8 @@ pub(crate) struct Session {
     pub store_wait: bool,
     /// The user's compiled permissions in the vhost (see [`Session::permissions`]).
     pub perms: Arc<Permissions>,
+    /// The broker's event counters.
+    pub metrics: Arc<crate::metrics::Counters>,
 }
 
 impl Session {
@@ -250,6 +252,7 @@ pub async fn serve(
             flow: Arc::new(Flow::default()),
             throttle: None,
             store_wait: false,
+            metrics: ctx.broker.metrics.clone(),
             perms: ctx
                 .broker
                 .access()

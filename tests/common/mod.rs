@@ -9,6 +9,7 @@ pub mod defs;
 pub mod fixtures;
 pub mod policy;
 pub mod raw;
+pub mod scrape;
 
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ use warren::{Config, Server};
 /// [`TestBroker::stop`] where a test must wait for the clean stop.
 pub struct TestBroker {
     pub addr: Option<SocketAddr>,
+    /// The Prometheus listener of an in-process broker (port 0 resolved).
+    pub prometheus: Option<SocketAddr>,
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
     pub uri: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -44,6 +47,7 @@ impl TestBroker {
         if let Ok(uri) = std::env::var("WARREN_TEST_EXTERNAL_URI") {
             return TestBroker {
                 addr: None,
+                prometheus: None,
                 uri,
                 shutdown: None,
                 task: None,
@@ -56,6 +60,7 @@ impl TestBroker {
         let mut config = Config {
             listen: vec!["127.0.0.1:0".parse().expect("valid address")],
             data_dir: dir.path().to_owned(),
+            prometheus_listen: Some("127.0.0.1:0".parse().expect("valid address")),
             ..Config::default()
         };
         adjust(&mut config);
@@ -65,6 +70,7 @@ impl TestBroker {
     async fn launch(config: Config, dir: tempfile::TempDir) -> TestBroker {
         let server = Server::bind(config.clone()).await.expect("broker binds");
         let addr = server.local_addr();
+        let prometheus = server.prometheus_addr();
         let context = server.context();
         let (tx, rx) = oneshot::channel();
         let data_dir = dir.path().to_owned();
@@ -81,6 +87,7 @@ impl TestBroker {
         });
         TestBroker {
             addr: Some(addr),
+            prometheus,
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             shutdown: Some(tx),
             task: Some(task),

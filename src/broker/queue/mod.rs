@@ -119,6 +119,9 @@ pub struct Queue {
     stored: Option<(Arc<Store>, u64)>,
     vhost: Weak<VHost>,
     state: Mutex<QueueState>,
+    /// Deliveries awaiting acknowledgement on channels (for the metrics); kept by
+    /// the channels, outside the queue's lock.
+    unacked: std::sync::atomic::AtomicI64,
 }
 
 struct QueueState {
@@ -190,6 +193,7 @@ impl Queue {
             stored: o.stored,
             vhost: o.vhost,
             state: Mutex::new(state),
+            unacked: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -264,6 +268,21 @@ impl Queue {
 
     pub fn message_count(&self) -> u32 {
         self.lock().ready.len as u32
+    }
+
+    /// Deliveries from this queue awaiting acknowledgement.
+    pub fn unacked_count(&self) -> u64 {
+        self.unacked
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0) as u64
+    }
+
+    /// Counts deliveries that start (positive) or stop (negative) awaiting
+    /// acknowledgement.
+    #[inline]
+    pub fn count_unacked(&self, delta: i64) {
+        self.unacked
+            .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn consumer_count(&self) -> u32 {

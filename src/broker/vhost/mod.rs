@@ -26,6 +26,8 @@ pub struct VHost {
     pub name: Arc<str>,
     store: Option<Arc<Store>>,
     memory: Arc<MemoryGauge>,
+    /// The broker's event counters (queues created and deleted).
+    pub metrics: Arc<crate::metrics::Counters>,
     /// Direct reply-to consumers, by the name publishers reply to.
     replies: RwLock<HashMap<String, Arc<Queue>>>,
     exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
@@ -77,9 +79,15 @@ fn flag(b: bool) -> &'static str {
 }
 
 impl VHost {
-    pub fn new(name: &str, store: Option<Arc<Store>>, memory: Arc<MemoryGauge>) -> VHost {
+    pub fn new(
+        name: &str,
+        store: Option<Arc<Store>>,
+        memory: Arc<MemoryGauge>,
+        metrics: Arc<crate::metrics::Counters>,
+    ) -> VHost {
         let vhost = VHost {
             name: Arc::from(name),
+            metrics,
             store,
             memory,
             replies: RwLock::new(HashMap::new()),

@@ -127,6 +127,7 @@ impl VHost {
         }));
         queues.insert(d.name.to_owned(), q.clone());
         drop(queues);
+        crate::metrics::inc(&self.metrics.queues_created);
         q.touch();
         Ok((q, 0, 0))
     }
@@ -218,6 +219,7 @@ impl VHost {
             return 0;
         }
         let count = q.mark_deleted();
+        crate::metrics::inc(&self.metrics.queues_deleted);
         self.remove_bindings_to(|d| matches!(d, Destination::Queue(b) if Arc::ptr_eq(b, q)));
         tracing::debug!(queue = %q.name, vhost = %self.name, "queue deleted");
         count

@@ -3,6 +3,7 @@
 
 use super::{Channel, Failure, precondition};
 use crate::broker::{Consumer, Queue, QueueEntry};
+use crate::connection::Session;
 use crate::protocol::ProtocolError;
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ pub(super) enum Settle {
 
 impl Channel {
     /// basic.ack.
-    pub(super) fn ack(&mut self, tag: u64, multiple: bool) -> Result<(), Failure> {
+    pub(super) fn ack(&mut self, s: &Session, tag: u64, multiple: bool) -> Result<(), Failure> {
         let items = self.take_unacked(tag, multiple)?;
+        crate::metrics::add(&s.metrics.acknowledged, items.len() as u64);
         self.settle_or_defer(items, Settle::Ack);
         Ok(())
     }
@@ -88,6 +90,7 @@ impl Channel {
             if let Some(c) = &u.consumer {
                 c.release();
             }
+            u.queue.count_unacked(-1);
             match how {
                 Settle::Ack | Settle::Drop => {
                     if how == Settle::Ack || !u.queue.has_dead_letter_exchange() {

@@ -109,12 +109,17 @@ impl Channel {
         s.check(Perm::Read, Resource::Queue, name.as_str())?;
         let queue = s.vhost.queue(name.as_str(), s.id)?;
         match queue.get() {
-            None => self.reply(
-                s,
-                false,
-                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-            ),
+            None => {
+                crate::metrics::inc(&s.metrics.get_empty);
+                self.reply(
+                    s,
+                    false,
+                    AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                )
+            }
             Some((entry, message_count)) => {
+                s.metrics
+                    .message_delivered(true, g.no_ack, entry.redelivered);
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 let get_ok = basic::GetOk {
@@ -128,6 +133,7 @@ impl Channel {
                 if g.no_ack {
                     queue.remove_stored(&entry);
                 } else {
+                    queue.count_unacked(1);
                     self.unacked.push_back(Unacked {
                         tag,
                         queue,
@@ -187,10 +193,13 @@ impl Channel {
             &msg.body,
             s.frame_max,
         );
+        s.metrics
+            .message_delivered(false, consumer.no_ack, entry.redelivered);
         if consumer.no_ack {
             // Written: the message has left the queue for good.
             queue.remove_stored(&entry);
         } else {
+            queue.count_unacked(1);
             self.unacked.push_back(Unacked {
                 tag,
                 queue,

@@ -128,6 +128,9 @@ impl Channel {
                     connection_id: conn_id,
                     server_named,
                 })?;
+                if !d.passive {
+                    crate::metrics::inc(&s.metrics.queues_declared);
+                }
                 self.last_queue = Some(name.clone());
                 self.reply_stored(
                     s,

@@ -65,6 +65,8 @@ pub struct Channel {
     reply_queue: Option<Arc<Queue>>,
     /// Exchanges this channel may publish to, as last checked.
     grants: PublishGrants,
+    /// The channel has published: it counts as a publisher in the metrics.
+    publisher: bool,
 }
 
 pub(super) fn precondition(detail: impl Into<String>) -> BrokerError {
@@ -88,6 +90,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             routed: Vec::new(),
+            publisher: false,
             deferred: VecDeque::new(),
             reply_queue: None,
             grants: PublishGrants::default(),
@@ -124,6 +127,12 @@ impl Channel {
 
     /// Requeues unacked messages and removes the consumers (channel closing).
     pub fn release(&mut self, s: &mut Session) {
+        if self.publisher {
+            self.publisher = false;
+            s.metrics
+                .publishers
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.requeue_held();
         self.incoming = None;
         if let Some(tx) = self.tx.as_mut() {
@@ -192,7 +201,7 @@ impl Channel {
                 Ok(())
             }
             basic::AMQPMethod::Get(g) => self.get(s, g),
-            basic::AMQPMethod::Ack(a) => self.ack(a.delivery_tag, a.multiple),
+            basic::AMQPMethod::Ack(a) => self.ack(s, a.delivery_tag, a.multiple),
             basic::AMQPMethod::Nack(n) => self.nack(n.delivery_tag, n.multiple, n.requeue),
             basic::AMQPMethod::Reject(r) => self.nack(r.delivery_tag, false, r.requeue),
             basic::AMQPMethod::Recover(r) => {

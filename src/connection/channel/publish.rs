@@ -46,6 +46,12 @@ impl Channel {
             )));
         }
         s.publisher = true;
+        if !self.publisher {
+            self.publisher = true;
+            s.metrics
+                .publishers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.incoming = Some(Incoming {
             publish: p,
             header: None,
@@ -189,6 +195,8 @@ impl Channel {
             charge,
         );
         msg.store_id = store_id;
+        s.metrics
+            .message_received(msg.body.len(), self.confirms.is_some());
         let msg = Arc::new(msg);
         if let Some(t) = self.tx.as_mut() {
             t.publishes.push(TxPublish {
@@ -227,6 +235,16 @@ impl Channel {
             s.throttle = outcome.congested;
         }
         let (delivered, refused) = (outcome.delivered, outcome.refused);
+        if delivered {
+            crate::metrics::add(&s.metrics.queue_published, queues.len() as u64);
+        }
+        crate::metrics::inc(if delivered || refused {
+            &s.metrics.routed
+        } else if mandatory {
+            &s.metrics.unroutable_returned
+        } else {
+            &s.metrics.unroutable_dropped
+        });
         // Returned only when no queue was there to take it: a queue that refused it
         // (full, reject-publish) makes the confirm a nack instead, as in RabbitMQ.
         if mandatory && !delivered && !refused {
@@ -286,6 +304,7 @@ impl Channel {
 /// Acknowledges every publish up to `upto` not yet confirmed.
 fn send_ack(s: &mut Session, channel: u16, c: &mut Confirms, upto: u64) {
     if upto > c.sent {
+        crate::metrics::add(&s.metrics.confirmed, upto - c.sent);
         let multiple = upto - c.sent > 1;
         c.sent = upto;
         s.send(

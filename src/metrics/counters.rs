@@ -1,0 +1,140 @@
+//! The broker's event counters: one relaxed atomic per counter, so that counting a
+//! publish or a delivery costs an uncontended `fetch_add` and takes no lock.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Upper bounds of RabbitMQ 4.x's `rabbitmq_message_size_bytes` histogram buckets
+/// (rabbit_msg_size_metrics); the last bucket is `+Inf`.
+pub const SIZE_BUCKETS: [u64; 8] = [
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+];
+
+/// Counts since the broker started, as RabbitMQ's rabbit_global_counters and
+/// rabbit_core_metrics keep them for AMQP 0-9-1.
+#[derive(Default)]
+pub struct Counters {
+    pub channels_opened: AtomicU64,
+    pub channels_closed: AtomicU64,
+    pub queues_declared: AtomicU64,
+    pub queues_created: AtomicU64,
+    pub queues_deleted: AtomicU64,
+    pub received: AtomicU64,
+    pub received_confirm: AtomicU64,
+    pub routed: AtomicU64,
+    /// Messages enqueued, once per queue a message was routed to.
+    pub queue_published: AtomicU64,
+    pub unroutable_dropped: AtomicU64,
+    pub unroutable_returned: AtomicU64,
+    pub confirmed: AtomicU64,
+    pub delivered_consume_manual_ack: AtomicU64,
+    pub delivered_consume_auto_ack: AtomicU64,
+    pub delivered_get_manual_ack: AtomicU64,
+    pub delivered_get_auto_ack: AtomicU64,
+    pub get_empty: AtomicU64,
+    pub redelivered: AtomicU64,
+    pub acknowledged: AtomicU64,
+    /// Channels that have published (RabbitMQ's `rabbitmq_global_publishers`).
+    pub publishers: AtomicI64,
+    /// Received message sizes: one count per bucket of [`SIZE_BUCKETS`] and `+Inf`.
+    size_buckets: [AtomicU64; 9],
+    size_sum: AtomicU64,
+}
+
+/// Adds `n` to a counter.
+#[inline]
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Adds one to a counter.
+#[inline]
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reads a counter.
+#[inline]
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl Counters {
+    /// A publish arrived with a body of `size` bytes.
+    #[inline]
+    pub fn message_received(&self, size: usize, confirm: bool) {
+        inc(&self.received);
+        if confirm {
+            inc(&self.received_confirm);
+        }
+        let size = size as u64;
+        let bucket = SIZE_BUCKETS
+            .iter()
+            .position(|&bound| size <= bound)
+            .unwrap_or(SIZE_BUCKETS.len());
+        inc(&self.size_buckets[bucket]);
+        add(&self.size_sum, size);
+    }
+
+    /// A message was written to a client: by basic.consume or basic.get, with or
+    /// without manual acknowledgement.
+    #[inline]
+    pub fn message_delivered(&self, get: bool, no_ack: bool, redelivered: bool) {
+        inc(match (get, no_ack) {
+            (false, false) => &self.delivered_consume_manual_ack,
+            (false, true) => &self.delivered_consume_auto_ack,
+            (true, false) => &self.delivered_get_manual_ack,
+            (true, true) => &self.delivered_get_auto_ack,
+        });
+        if redelivered {
+            inc(&self.redelivered);
+        }
+    }
+
+    /// Every delivery, whichever way it went.
+    pub fn delivered(&self) -> u64 {
+        get(&self.delivered_consume_manual_ack)
+            + get(&self.delivered_consume_auto_ack)
+            + get(&self.delivered_get_manual_ack)
+            + get(&self.delivered_get_auto_ack)
+    }
+
+    /// The message size histogram: cumulative counts per bucket (the last one is
+    /// `+Inf`, the total count), and the sum of the sizes.
+    pub fn size_histogram(&self) -> ([u64; 9], u64) {
+        let mut cumulative = [0u64; 9];
+        let mut running = 0;
+        for (slot, bucket) in cumulative.iter_mut().zip(&self.size_buckets) {
+            running += get(bucket);
+            *slot = running;
+        }
+        (cumulative, get(&self.size_sum))
+    }
+
+    /// Publishing channels now open.
+    pub fn publishers(&self) -> u64 {
+        self.publishers.load(Ordering::Relaxed).max(0) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_fall_in_rabbitmq_buckets() {
+        let c = Counters::default();
+        for size in [0, 100, 101, 200_000_000] {
+            c.message_received(size, false);
+        }
+        let (buckets, sum) = c.size_histogram();
+        assert_eq!(buckets, [2, 3, 3, 3, 3, 3, 3, 3, 4]);
+        assert_eq!(sum, 200_000_201);
+    }
+}

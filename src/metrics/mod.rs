@@ -1,0 +1,16 @@
+//! Prometheus metrics, as RabbitMQ's `rabbitmq_prometheus` plugin serves them:
+//! `/metrics` (aggregated) and `/metrics/per-object` (per queue), with RabbitMQ's
+//! metric names, types, help texts and labels, so that its Grafana dashboards and
+//! alert rules work unchanged.
+//!
+//! Events (publishes, deliveries, acknowledgements, channels opened...) are counted
+//! where they happen with relaxed atomic increments ([`Counters`]); everything else
+//! (queue depths, connections, memory) is read from the broker at scrape time.
+
+pub mod channel;
+pub mod counters;
+pub mod http;
+pub mod report;
+pub mod text;
+
+pub use counters::{Counters, add, inc};
