@@ -39,6 +39,13 @@ struct Cli {
     /// directory no default user and vhost are created then.
     #[arg(long, value_name = "FILE")]
     definitions: Option<PathBuf>,
+    /// Address of the management HTTP API (default 127.0.0.1:15672), or `none`.
+    #[arg(long, value_name = "ADDR", value_parser = parse_management)]
+    management_listen: Option<Option<SocketAddr>>,
+}
+
+fn parse_management(s: &str) -> Result<Option<SocketAddr>, String> {
+    warren::config::listen::parse_optional(s)
 }
 
 fn parse_listen(s: &str) -> Result<Vec<SocketAddr>, String> {
@@ -69,6 +76,9 @@ fn main() -> ExitCode {
     }
     if let Some(v) = cli.definitions {
         config.load_definitions = Some(v);
+    }
+    if let Some(v) = cli.management_listen {
+        config.management_listen = v;
     }
     if let Err(e) = config.validate() {
         eprintln!("warren: {e}");

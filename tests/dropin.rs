@@ -144,8 +144,11 @@ fn rabbitmq_conf_fixture_sets_every_key_dev_setups_use() {
         Some(Path::new("/etc/rabbitmq/definitions.json"))
     );
     assert_eq!(
-        (config.management_port, config.prometheus_port),
-        (15673, 15693)
+        (
+            config.management_listen.map(|a| a.port()),
+            config.prometheus_port
+        ),
+        (Some(15673), 15693)
     );
     assert_eq!(config.log_level, "warn");
     assert_eq!(config.log_format, warren::config::LogFormat::Json);

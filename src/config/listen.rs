@@ -23,6 +23,35 @@ pub fn all_interfaces(port: u16) -> Vec<SocketAddr> {
     ]
 }
 
+/// An optional HTTP listener (`management_listen`): `IP:PORT`, or `none` to turn it off.
+pub fn parse_optional(text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") || text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("'{text}' is not IP:PORT or 'none'"))
+}
+
+/// Serde for an optional listener as text: the address, or `none` (TOML has no null).
+pub mod optional {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_optional(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses one listener: `5672`, `127.0.0.1:5672`, `[::1]:5672`, `:::5672`, `::1:5672`.
 pub fn parse_listener(text: &str) -> Result<Vec<SocketAddr>, String> {
     let text = text.trim();

@@ -140,11 +140,10 @@ pub struct Config {
     /// boot without replacing what exists (RabbitMQ: `load_definitions`). A new data
     /// directory then gets no default user and vhost; an invalid file stops the boot.
     pub load_definitions: Option<PathBuf>,
-    /// Port of the management HTTP API (RabbitMQ: `management.tcp.port`). No effect yet.
-    pub management_port: u16,
-    /// Address of the management HTTP API (`management.tcp.ip`); none means every
-    /// interface. No effect yet.
-    pub management_ip: Option<IpAddr>,
+    /// Address of the management HTTP API (RabbitMQ: `management.tcp.ip` and
+    /// `management.tcp.port`), or `"none"` to turn it off. Port 0 picks a free port.
+    #[serde(with = "listen::optional")]
+    pub management_listen: Option<SocketAddr>,
     /// Port of the Prometheus endpoint (RabbitMQ: `prometheus.tcp.port`). No effect yet.
     pub prometheus_port: u16,
     /// Address of the Prometheus endpoint (`prometheus.tcp.ip`). No effect yet.
@@ -195,8 +194,7 @@ impl Default for Config {
             disk_free_limit_relative: None,
             consumer_timeout_ms: Some(1_800_000),
             load_definitions: None,
-            management_port: 15672,
-            management_ip: None,
+            management_listen: Some(SocketAddr::from(([127, 0, 0, 1], 15672))),
             prometheus_port: 15692,
             prometheus_ip: None,
             queue_memory_messages: 100_000,

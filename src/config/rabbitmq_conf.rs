@@ -211,8 +211,20 @@ fn apply_key(
         "definitions.skip_if_unchanged" => {
             boolean(value)?;
         }
-        "management.tcp.port" => config.management_port = integer(value)?,
-        "management.tcp.ip" => config.management_ip = ip(value)?,
+        "management.tcp.port" => {
+            let port = integer(value)?;
+            let addr = config
+                .management_listen
+                .get_or_insert(SocketAddr::from(([127, 0, 0, 1], 15672)));
+            addr.set_port(port);
+        }
+        "management.tcp.ip" => {
+            let ip = ip(value)?.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+            let addr = config
+                .management_listen
+                .get_or_insert(SocketAddr::from(([127, 0, 0, 1], 15672)));
+            addr.set_ip(ip);
+        }
         "prometheus.tcp.port" => config.prometheus_port = integer(value)?,
         "prometheus.tcp.ip" => config.prometheus_ip = ip(value)?,
         "log.console.level" | "log.default.level" => config.log_level = log_level(value)?,

@@ -16,6 +16,8 @@ pub fn warren(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
     isolate(&mut cmd, dir);
     cmd.arg("--data-dir").arg(dir.join("data"));
+    // Tests run side by side: never the fixed management port.
+    cmd.args(["--management-listen", "127.0.0.1:0"]);
     cmd
 }
 
@@ -108,6 +110,8 @@ pub async fn start_warren(args: impl Fn(u16) -> Vec<OsString>) -> (Child, String
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(args(port))
+            // Tests run side by side: never the fixed management port.
+            .args(["--management-listen", "127.0.0.1:0"])
             .kill_on_drop(true)
             .spawn()
             .expect("spawn warren");

@@ -7,6 +7,7 @@ pub mod access;
 pub mod binary;
 pub mod defs;
 pub mod fixtures;
+pub mod http;
 pub mod policy;
 pub mod raw;
 
@@ -22,6 +23,8 @@ use warren::{Config, Server};
 /// [`TestBroker::stop`] where a test must wait for the clean stop.
 pub struct TestBroker {
     pub addr: Option<SocketAddr>,
+    /// The management HTTP API's address (bound on port 0), if in-process.
+    pub management: Option<SocketAddr>,
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
     pub uri: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -44,6 +47,7 @@ impl TestBroker {
         if let Ok(uri) = std::env::var("WARREN_TEST_EXTERNAL_URI") {
             return TestBroker {
                 addr: None,
+                management: None,
                 uri,
                 shutdown: None,
                 task: None,
@@ -55,6 +59,7 @@ impl TestBroker {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = Config {
             listen: vec!["127.0.0.1:0".parse().expect("valid address")],
+            management_listen: Some("127.0.0.1:0".parse().expect("valid address")),
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
@@ -65,6 +70,7 @@ impl TestBroker {
     async fn launch(config: Config, dir: tempfile::TempDir) -> TestBroker {
         let server = Server::bind(config.clone()).await.expect("broker binds");
         let addr = server.local_addr();
+        let management = server.management_addr();
         let context = server.context();
         let (tx, rx) = oneshot::channel();
         let data_dir = dir.path().to_owned();
@@ -81,6 +87,7 @@ impl TestBroker {
         });
         TestBroker {
             addr: Some(addr),
+            management,
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             shutdown: Some(tx),
             task: Some(task),
@@ -115,6 +122,15 @@ impl TestBroker {
     }
 
     /// The URI with other credentials or vhost, e.g. `uri_with("guest", "bad", "%2f")`.
+    /// A management API client as guest (in-process brokers only).
+    pub fn api(&self) -> http::Api {
+        http::Api::new(
+            self.management.expect("an in-process broker with its API"),
+            "guest",
+            "guest",
+        )
+    }
+
     pub fn uri_with(&self, user: &str, pass: &str, vhost: &str) -> String {
         let rest = self.uri.rsplit_once('@').map(|(_, r)| r).unwrap_or("");
         let host = rest.split('/').next().unwrap_or("");
