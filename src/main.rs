@@ -40,12 +40,8 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     definitions: Option<PathBuf>,
     /// Address of the management HTTP API (default 127.0.0.1:15672), or `none`.
-    #[arg(long, value_name = "ADDR", value_parser = parse_management)]
-    management_listen: Option<Option<SocketAddr>>,
-}
-
-fn parse_management(s: &str) -> Result<Option<SocketAddr>, String> {
-    warren::config::listen::parse_optional(s)
+    #[arg(long, value_name = "ADDR")]
+    management_listen: Option<String>,
 }
 
 fn parse_listen(s: &str) -> Result<Vec<SocketAddr>, String> {
@@ -78,7 +74,13 @@ fn main() -> ExitCode {
         config.load_definitions = Some(v);
     }
     if let Some(v) = cli.management_listen {
-        config.management_listen = v;
+        match warren::config::listen::parse_optional(&v) {
+            Ok(addr) => config.management_listen = addr,
+            Err(e) => {
+                eprintln!("warren: --management-listen: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     if let Err(e) = config.validate() {
         eprintln!("warren: {e}");
