@@ -189,7 +189,7 @@ async fn port_listener(
     Path(port): Path<String>,
 ) -> ApiResult<Response> {
     let Ok(port) = port.parse::<u16>() else {
-        return Err(ApiError::bad_request(format!("Invalid port: {port}")));
+        return Err(ApiError::bad_request("Invalid port"));
     };
     let mut ports: Vec<u16> = api.amqp.iter().map(|a| a.port()).collect();
     ports.push(api.management.port());
