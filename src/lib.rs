@@ -8,6 +8,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod definitions;
+pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod model;

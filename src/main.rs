@@ -39,6 +39,10 @@ struct Cli {
     /// directory no default user and vhost are created then.
     #[arg(long, value_name = "FILE")]
     definitions: Option<PathBuf>,
+    /// Address of the management HTTP API, IP:PORT, or none to turn it off.
+    /// Default: 127.0.0.1:15672.
+    #[arg(long, value_name = "ADDR", value_parser = parse_optional_addr)]
+    management_listen: Option<OptionalAddr>,
     /// Address of the Prometheus endpoint (/metrics), IP:PORT, or none to turn it
     /// off. Default: 127.0.0.1:15692.
     #[arg(long, value_name = "ADDR", value_parser = parse_optional_addr)]
@@ -81,6 +85,9 @@ fn main() -> ExitCode {
     }
     if let Some(v) = cli.definitions {
         config.load_definitions = Some(v);
+    }
+    if let Some(v) = cli.management_listen {
+        config.management_listen = v.0;
     }
     if let Some(v) = cli.prometheus_listen {
         config.prometheus_listen = v.0;

@@ -28,6 +28,8 @@ pub struct Server {
     listeners: Vec<(TcpListener, SocketAddr)>,
     /// The Prometheus listener, if enabled, with its address.
     prometheus: Option<(TcpListener, SocketAddr)>,
+    /// The management HTTP API's listener, if configured.
+    management: Option<(TcpListener, SocketAddr)>,
     ctx: Arc<ServerContext>,
 }
 
@@ -113,9 +115,20 @@ impl Server {
                 return Err(e);
             }
         };
+        let management = match config.management_listen.map(bind_http).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                broker.close();
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen for the management API: {e}"),
+                ));
+            }
+        };
         Ok(Server {
             listeners,
             prometheus,
+            management,
             ctx: Arc::new(ServerContext { broker, config }),
         })
     }
@@ -135,13 +148,18 @@ impl Server {
         self.listeners.iter().map(|(_, addr)| *addr).collect()
     }
 
-    /// Accepts connections until `shutdown` completes, then closes them all.
+    /// The management HTTP API's address (port 0 resolved), if it listens.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().map(|(_, a)| *a)
+    }
+
     /// What every connection shares (the broker, the configuration): a handle to
     /// the running broker for whoever embeds it.
     pub fn context(&self) -> Arc<ServerContext> {
         self.ctx.clone()
     }
 
+    /// Accepts connections until `shutdown` completes, then closes them all.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
@@ -149,11 +167,21 @@ impl Server {
         let mut next_id: u64 = 1;
         let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
         let mut acceptors = JoinSet::new();
+        let amqp_addrs: Vec<SocketAddr> = self.listeners.iter().map(|(_, a)| *a).collect();
         for (listener, addr) in self.listeners {
             tracing::info!(%addr, "listening for AMQP 0-9-1 connections");
             acceptors.spawn(accept_loop(listener, accepted_tx.clone()));
         }
         drop(accepted_tx);
+        let management = self.management.map(|(listener, addr)| {
+            tracing::info!(%addr, "listening for management API requests");
+            let api = crate::http::Api {
+                ctx: self.ctx.clone(),
+                amqp: Arc::new(amqp_addrs.clone()),
+                management: addr,
+            };
+            tokio::spawn(crate::http::serve(listener, api, stop_rx.clone()))
+        });
         let sampler = tokio::spawn(sample_resources(self.ctx.clone()));
         let prometheus = self.prometheus.map(|(listener, addr)| {
             tracing::info!(%addr, "serving Prometheus metrics");
@@ -215,6 +243,13 @@ impl Server {
         sampler.abort();
         if let Some(p) = prometheus {
             p.abort();
+        }
+        if let Some(task) = management
+            && tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("management API did not stop in time");
         }
         self.ctx.broker.close();
         tracing::info!("stopped");

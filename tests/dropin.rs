@@ -145,10 +145,10 @@ fn rabbitmq_conf_fixture_sets_every_key_dev_setups_use() {
     );
     assert_eq!(
         (
-            config.management_port,
+            config.management_listen.map(|a| a.port()),
             config.prometheus_listen.map(|a| a.port())
         ),
-        (15673, Some(15693))
+        (Some(15673), Some(15693))
     );
     assert_eq!(config.log_level, "warn");
     assert_eq!(config.log_format, warren::config::LogFormat::Json);

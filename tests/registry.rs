@@ -19,6 +19,7 @@ async fn a_connection_is_listed_and_closed_through_the_registry() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = Config {
         listen: vec!["127.0.0.1:0".parse().expect("valid address")],
+        management_listen: None,
         data_dir: dir.path().to_owned(),
         prometheus_listen: Some("127.0.0.1:0".parse().expect("valid address")),
         ..Config::default()

@@ -7,6 +7,7 @@ fn run_warren(data_dir: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_warren"))
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .args(["--management-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--prometheus-listen")

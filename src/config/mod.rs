@@ -30,6 +30,8 @@ pub const RABBITMQ_CONF_D: &str = "/etc/rabbitmq/conf.d/*.conf";
 
 /// RabbitMQ's Prometheus port.
 pub const DEFAULT_PROMETHEUS_PORT: u16 = 15692;
+/// RabbitMQ management plugin's default port.
+pub const DEFAULT_MANAGEMENT_PORT: u16 = 15672;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -143,11 +145,10 @@ pub struct Config {
     /// boot without replacing what exists (RabbitMQ: `load_definitions`). A new data
     /// directory then gets no default user and vhost; an invalid file stops the boot.
     pub load_definitions: Option<PathBuf>,
-    /// Port of the management HTTP API (RabbitMQ: `management.tcp.port`). No effect yet.
-    pub management_port: u16,
-    /// Address of the management HTTP API (`management.tcp.ip`); none means every
-    /// interface. No effect yet.
-    pub management_ip: Option<IpAddr>,
+    /// Address of the management HTTP API (RabbitMQ: `management.tcp.ip` and
+    /// `management.tcp.port`), or `"none"` to turn it off. Port 0 picks a free port.
+    #[serde(with = "listen::optional")]
+    pub management_listen: Option<SocketAddr>,
     /// Address of the Prometheus endpoint, `/metrics` (RabbitMQ: `prometheus.tcp.ip`
     /// and `prometheus.tcp.port`); `"none"` turns it off. Port 0 picks a free port.
     #[serde(with = "listen::optional")]
@@ -204,8 +205,10 @@ impl Default for Config {
             disk_free_limit_relative: None,
             consumer_timeout_ms: Some(1_800_000),
             load_definitions: None,
-            management_port: 15672,
-            management_ip: None,
+            management_listen: Some(SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                DEFAULT_MANAGEMENT_PORT,
+            ))),
             prometheus_listen: Some(SocketAddr::from((
                 std::net::Ipv4Addr::LOCALHOST,
                 DEFAULT_PROMETHEUS_PORT,

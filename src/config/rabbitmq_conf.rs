@@ -223,8 +223,20 @@ fn apply_key(
         "definitions.skip_if_unchanged" => {
             boolean(value)?;
         }
-        "management.tcp.port" => config.management_port = integer(value)?,
-        "management.tcp.ip" => config.management_ip = ip(value)?,
+        "management.tcp.port" => {
+            let port = integer(value)?;
+            config.management_listen = Some(match config.management_listen {
+                Some(addr) => SocketAddr::new(addr.ip(), port),
+                None => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+            });
+        }
+        "management.tcp.ip" => {
+            let ip = ip(value)?.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            let port = config
+                .management_listen
+                .map_or(super::DEFAULT_MANAGEMENT_PORT, |a| a.port());
+            config.management_listen = Some(SocketAddr::new(ip, port));
+        }
         "prometheus.tcp.port" => {
             let port = integer(value)?;
             config.prometheus_listen = Some(match config.prometheus_listen {

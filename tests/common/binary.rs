@@ -18,6 +18,8 @@ pub fn warren(dir: &Path) -> Command {
     cmd.arg("--data-dir").arg(dir.join("data"));
     // Tests run side by side: the Prometheus listener takes a free port too.
     cmd.arg("--prometheus-listen").arg("127.0.0.1:0");
+    // Tests run side by side: never the fixed management port.
+    cmd.args(["--management-listen", "127.0.0.1:0"]);
     cmd
 }
 
@@ -111,6 +113,8 @@ pub async fn start_warren(args: impl Fn(u16) -> Vec<OsString>) -> (Child, String
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(args(port))
             .args(["--prometheus-listen", "127.0.0.1:0"])
+            // Tests run side by side: never the fixed management port.
+            .args(["--management-listen", "127.0.0.1:0"])
             .kill_on_drop(true)
             .spawn()
             .expect("spawn warren");

@@ -7,6 +7,7 @@ pub mod access;
 pub mod binary;
 pub mod defs;
 pub mod fixtures;
+pub mod http;
 pub mod policy;
 pub mod raw;
 pub mod scrape;
@@ -25,6 +26,8 @@ pub struct TestBroker {
     pub addr: Option<SocketAddr>,
     /// The Prometheus listener of an in-process broker (port 0 resolved).
     pub prometheus: Option<SocketAddr>,
+    /// The management HTTP API's address (bound on port 0), if in-process.
+    pub management: Option<SocketAddr>,
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`
     pub uri: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -48,6 +51,7 @@ impl TestBroker {
             return TestBroker {
                 addr: None,
                 prometheus: None,
+                management: None,
                 uri,
                 shutdown: None,
                 task: None,
@@ -59,6 +63,7 @@ impl TestBroker {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = Config {
             listen: vec!["127.0.0.1:0".parse().expect("valid address")],
+            management_listen: Some("127.0.0.1:0".parse().expect("valid address")),
             data_dir: dir.path().to_owned(),
             prometheus_listen: Some("127.0.0.1:0".parse().expect("valid address")),
             ..Config::default()
@@ -71,6 +76,7 @@ impl TestBroker {
         let server = Server::bind(config.clone()).await.expect("broker binds");
         let addr = server.local_addr();
         let prometheus = server.prometheus_addr();
+        let management = server.management_addr();
         let context = server.context();
         let (tx, rx) = oneshot::channel();
         let data_dir = dir.path().to_owned();
@@ -88,6 +94,7 @@ impl TestBroker {
         TestBroker {
             addr: Some(addr),
             prometheus,
+            management,
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             shutdown: Some(tx),
             task: Some(task),
@@ -122,6 +129,15 @@ impl TestBroker {
     }
 
     /// The URI with other credentials or vhost, e.g. `uri_with("guest", "bad", "%2f")`.
+    /// A management API client as guest (in-process brokers only).
+    pub fn api(&self) -> http::Api {
+        http::Api::new(
+            self.management.expect("an in-process broker with its API"),
+            "guest",
+            "guest",
+        )
+    }
+
     pub fn uri_with(&self, user: &str, pass: &str, vhost: &str) -> String {
         let rest = self.uri.rsplit_once('@').map(|(_, r)| r).unwrap_or("");
         let host = rest.split('/').next().unwrap_or("");
