@@ -22,16 +22,23 @@ pub fn warren_release() -> String {
     format!("{WARREN_NAME} {WARREN_VERSION}")
 }
 
-/// The node name RabbitMQ would have here: `rabbit@` and the host name.
+/// The node name RabbitMQ would have here: `rabbit@` and the short host name.
 pub fn node_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("rabbit@{host}")
+    format!("rabbit@{}", short_hostname())
+}
+
+/// The host name up to its first dot, as RabbitMQ's short node names use it.
+fn short_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length, which is what we pass.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]);
+    match name.split('.').next() {
+        Some(short) if !short.is_empty() => short.to_owned(),
+        _ => "localhost".into(),
+    }
 }

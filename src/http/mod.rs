@@ -159,16 +159,4 @@ pub fn ok_json(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 
-/// The node name RabbitMQ reports (`rabbit@HOST`).
-pub fn node_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("rabbit@{host}")
-}
+pub use crate::identity::node_name;

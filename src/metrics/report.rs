@@ -52,7 +52,7 @@ const PER_QUEUE_TYPE: [&str; 8] = [
 
 impl Exporter {
     pub fn new(ctx: Arc<ServerContext>) -> Exporter {
-        let node = format!("rabbit@{}", hostname());
+        let node = crate::identity::node_name();
         Exporter {
             ctx,
             started: Instant::now(),
@@ -440,20 +440,6 @@ impl Exporter {
 struct Tally {
     queues: u64,
     consumers: u64,
-}
-
-/// The host name, as RabbitMQ's default node name `rabbit@HOST` uses it.
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is writable for its whole length, which is what we pass.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]);
-    // RabbitMQ's short node names stop at the first dot.
-    name.split('.').next().unwrap_or("localhost").to_string()
 }
 
 /// Open file descriptors of the process (Linux), if known.
