@@ -143,13 +143,7 @@ impl Channel {
                 );
             }
             q::AMQPMethod::Bind(b) => {
-                let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
-                s.check_binding(
-                    Resource::Queue,
-                    name.as_str(),
-                    exchange.as_str(),
-                    key.as_str(),
-                )?;
+                let (name, exchange, key) = self.binding(s, b.queue, b.exchange, b.routing_key)?;
                 s.vhost.bind_queue(
                     name.as_str(),
                     exchange.as_str(),
@@ -164,13 +158,7 @@ impl Channel {
                 );
             }
             q::AMQPMethod::Unbind(b) => {
-                let (name, exchange, key) = self.binding(b.queue, b.exchange, b.routing_key)?;
-                s.check_binding(
-                    Resource::Queue,
-                    name.as_str(),
-                    exchange.as_str(),
-                    key.as_str(),
-                )?;
+                let (name, exchange, key) = self.binding(s, b.queue, b.exchange, b.routing_key)?;
                 s.vhost.unbind_queue(
                     name.as_str(),
                     exchange.as_str(),
@@ -214,8 +202,11 @@ impl Channel {
     /// The queue, exchange and routing key of a queue.bind or unbind: names without
     /// CR and LF, an empty queue name meaning the last declared queue, and with it an
     /// empty routing key meaning that queue's name too (RabbitMQ's shortcuts).
+    /// queue.bind / unbind: the queue, exchange and key it names (the last declared
+    /// queue and its name as key when left empty), once the permission check passed.
     pub(super) fn binding(
         &self,
+        s: &mut Session,
         queue: ShortString,
         exchange: ShortString,
         key: ShortString,
@@ -227,7 +218,14 @@ impl Channel {
         } else {
             key
         };
-        Ok((name, strip_cr_lf(exchange), key))
+        let exchange = strip_cr_lf(exchange);
+        s.check_binding(
+            Resource::Queue,
+            name.as_str(),
+            exchange.as_str(),
+            key.as_str(),
+        )?;
+        Ok((name, exchange, key))
     }
 
     pub(super) fn queue_name(&self, name: &ShortString) -> Result<ShortString, Failure> {
