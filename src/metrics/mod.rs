@@ -10,6 +10,7 @@
 pub mod channel;
 pub mod counters;
 pub mod http;
+pub mod rates;
 pub mod report;
 pub mod text;
 
