@@ -39,7 +39,7 @@ impl Rate {
                 *samples = Some((now, None));
                 return 0.0;
             }
-            Some((last, previous)) if at.duration_since(last.at) >= INTERVAL => {
+            Some((last, _)) if at.duration_since(last.at) >= INTERVAL => {
                 *samples = Some((now, Some(last)));
                 (now, Some(last))
             }
