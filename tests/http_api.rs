@@ -51,6 +51,11 @@ async fn a_vhost_user_and_permissions_made_over_http_let_a_client_in() {
     let broker = TestBroker::start().await;
     let api = broker.api();
     assert_eq!(api.put("/api/vhosts/shop", json!({})).await.status, 201);
+    // Whoever creates a vhost gets full permissions on it, as in RabbitMQ.
+    assert_eq!(
+        api.get("/api/permissions/shop/guest").await.json(),
+        json!({"user": "guest", "vhost": "shop", "configure": ".*", "write": ".*", "read": ".*"})
+    );
     assert_eq!(
         api.put("/api/vhosts/shop", json!({"description": "the shop"}))
             .await

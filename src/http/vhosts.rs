@@ -91,6 +91,17 @@ async fn put(
     let broker = &api.ctx.broker;
     let existed = broker.vhost(&vhost).is_some();
     broker.add_vhost(&vhost);
+    if !existed {
+        // RabbitMQ gives whoever creates a vhost through the API full permissions
+        // on it (rabbit_vhost:put_vhost).
+        broker.set_permissions(crate::access::Permission {
+            user: caller.user.name.clone(),
+            vhost: vhost.clone(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        })?;
+    }
     if description.is_some() || tags.is_some() || default_queue_type.is_some() {
         broker.access().update(|s| {
             if let Some(v) = s.vhosts.iter_mut().find(|v| v.name == vhost) {
