@@ -85,6 +85,13 @@ async fn shims_answer_healthchecks_with_rabbitmq_exit_codes() {
         (0, "user\ttags\nguest\t[administrator]\n"),
         "{err}"
     );
+    // Called as warrenctl, it is rabbitmqctl.
+    let (code, out, err) = shim(d, "warrenctl", port, &["list_vhosts"]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Listing vhosts ...\nname\n/\n"),
+        "{err}"
+    );
     let (code, _, err) = shim(d, "rabbitmqctl", port, &["cluster_status"]).await;
     assert_eq!(code, 70, "{err}");
     assert!(err.contains("not available in Warren yet"), "{err}");
