@@ -192,7 +192,12 @@ pub fn status(
         identity::PRODUCT,
         identity::warren_release()
     );
-    println!("RabbitMQ version: {}", identity::RABBITMQ_VERSION);
+    let version = overview
+        .as_ref()
+        .and_then(|o| o.as_ref().ok())
+        .and_then(|o| o["rabbitmq_version"].as_str().map(str::to_string))
+        .unwrap_or_else(|| identity::RABBITMQ_VERSION.to_string());
+    println!("RabbitMQ version: {version}");
     println!("Node name: {node}");
     println!("Warren version of this tool: {}", identity::WARREN_VERSION);
     if let Ok(a) = &answer {
