@@ -9,7 +9,20 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::process::Command;
 
-/// Runs a shim under `name` (a symlink to warren-shim), pointed at `port`.
+/// The management API's address, from the broker's log.
+fn management(lines: &[String]) -> String {
+    let line = lines
+        .iter()
+        .find(|l| l.contains("listening for management API"))
+        .expect("a management listener line");
+    let at = line.find("addr").expect("an addr field");
+    let rest = line[at + 4..].trim_start_matches(['=', '"', ':']);
+    let end = rest.find(['"', ' ']).unwrap_or(rest.len());
+    format!("http://{}", &rest[..end])
+}
+
+/// Runs a shim under `name` (a symlink to warren-shim), pointed at `port` and at the
+/// management API in `WARREN_API` (set by each test for its broker).
 async fn shim(dir: &Path, name: &str, port: u16, args: &[&str]) -> (i32, String, String) {
     let link = dir.join(name);
     if !link.exists() {
@@ -17,8 +30,10 @@ async fn shim(dir: &Path, name: &str, port: u16, args: &[&str]) -> (i32, String,
     }
     let mut cmd = Command::new(&link);
     isolate(&mut cmd, dir);
+    let api = std::fs::read_to_string(dir.join("api")).unwrap_or_default();
     cmd.env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
         .env("RABBITMQ_NODE_PORT", port.to_string())
+        .env("WARREN_API", api.trim())
         .args(args);
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
@@ -39,6 +54,7 @@ async fn shims_answer_healthchecks_with_rabbitmq_exit_codes() {
     let running = spawn_until_started(cmd).await;
     let port = listening(&running.lines)[0].port();
     let d = dir.path();
+    std::fs::write(d.join("api"), management(&running.lines)).expect("write");
 
     let (code, out, _) = shim(d, "rabbitmq-diagnostics", port, &["-q", "ping"]).await;
     assert_eq!((code, out.trim()), (0, "Ping succeeded"));
@@ -60,11 +76,25 @@ async fn shims_answer_healthchecks_with_rabbitmq_exit_codes() {
     let (code, out, _) = shim(d, "rabbitmq-diagnostics", port, &["status"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Broker product: RabbitMQ"), "{out}");
-    let (code, _, err) = shim(d, "rabbitmq-diagnostics", port, &["check_local_alarms"]).await;
+    let (code, out, err) = shim(d, "rabbitmq-diagnostics", port, &["check_local_alarms"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reported no local alarms"), "{out}");
+    let (code, out, err) = shim(d, "rabbitmqctl", port, &["-q", "list_users"]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "user\ttags\nguest\t[administrator]\n"),
+        "{err}"
+    );
+    // Called as warrenctl, it is rabbitmqctl.
+    let (code, out, err) = shim(d, "warrenctl", port, &["list_vhosts"]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Listing vhosts ...\nname\n/\n"),
+        "{err}"
+    );
+    let (code, _, err) = shim(d, "rabbitmqctl", port, &["cluster_status"]).await;
     assert_eq!(code, 70, "{err}");
     assert!(err.contains("not available in Warren yet"), "{err}");
-    let (code, _, _) = shim(d, "rabbitmqctl", port, &["list_queues"]).await;
-    assert_eq!(code, 70);
     let (code, out, _) = shim(d, "rabbitmqctl", port, &["await_startup"]).await;
     assert_eq!(code, 0, "{out}");
     let (code, _, _) = shim(d, "rabbitmqctl", port, &["no_such_command"]).await;
@@ -84,6 +114,9 @@ async fn shims_answer_healthchecks_with_rabbitmq_exit_codes() {
     assert_eq!(code, 69, "{err}");
     let (code, _, _) = shim(d, "rabbitmq-diagnostics", port, &["check_running"]).await;
     assert_eq!(code, 69);
+    let (code, _, err) = shim(d, "rabbitmqctl", port, &["list_users"]).await;
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("unable to reach the management API"), "{err}");
 }
 
 #[tokio::test]

@@ -1,18 +1,31 @@
 //! `warren-shim`: RabbitMQ's command-line tools as far as Warren can answer them, so
-//! compose healthchecks and testcontainers helpers run unchanged. One binary, called
-//! through symlinks named `rabbitmq-diagnostics`, `rabbitmqctl` and `rabbitmq-plugins`
-//! (the name it is called by picks the tool), or as `warren-shim TOOL COMMAND ...`.
+//! compose healthchecks, testcontainers helpers and operators' scripts run unchanged.
+//! One binary, called through symlinks named `rabbitmq-diagnostics`, `rabbitmqctl`
+//! (also `warrenctl`) and `rabbitmq-plugins` (the name it is called by picks the tool),
+//! or as `warren-shim TOOL COMMAND ...`.
 //!
-//! The checks talk AMQP to the listeners found in the broker's own configuration sources
-//! (rabbitmq.conf, conf.d, `WARREN_CONFIG`, the `RABBITMQ_*` variables). Commands that
-//! need the broker's internals wait for Warren's management API and say so.
+//! The liveness checks (ping, check_running, ...) talk AMQP to the listeners found in
+//! the broker's own configuration sources (rabbitmq.conf, conf.d, `WARREN_CONFIG`, the
+//! `RABBITMQ_*` variables). The commands on the broker's objects (list_queues,
+//! add_user, set_policy, ...) and the alarm checks go through the management HTTP API
+//! (api.rs says how it is found), so they work against RabbitMQ as well.
 //!
 //! Exit codes are those of RabbitMQ's tools (sysexits): 0 success, 64 usage (unknown
-//! command or option), 69 unavailable (the broker does not answer, a check failed), 70
-//! (a RabbitMQ command Warren does not provide yet), 75 timeout, 78 configuration error.
+//! command or option), 65 bad data, 67 no such user, 69 unavailable (the broker does
+//! not answer, a check failed), 70 (a RabbitMQ command Warren does not provide), 75
+//! timeout, 77 refused credentials, 78 configuration error.
 
+mod admin;
+mod api;
+mod ctl;
+mod diag;
+mod list;
+mod objects;
+mod options;
 mod probe;
+mod table;
 
+use options::Options;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -21,19 +34,23 @@ use warren::config::listen::reachable;
 use warren::identity;
 
 const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+const EX_NOUSER: u8 = 67;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_TEMPFAIL: u8 = 75;
+const EX_NOPERM: u8 = 77;
 const EX_CONFIG: u8 = 78;
 
-const TOOLS: [&str; 3] = ["rabbitmq-diagnostics", "rabbitmqctl", "rabbitmq-plugins"];
+const TOOLS: [&str; 4] = [
+    "rabbitmq-diagnostics",
+    "rabbitmqctl",
+    "rabbitmq-plugins",
+    "warrenctl",
+];
 
-/// RabbitMQ commands Warren knows of but cannot answer without its management API.
+/// RabbitMQ commands Warren knows of but does not answer (yet).
 const NOT_YET: &[&str] = &[
-    "check_local_alarms",
-    "check_alarms",
-    "alarms",
-    "check_virtual_hosts",
     "check_if_node_is_quorum_critical",
     "check_if_node_is_mirror_sync_critical",
     "check_certificate_expiration",
@@ -41,32 +58,7 @@ const NOT_YET: &[&str] = &[
     "memory_breakdown",
     "environment",
     "report",
-    "list_queues",
-    "list_exchanges",
-    "list_bindings",
-    "list_connections",
-    "list_channels",
-    "list_consumers",
-    "list_permissions",
-    "list_user_permissions",
-    "list_policies",
     "list_parameters",
-    "add_user",
-    "delete_user",
-    "change_password",
-    "authenticate_user",
-    "set_user_tags",
-    "add_vhost",
-    "delete_vhost",
-    "set_permissions",
-    "clear_permissions",
-    "set_policy",
-    "clear_policy",
-    "purge_queue",
-    "delete_queue",
-    "close_connection",
-    "import_definitions",
-    "export_definitions",
     "stop",
     "stop_app",
     "start_app",
@@ -76,12 +68,6 @@ const NOT_YET: &[&str] = &[
     "list_feature_flags",
     "cluster_status",
 ];
-
-struct Options {
-    quiet: bool,
-    timeout: Duration,
-    args: Vec<String>,
-}
 
 fn main() -> ExitCode {
     let mut argv: Vec<String> = std::env::args().collect();
@@ -101,12 +87,12 @@ fn main() -> ExitCode {
         argv.remove(0)
     } else {
         eprintln!(
-            "usage: warren-shim {{rabbitmq-diagnostics|rabbitmqctl|rabbitmq-plugins}} COMMAND ...\n\
-             (or call it through a symlink of one of those names)"
+            "usage: warren-shim {{rabbitmq-diagnostics|rabbitmqctl|warrenctl|rabbitmq-plugins}} \
+             COMMAND ...\n(or call it through a symlink of one of those names)"
         );
         return ExitCode::from(EX_USAGE);
     };
-    let options = match parse_options(argv) {
+    let options = match options::parse(argv) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -114,45 +100,6 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(run(&tool, options))
-}
-
-/// Strips the global options RabbitMQ's tools take (node name, quiet, timeout, ...).
-fn parse_options(argv: Vec<String>) -> Result<Options, String> {
-    let mut options = Options {
-        quiet: false,
-        timeout: Duration::from_secs(10),
-        args: Vec::new(),
-    };
-    let mut it = argv.into_iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-q" | "--quiet" | "-s" | "--silent" => options.quiet = true,
-            "-l" | "--longnames" | "--no-table-headers" | "--erlang-cookie" => {}
-            "-n" | "--node" | "--formatter" | "-p" | "--vhost" => {
-                it.next()
-                    .ok_or_else(|| format!("option {arg} needs a value"))?;
-            }
-            "-t" | "--timeout" => {
-                let value = it.next().ok_or("option --timeout needs a value")?;
-                let secs: u64 = value
-                    .parse()
-                    .map_err(|_| format!("--timeout {value} is not a number of seconds"))?;
-                options.timeout = Duration::from_secs(secs.max(1));
-            }
-            _ if arg.starts_with("--node=")
-                || arg.starts_with("--formatter=")
-                || arg.starts_with("--vhost=") => {}
-            _ if arg.starts_with("--timeout=") => {
-                let value = &arg["--timeout=".len()..];
-                let secs: u64 = value
-                    .parse()
-                    .map_err(|_| format!("--timeout {value} is not a number of seconds"))?;
-                options.timeout = Duration::from_secs(secs.max(1));
-            }
-            _ => options.args.push(arg),
-        }
-    }
-    Ok(options)
 }
 
 fn run(tool: &str, options: Options) -> u8 {
@@ -184,6 +131,9 @@ fn run(tool: &str, options: Options) -> u8 {
             return EX_CONFIG;
         }
     };
+    if let Some(code) = ctl::run(tool, &options, &config) {
+        return code;
+    }
     let node = node_name();
     // On a host without IPv6 the broker skips its IPv6 listeners; so do the checks.
     let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
@@ -203,10 +153,10 @@ fn run(tool: &str, options: Options) -> u8 {
             if !options.quiet {
                 println!(
                     "Will ping {node}. This only checks that Warren's AMQP listener answers. Timeout: {} ms.",
-                    options.timeout.as_millis()
+                    options.timeout().as_millis()
                 );
             }
-            match first_answer(&listeners, options.timeout) {
+            match first_answer(&listeners, options.timeout()) {
                 Ok(_) => {
                     println!("Ping succeeded");
                     0
@@ -214,7 +164,7 @@ fn run(tool: &str, options: Options) -> u8 {
                 Err(e) => unavailable(&node, &e),
             }
         }
-        "check_running" | "is_running" => match first_answer(&listeners, options.timeout) {
+        "check_running" | "is_running" => match first_answer(&listeners, options.timeout()) {
             Ok(_) => {
                 println!("RabbitMQ on node {node} is fully booted and running");
                 0
@@ -228,7 +178,7 @@ fn run(tool: &str, options: Options) -> u8 {
             }
             let mut failed = Vec::new();
             for addr in &listeners {
-                if let Err(e) = probe::probe(*addr, options.timeout) {
+                if let Err(e) = probe::probe(*addr, options.timeout()) {
                     failed.push(format!("{addr}: {e}"));
                 }
             }
@@ -262,7 +212,7 @@ fn run(tool: &str, options: Options) -> u8 {
             }
             0
         }
-        "server_version" => match first_answer(&listeners, options.timeout) {
+        "server_version" => match first_answer(&listeners, options.timeout()) {
             Ok(answer) => {
                 println!(
                     "{}",
@@ -272,33 +222,15 @@ fn run(tool: &str, options: Options) -> u8 {
             }
             Err(e) => unavailable(&node, &e),
         },
-        "status" => status(&node, &config, &configured, &listeners, &options),
-        "list_users" => {
-            if !options.quiet {
-                println!("Listing users ...");
-            }
-            println!("user\ttags\n{}\t[administrator]", config.default_user);
-            0
-        }
-        "list_vhosts" => {
-            if !options.quiet {
-                println!("Listing vhosts ...");
-            }
-            println!("name\n{}", config.default_vhost);
-            0
-        }
+        "status" => diag::status(
+            &config,
+            &configured,
+            &listeners,
+            &options,
+            ctl::locate(&options, &config),
+        ),
         other if NOT_YET.contains(&other) => {
-            eprintln!(
-                "Error: '{tool} {other}' is not available in Warren yet: it needs the broker's \
-                 management interface, which Warren does not have yet."
-            );
-            if other.contains("user") || other.contains("vhost") || other.contains("permissions") {
-                eprintln!(
-                    "Warren has one user and one virtual host, with every permission, set by \
-                     default_user / default_pass / default_vhost or RABBITMQ_DEFAULT_USER / \
-                     _PASS / _VHOST."
-                );
-            }
+            eprintln!("Error: '{tool} {other}' is not available in Warren yet.");
             EX_SOFTWARE
         }
         other => {
@@ -313,11 +245,16 @@ fn help(tool: &str) -> String {
         "rabbitmq-plugins" => "Commands: enable PLUGIN..., disable PLUGIN..., set PLUGIN..., list \
                                (Warren has no plugins: these succeed and change nothing)"
             .into(),
-        _ => "Commands Warren answers: ping, check_running, check_port_connectivity, \
-              await_startup, status, listeners, server_version, list_users, list_vhosts, version. \
-              Commands that need the management interface (check_local_alarms, list_queues, \
-              add_user, ...) exit with 70."
-            .into(),
+        _ => format!(
+            "Commands checked over AMQP: ping, check_running, check_port_connectivity, \
+             await_startup, listeners, server_version, version, status.\n\
+             Commands over the management API: {}.\n\
+             Options: -p VHOST, -q, --formatter json, --no-table-headers, -t SECONDS; \
+             --api http://HOST:PORT (or WARREN_API; default: the configuration's \
+             management_listen / management.tcp.port), --username USER --password PASS \
+             (default: the configuration's default_user / default_pass).",
+            ctl::COMMANDS.join(", ")
+        ),
     }
 }
 
@@ -332,8 +269,8 @@ fn plugins(options: &Options) -> u8 {
                 .filter(|n| !n.starts_with("--"))
                 .collect();
             println!(
-                "Warren has no plugins: '{command} {}' changes nothing. Warren's management API \
-                 and Prometheus endpoint are not available yet; everything else is built in.",
+                "Warren has no plugins: '{command} {}' changes nothing. The management API, \
+                 its web UI and the Prometheus endpoint are built in.",
                 names.join(" ")
             );
             0
@@ -377,11 +314,7 @@ fn unavailable(node: &str, why: &str) -> u8 {
 
 fn await_startup(node: &str, listeners: &[SocketAddr], options: &Options) -> u8 {
     // rabbitmqctl await_startup waits up to its timeout (300 s unless given).
-    let limit = if options.timeout == Duration::from_secs(10) {
-        Duration::from_secs(300)
-    } else {
-        options.timeout
-    };
+    let limit = options.timeout_or(Duration::from_secs(300));
     let start = Instant::now();
     loop {
         if first_answer(listeners, Duration::from_secs(2)).is_ok() {
@@ -395,60 +328,5 @@ fn await_startup(node: &str, listeners: &[SocketAddr], options: &Options) -> u8 
             return EX_TEMPFAIL;
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn status(
-    node: &str,
-    config: &Config,
-    configured: &[SocketAddr],
-    listeners: &[SocketAddr],
-    options: &Options,
-) -> u8 {
-    if !options.quiet {
-        println!("Status of node {node} ...");
-    }
-    let answer = first_answer(listeners, options.timeout);
-    println!("Runtime\n");
-    println!(
-        "Product: {} ({})",
-        identity::PRODUCT,
-        identity::warren_release()
-    );
-    println!("RabbitMQ version: {}", identity::RABBITMQ_VERSION);
-    println!("Warren version of this tool: {}", identity::WARREN_VERSION);
-    if let Ok(a) = &answer {
-        for key in [
-            "product",
-            "version",
-            "warren_version",
-            "platform",
-            "cluster_name",
-        ] {
-            if let Some(v) = a.get(key) {
-                println!("Broker {key}: {v}");
-            }
-        }
-    }
-    println!("\nData directory\n\n{}", config.data_dir.display());
-    println!("\nListeners\n");
-    for (configured, addr) in configured.iter().zip(listeners) {
-        let state = match probe::probe(*addr, options.timeout) {
-            Ok(_) => "answering".to_string(),
-            Err(e) => format!("not answering: {e}"),
-        };
-        println!(
-            "Interface: {}, port: {}, protocol: amqp, purpose: AMQP 0-9-1 ({state})",
-            configured.ip(),
-            configured.port()
-        );
-    }
-    println!(
-        "\nAlarms, memory and file descriptor figures need Warren's management interface \
-         (not available yet)."
-    );
-    match answer {
-        Ok(_) => 0,
-        Err(e) => unavailable(node, &e),
     }
 }
