@@ -1,0 +1,3 @@
+def available():
+    return "todo"
+Flower = None
