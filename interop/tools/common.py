@@ -171,8 +171,7 @@ class Tool:
             rec.update(ok=True, obs=self.norm(obs))
         except Exception as e:  # noqa: BLE001 - any error is this scenario's failure
             err = str(e) if isinstance(e, Fail) else "".join(traceback.format_exception_only(type(e), e)).strip()
-            if self.log:
-                err += " | " + " | ".join(self.log[-3:])
+            err += "".join(" | " + x for x in self.log[-3:] if x.split(" -> ")[0][2:] not in err)
             rec.update(ok=False, obs=None, err=self.norm(err)[:1500])
         rec["secs"] = round(time.time() - t0, 1)
         print(json.dumps(rec), flush=True)
