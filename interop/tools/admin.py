@@ -5,7 +5,7 @@ Fixtures are made and checked through AMQP (pika) and the management endpoints t
 one under test, so a scenario fails for the tool's request, not for its setup."""
 import json, os, tempfile, time
 
-from common import Fail, Tool, amqp, amqp_exchange, amqp_queue, api, cleanup, fixture_queue, poll, q
+from common import USER, Fail, Tool, amqp, amqp_exchange, amqp_queue, api, cleanup, fixture_queue, poll, q
 
 SCENARIOS = ["list_queues", "list_exchanges", "list_bindings", "list_connections", "list_users",
              "list_vhosts", "list_permissions", "list_policies", "declare_queue", "declare_exchange",
@@ -91,15 +91,17 @@ class Admin(Tool):
         P = self.prefix
         c = amqp(name=f"{P}.conn")
         try:
-            def mine():
-                rows = self.list("connections", ["name", "user", "vhost", "client_properties"])
-                return [r for r in rows if (r.get("client_properties") or {}).get("connection_name") == f"{P}.conn"]
-            rows = poll(mine, lambda rows: len(rows) == 1)
+            rows = poll(lambda: self.my_connections(c, f"{P}.conn"), lambda rows: len(rows) == 1)
             if len(rows) != 1:
-                raise Fail(f"connection named {P}.conn not listed (found {len(rows)})")
+                raise Fail(f"connection {P}.conn not listed (found {len(rows)})")
             r = rows[0]
-            return {"user": r.get("user"), "vhost": r.get("vhost"), "has_name": bool(r.get("name")),
-                    "product": (r.get("client_properties") or {}).get("product")}
+            if r.get("user") != USER:
+                raise Fail(f"connection row {r}")
+            obs = {k: r[k] for k in ("user", "vhost") if k in r}
+            obs["has_name"] = bool(r.get("name"))
+            if "client_properties" in r:
+                obs["product"] = r["client_properties"].get("product")
+            return obs
         finally:
             c.close()
 
@@ -234,11 +236,8 @@ class Admin(Tool):
         P = self.prefix
         c = amqp(name=f"{P}.close")
         try:
-            def mine():
-                rows = self.list("connections", ["name", "client_properties"])
-                return [r["name"] for r in rows
-                        if (r.get("client_properties") or {}).get("connection_name") == f"{P}.close"]
-            names = poll(mine, lambda n: len(n) == 1)
+            names = poll(lambda: [r.get("name") for r in self.my_connections(c, f"{P}.close")],
+                         lambda n: len(n) == 1)
             if len(names) != 1:
                 raise Fail(f"connection {P}.close not listed")
             self.close_connection(names[0])
@@ -275,7 +274,9 @@ class Admin(Tool):
         if len(qs) != 1 or len(us) != 1 or len(ps) != 1 or len(perms) != 1:
             raise Fail(f"export lacks the fixtures: queue {qs}, user {us}, policy {ps}, permissions {perms}")
         u = us[0]
-        return {"keys": sorted(defs), "queue": qs[0], "policy": ps[0], "permission": perms[0],
+        # RabbitMQ 4.x (which Warren follows) exports each queue's "type"; 3.10 does not.
+        queue = {k: v for k, v in qs[0].items() if not (k == "type" and v == "classic")}
+        return {"keys": sorted(defs), "queue": queue, "policy": ps[0], "permission": perms[0],
                 "user": {"name": u.get("name"), "tags": tags_of(u.get("tags")),
                          "hash": bool(u.get("password_hash")), "algo": u.get("hashing_algorithm")},
                 "vhost_default": any(v.get("name") == "/" for v in defs.get("vhosts", [])),

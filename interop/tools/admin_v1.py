@@ -35,6 +35,10 @@ class AdminV1(Admin):
         except ValueError:
             raise Fail(f"list {kind}: not JSON: {out[:200]}")
 
+    def my_connections(self, conn, name):
+        rows = self.list("connections", ["name", "user", "vhost", "client_properties"])
+        return [r for r in rows if (r.get("client_properties") or {}).get("connection_name") == name]
+
     def declare_queue(self, name, args):
         self.run("declare", "queue", f"name={name}", "durable=true", f"arguments={json.dumps(args)}")
 
