@@ -5,7 +5,7 @@ import json, os, shlex, sys
 from admin import Admin
 from common import API_PORT, HOST, PASS, USER, Fail, run_tool
 
-SCRIPT = os.environ.get("INTEROP_RABBITMQADMIN_V1", "/usr/bin/rabbitmqadmin")
+SCRIPT = os.environ.get("INTEROP_RABBITMQADMIN_V1_BIN", "/usr/bin/rabbitmqadmin")
 
 
 def available():

@@ -1,5 +1,6 @@
 """rabbitmqadmin v2: the Rust tool (crate `rabbitmqadmin`), installed by
-`INTEROP_RABBITMQADMIN_V2=1 interop/setup` into interop/.tools/bin; every operation is one run of
+`INTEROP_RABBITMQADMIN_V2=1 interop/setup` into interop/.tools/bin (or any binary named by
+INTEROP_RABBITMQADMIN_V2_BIN); every operation is one run of
 it, with -v so that a failure reports the HTTP requests it made (on stderr).
 
 Its listings are tables only: they are read in the markdown style (`| a | b |`), where a cell
@@ -9,7 +10,7 @@ import json, os, re, shlex
 from admin import Admin
 from common import API_PORT, HOST, PASS, USER, Fail, run_tool
 
-BIN = os.environ.get("INTEROP_RABBITMQADMIN_V2") or os.path.join(
+BIN = os.environ.get("INTEROP_RABBITMQADMIN_V2_BIN") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".tools", "bin", "rabbitmqadmin")
 
 # The column that is never empty on a listing's real rows.
