@@ -174,6 +174,9 @@ class Tool:
             err += "".join(" | " + x for x in self.log[-3:] if x.split(" -> ")[0][2:] not in err)
             rec.update(ok=False, obs=None, err=self.norm(err)[:1500])
         rec["secs"] = round(time.time() - t0, 1)
+        if os.environ.get("INTEROP_TOOLS_TRACE"):  # every command (v2: and its HTTP requests)
+            for x in self.log:
+                print(f"    {self.norm(x)}", file=sys.stderr)
         print(json.dumps(rec), flush=True)
         print(f"{self.name:18} {scenario:20} {'pass' if rec['ok'] else 'FAIL'}"
               + ("" if rec["ok"] else "  " + rec["err"][:300]), file=sys.stderr, flush=True)
