@@ -35,7 +35,7 @@ class FlowerProc:
     def __init__(self, vhost_in_url, queues):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="flower-interop.")
-        env = dict(os.environ, INTEROP_FLOWER_QUEUES=",".join(queues), FLOWER_UNAUTHENTICATED_API="true",
+        env = dict(os.environ, INTEROP_FLOWER_QUEUES=",".join(queues), FLOWER_UNAUTHENTICATED_API="true", PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
         broker = f"amqp://{USER}:{PASS}@{HOST}:{AMQP_PORT}/{vhost_in_url}"
         self.log = open(os.path.join(self.dir, "flower.log"), "w")

@@ -4,6 +4,7 @@ A tool that cannot run here prints {"client": TOOL, "skip_tool": REASON} instead
 shows it as "skip")."""
 import json, os, sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import admin_v1, admin_v2, flower_check  # noqa: E402
