@@ -128,7 +128,8 @@ class Flower(Tool):
         finally:
             api("DELETE", f"/vhosts/{q(vh)}", ok=None)
         if lengths != want:
-            raise Fail(f"/api/queues/length shows {lengths}, expected {want}")
+            raise Fail(f"/api/queues/length shows {lengths}, expected {want}; Flower's request: "
+                       + probe(f"/queues/{q(vh)}"))
         shown = {n: page.get(n) for n in names}
         if shown != {n: [str(c), "0", str(c), "0"] for n, c in want.items()}:
             raise Fail(f"/broker page rows (messages, unacked, ready, consumers): {shown}")
@@ -141,8 +142,15 @@ class Flower(Tool):
         names, want, lengths, page = self.queues_shown("/", "/", [2])
         shown = {n: page.get(n) for n in names}
         if lengths != want or shown != {n: [str(c), "0", str(c), "0"] for n, c in want.items()}:
-            raise Fail(f"/api/queues/length shows {lengths}, /broker page {shown}, expected {want}")
+            raise Fail(f"/api/queues/length shows {lengths}, /broker page {shown}, expected {want}; "
+                       "Flower's request: " + probe("/queues/"))
         return {"queues_length": lengths, "broker_page": shown}
+
+
+def probe(path):
+    """The request Flower makes, made again here: its status and the start of its answer."""
+    st, body = api("GET", path, ok=None)
+    return f"GET /api{path} -> {st} {json.dumps(body)[:120]}"
 
 
 def purge(name, vhost):
