@@ -4,7 +4,7 @@ with its message counts, on the /broker page and in /api/queues/length.
 
 Flower runs as `celery -A flowerapp flower` from interop/.venv, on a free loopback port, with the
 app's queues named by INTEROP_FLOWER_QUEUES (flowerapp.py)."""
-import html, json, os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import html, json, os, re, socket, subprocess, sys, tempfile, time, urllib.request
 
 from common import AMQP_PORT, API_PORT, HOST, PASS, USER, Fail, Tool, amqp, api, fixture_queue, poll, q
 
@@ -43,8 +43,7 @@ class FlowerProc:
             [CELERY, "-A", "flowerapp", "--broker", broker, "flower", f"--port={self.port}",
              "--address=127.0.0.1", f"--broker_api=http://{USER}:{PASS}@{HOST}:{API_PORT}/api/",
              f"--db={os.path.join(self.dir, 'flower.db')}", "--persistent=False", "--inspect_timeout=1000"],
-            cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         end = time.time() + 30
         while time.time() < end:
             if self.proc.poll() is not None:
@@ -62,12 +61,13 @@ class FlowerProc:
             return " | ".join(f.read().strip().splitlines()[-4:])[:600]
 
     def stop(self):
+        # Flower stays in interop/run's process group for the tools (killed with it on a timeout).
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait()
+                self.proc.kill(); self.proc.wait()
         self.log.close()
         subprocess.run(["rm", "-rf", self.dir])
 
