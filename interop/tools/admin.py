@@ -339,7 +339,13 @@ class Admin(Tool):
         after = api("GET", f"/vhosts/{q(vh)}", ok=None)[0]
         if after != 404:
             raise Fail(f"GET /api/vhosts/{vh} after the delete: {after}")
-        return {"name": v.get("name"), "permissions": sorted(p.get("user") for p in perms), "after_delete": after}
+        users = sorted(p.get("user") for p in perms)
+        # RabbitMQ grants the user who creates a vhost through the API full permissions on it, so
+        # a tool can declare into a vhost it just made.
+        if users != [USER]:
+            raise Fail(f"GET /api/vhosts/{vh}/permissions right after the PUT lists {users}, expected "
+                       f"[{USER!r}] (the creating user gets .* .* .*)")
+        return {"name": v.get("name"), "permissions": users, "after_delete": after}
 
     def s_permissions(self):
         P = self.prefix
