@@ -88,7 +88,7 @@ pub struct StreamEntry {
     pub offset: u64,
     /// When it was appended, in ms since the epoch.
     pub timestamp: u64,
-    pub message: Arc<Message>,
+    pub message: Message,
 }
 
 /// An append, as the writer thread applies it.
@@ -280,7 +280,7 @@ pub(super) fn read(
         out.push(StreamEntry {
             offset: k.value().1,
             timestamp: u64::from_be_bytes(*ts),
-            message: Arc::new(message),
+            message,
         });
         if out.len() >= max_count || bytes >= max_bytes {
             break;
