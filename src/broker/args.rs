@@ -42,6 +42,8 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     /// `x-queue-type` was `quorum`: served as a durable classic queue.
     pub quorum: bool,
+    /// `x-queue-type` was `stream`: the stream's own settings.
+    pub stream: Option<crate::broker::queue::stream::args::StreamArgs>,
 }
 
 /// The value of an integer-typed argument (the types RabbitMQ counts as integers).
@@ -107,6 +109,13 @@ impl QueueArgs {
             match kind.as_str() {
                 "classic" => {}
                 "quorum" => out.quorum = true,
+                "stream" => {
+                    let stream = crate::broker::queue::stream::args::StreamArgs::parse(what, args)?;
+                    return Ok(QueueArgs {
+                        stream: Some(stream),
+                        ..QueueArgs::default()
+                    });
+                }
                 other => {
                     return Err(fail(
                         "x-queue-type",
@@ -192,7 +201,9 @@ impl QueueArgs {
 
     /// The queue type policies see (`apply-to`): quorum for a queue declared so.
     pub fn policy_type(&self) -> crate::broker::policy::QueueType {
-        if self.quorum {
+        if self.stream.is_some() {
+            crate::broker::policy::QueueType::Stream
+        } else if self.quorum {
             crate::broker::policy::QueueType::Quorum
         } else {
             crate::broker::policy::QueueType::Classic

@@ -8,6 +8,7 @@
 
 pub mod codec;
 mod recovery;
+pub mod stream;
 mod writer;
 
 use crate::model::Message;
@@ -23,8 +24,9 @@ use writer::Writer;
 pub use recovery::{Recovered, RecoveredBinding, RecoveredExchange, RecoveredQueue};
 
 /// Version of the layout below, recorded in the file. 2 added the `config` table
-/// (users, vhosts, permissions, policies); a format-1 file is migrated on open.
-pub const FORMAT_VERSION: u64 = 2;
+/// (users, vhosts, permissions, policies), 3 the stream tables ([`stream`]); an
+/// older file is migrated on open (the new tables are created empty).
+pub const FORMAT_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Operator-managed records: key `access` holds [`crate::access::AccessState`] as JSON.
@@ -126,6 +128,13 @@ enum Op {
     SetClean(bool),
     /// Replaces the operator-managed records (JSON).
     PutAccess(Vec<u8>),
+    /// Appends a message to a stream's log.
+    StreamAppend(stream::Append),
+    /// Removes a stream's entries before an offset (retention).
+    StreamTruncate {
+        stream: u64,
+        before: u64,
+    },
     /// An operation cancelled out within its batch (see [`cancel_consumed`]).
     Skip,
 }
@@ -435,6 +444,84 @@ impl Store {
 
     pub fn set_redelivered(&self, queue: u64, seq: u64) {
         self.send(Op::SetRedelivered { queue, seq });
+    }
+
+    /// Appends `msg` to stream `stream` at `offset`; `segment` is the first offset of
+    /// the segment it belongs to, `chunk` whether it starts a chunk. Returns the
+    /// ticket to wait for.
+    pub fn stream_append(
+        &self,
+        stream: u64,
+        offset: u64,
+        timestamp: u64,
+        segment: u64,
+        chunk: bool,
+        msg: Arc<Message>,
+    ) -> u64 {
+        self.backlog
+            .fetch_add(backlog_size(&msg), Ordering::Relaxed);
+        self.send(Op::StreamAppend(stream::Append {
+            stream,
+            offset,
+            timestamp,
+            segment,
+            chunk,
+            message: msg,
+        }))
+    }
+
+    /// Removes the entries of a stream before offset `before` (a segment's start).
+    pub fn stream_truncate(&self, stream: u64, before: u64) -> u64 {
+        self.send(Op::StreamTruncate { stream, before })
+    }
+
+    /// Reads committed entries of a stream from offset `from` on: up to `max_count`
+    /// messages and about `max_bytes` (at least one message). Blocking: call it off
+    /// the async threads.
+    pub fn stream_read(
+        &self,
+        stream: u64,
+        from: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<stream::StreamEntry>, StoreError> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(db) = db else {
+            return Err(self.unavailable());
+        };
+        let read = || -> Result<Vec<stream::StreamEntry>, redb::Error> {
+            let txn = db.begin_read()?;
+            let log = txn.open_table(stream::STREAM_LOG)?;
+            stream::read(&log, &self.memory, stream, from, max_count, max_bytes)
+        };
+        read().map_err(|e| StoreError::Io(self.path.clone(), e.to_string()))
+    }
+
+    /// The first chunk of a stream from offset `from` on whose timestamp is at or
+    /// after `ts` (ms since the epoch); None if all are older. Blocking.
+    pub fn stream_seek_time(
+        &self,
+        stream: u64,
+        from: u64,
+        ts: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(db) = db else {
+            return Err(self.unavailable());
+        };
+        let seek = || -> Result<Option<u64>, redb::Error> {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(stream::STREAM_CHUNKS)?;
+            stream::seek_time(&chunks, stream, from, ts)
+        };
+        seek().map_err(|e| StoreError::Io(self.path.clone(), e.to_string()))
+    }
+
+    fn unavailable(&self) -> StoreError {
+        StoreError::Io(
+            self.path.clone(),
+            "the store is unavailable since a failed write".into(),
+        )
     }
 
     /// Marks the stop as clean, commits everything pending and stops the writer.

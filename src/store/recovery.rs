@@ -2,6 +2,7 @@
 //! position order, with message bodies shared between the queues that hold them.
 
 use super::codec::{self, Reader};
+use super::stream::{self, StreamLog};
 use super::{
     BINDINGS, BindingKey, CONFIG, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
     StoreError,
@@ -32,6 +33,8 @@ pub struct RecoveredQueue {
     pub arguments: FieldTable,
     /// (position, message, redelivered, expiry in ms since the epoch or 0).
     pub messages: Vec<(u64, Slot, bool, u64)>,
+    /// A stream's log (`x-queue-type` = `stream`); its messages stay on disk.
+    pub stream: Option<StreamLog>,
 }
 
 pub type RecoveredBinding = BindingKey;
@@ -95,6 +98,18 @@ pub(super) fn decode_message(data: &[u8], memory: &Arc<MemoryGauge>) -> Option<M
         Bytes::copy_from_slice(r.rest()),
         memory.charge(data.len()),
     ))
+}
+
+/// Whether a queue's declared arguments make it a stream.
+fn is_stream(arguments: &FieldTable) -> bool {
+    use amq_protocol::types::AMQPValue;
+    matches!(
+        arguments.inner().get("x-queue-type"),
+        Some(AMQPValue::LongString(s)) if s.as_bytes() == b"stream"
+    ) || matches!(
+        arguments.inner().get("x-queue-type"),
+        Some(AMQPValue::ShortString(s)) if s.as_str() == "stream"
+    )
 }
 
 /// Messages per queue read back whole at start; the rest stay paged out until they
@@ -203,6 +218,12 @@ pub fn recover(
             txn.open_table(REFS).map_err(|e| io(e.into()))?;
             txn.open_table(INDEX).map_err(|e| io(e.into()))?;
             txn.open_table(CONFIG).map_err(|e| io(e.into()))?;
+            txn.open_table(stream::STREAM_LOG)
+                .map_err(|e| io(e.into()))?;
+            txn.open_table(stream::STREAM_CHUNKS)
+                .map_err(|e| io(e.into()))?;
+            txn.open_table(stream::STREAM_SEGMENTS)
+                .map_err(|e| io(e.into()))?;
         }
         txn.commit().map_err(|e| io(e.into()))?;
     }
@@ -246,6 +267,12 @@ pub fn recover(
 
     let messages_table = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
     let index = txn.open_table(INDEX).map_err(|e| io(e.into()))?;
+    let stream_segments = txn
+        .open_table(stream::STREAM_SEGMENTS)
+        .map_err(|e| io(e.into()))?;
+    let stream_chunks = txn
+        .open_table(stream::STREAM_CHUNKS)
+        .map_err(|e| io(e.into()))?;
     let mut loaded: HashMap<u64, Arc<Message>> = HashMap::new();
     let mut queues = Vec::new();
     let mut next_queue_id = 1;
@@ -261,6 +288,19 @@ pub fn recover(
         let (id, auto_delete, arguments) =
             (|| Some((r.u64()?, r.u8()? == 1, r.table()?)))().ok_or_else(|| corrupt("queue"))?;
         next_queue_id = next_queue_id.max(id + 1);
+        if is_stream(&arguments) {
+            let log = stream::recover(&stream_segments, &stream_chunks, id).map_err(io)?;
+            queues.push(RecoveredQueue {
+                vhost,
+                name,
+                id,
+                auto_delete,
+                arguments,
+                messages: Vec::new(),
+                stream: Some(log),
+            });
+            continue;
+        }
         let prioritized = arguments.contains_key("x-max-priority");
         let mut msgs = Vec::new();
         for entry in index
@@ -315,6 +355,7 @@ pub fn recover(
             auto_delete,
             arguments,
             messages: msgs,
+            stream: None,
         });
     }
     let next_message_id = messages_table

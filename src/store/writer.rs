@@ -4,6 +4,7 @@
 
 use super::codec::put_bytes;
 use super::recovery;
+use super::stream;
 use super::{
     BINDINGS, CONFIG, DbSlot, EXCHANGES, INDEX, MESSAGES, META, Op, QUEUES, REFS, backlog_size,
     entity_key,
@@ -46,6 +47,7 @@ impl Writer {
                 .iter()
                 .map(|(_, op)| match op {
                     Op::PutMessage { msg, .. } => backlog_size(msg),
+                    Op::StreamAppend(a) => backlog_size(&a.message),
                     _ => 0,
                 })
                 .sum();
@@ -139,6 +141,7 @@ pub(super) fn apply(
         let mut refs = txn.open_table(REFS)?;
         let mut index = txn.open_table(INDEX)?;
         let mut config = txn.open_table(CONFIG)?;
+        let mut streams = stream::Tables::open(&txn)?;
         for (_, op) in batch.iter() {
             match op {
                 Op::PutExchange(k, v) => {
@@ -162,6 +165,7 @@ pub(super) fn apply(
                     for msg in gone {
                         release(&mut messages, &mut refs, msg)?;
                     }
+                    streams.delete(*id)?;
                 }
                 Op::PutBinding(k) => {
                     bindings.insert(k.as_slice(), ())?;
@@ -208,9 +212,12 @@ pub(super) fn apply(
                 Op::PutAccess(json) => {
                     config.insert("access", json.as_slice())?;
                 }
+                Op::StreamAppend(a) => streams.append(a, scratch)?,
+                Op::StreamTruncate { stream, before } => streams.truncate(*stream, *before)?,
                 Op::Skip => {}
             }
         }
+        streams.finish()?;
     }
     txn.commit()?;
     Ok(())

@@ -28,6 +28,12 @@ impl Queue {
 
     /// Offers a message: enforces the length limits, appends it and dispatches.
     pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Published {
+        if let Some(s) = &self.stream {
+            return Published {
+                outcome: s.append(msg).map_or(Enqueued::Gone, Enqueued::Yes),
+                congested: None,
+            };
+        }
         let mut state = self.lock();
         if state.deleted {
             return Published {
@@ -167,6 +173,10 @@ impl Queue {
 
     /// Takes the head message for basic.get; also returns how many remain ready.
     pub fn get(self: &Arc<Self>) -> Option<(QueueEntry, u32)> {
+        if self.stream.is_some() {
+            // Streams are read by consumers only (the channel refuses basic.get).
+            return None;
+        }
         let mut state = self.lock();
         let now = now_ms();
         state.last_used = now;
@@ -190,6 +200,11 @@ impl Queue {
         entries: impl IntoIterator<Item = QueueEntry>,
         redelivered: bool,
     ) {
+        if let Some(s) = &self.stream {
+            // Nothing leaves a stream: a requeue only gave the credit back.
+            s.wake();
+            return;
+        }
         let mut state = self.lock();
         if state.deleted {
             return;
@@ -215,6 +230,9 @@ impl Queue {
 
     /// Rejected without requeue: dead-letters the messages, or drops them.
     pub fn discard(&self, entries: Vec<QueueEntry>) {
+        if self.stream.is_some() {
+            return;
+        }
         if !self.has_dead_letter_exchange() {
             for e in &entries {
                 self.remove_stored(e);

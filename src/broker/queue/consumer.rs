@@ -69,6 +69,10 @@ impl Consumer {
 impl Queue {
     /// Runs the dispatch loop, e.g. after consumers got credit back.
     pub fn dispatch(self: &Arc<Self>) {
+        if let Some(s) = &self.stream {
+            s.wake();
+            return;
+        }
         let mut state = self.lock();
         self.dispatch_locked(&mut state);
         if !state.dead.is_empty() || state.ready.next_expiry().is_some() {
@@ -190,6 +194,10 @@ impl Queue {
     /// Removes a consumer. Returns true if it was the last one of an auto-delete
     /// queue, which must now be deleted.
     pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
+        if let Some(s) = &self.stream {
+            s.remove_consumer(consumer);
+            return false;
+        }
         let mut state = self.lock();
         let before = state.consumers.len();
         state.consumers.retain(|c| !Arc::ptr_eq(c, consumer));

@@ -14,6 +14,7 @@ mod flow;
 mod paging;
 mod policy;
 mod ready;
+pub mod stream;
 mod timers;
 
 use crate::broker::VHost;
@@ -81,6 +82,8 @@ pub enum ConsumerEvent {
 pub enum QueueKind {
     /// Messages held in memory (paged to the store past a budget), each consumed once.
     Classic,
+    /// An append-only log on disk that every consumer reads from its own offset.
+    Stream,
 }
 
 /// What a queue is made of at declare time.
@@ -122,6 +125,8 @@ pub struct Queue {
     /// Deliveries awaiting acknowledgement on channels (for the metrics); kept by
     /// the channels, outside the queue's lock.
     unacked: std::sync::atomic::AtomicI64,
+    /// The log of a stream (kind [`QueueKind::Stream`]).
+    stream: Option<Arc<stream::Stream>>,
 }
 
 struct QueueState {
@@ -181,6 +186,15 @@ impl Queue {
             expires_timer: false,
             expires_gen: 0,
         };
+        let stream = match (&o.args.stream, &o.stored) {
+            (Some(settings), Some((store, id))) => Some(Arc::new(stream::Stream::new(
+                store.clone(),
+                *id,
+                Default::default(),
+                *settings,
+            ))),
+            _ => None,
+        };
         Queue {
             name: o.name,
             vhost_name: o.vhost_name,
@@ -189,7 +203,12 @@ impl Queue {
             auto_delete: o.auto_delete,
             arguments: o.arguments,
             base: o.args,
-            kind: QueueKind::Classic,
+            kind: if stream.is_some() {
+                QueueKind::Stream
+            } else {
+                QueueKind::Classic
+            },
+            stream,
             stored: o.stored,
             vhost: o.vhost,
             state: Mutex::new(state),
@@ -267,6 +286,9 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
+        if let Some(s) = &self.stream {
+            return s.message_count().min(u64::from(u32::MAX)) as u32;
+        }
         self.lock().ready.len as u32
     }
 
@@ -286,11 +308,18 @@ impl Queue {
     }
 
     pub fn consumer_count(&self) -> u32 {
+        if let Some(s) = &self.stream {
+            return s.consumer_count() as u32;
+        }
         self.lock().consumers.len() as u32
     }
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
+        if self.stream.is_some() {
+            // The channel refuses queue.purge on a stream.
+            return 0;
+        }
         let mut state = self.lock();
         let all = state.ready.take_all();
         state.recent.clear();
@@ -304,13 +333,17 @@ impl Queue {
     /// Checks queue.delete's if-unused / if-empty conditions.
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> BrokerResult<()> {
         let state = self.lock();
-        if if_unused && !state.consumers.is_empty() {
+        let (used, empty) = match &self.stream {
+            Some(s) => (s.consumer_count() > 0, s.message_count() == 0),
+            None => (!state.consumers.is_empty(), state.ready.is_empty()),
+        };
+        if if_unused && used {
             return Err(BrokerError::PreconditionFailed(format!(
                 "queue '{}' in vhost '{}' in use",
                 self.name, self.vhost_name
             )));
         }
-        if if_empty && !state.ready.is_empty() {
+        if if_empty && !empty {
             return Err(BrokerError::PreconditionFailed(format!(
                 "queue '{}' in vhost '{}' not empty",
                 self.name, self.vhost_name
@@ -324,13 +357,19 @@ impl Queue {
     pub fn mark_deleted(&self) -> u32 {
         let mut state = self.lock();
         state.deleted = true;
-        for c in state.consumers.drain(..) {
+        let stream_consumers = self.stream.as_ref().map(|s| s.remove_all());
+        let mut n = self.stream.as_ref().map_or(0, |s| s.message_count() as u32);
+        for c in state
+            .consumers
+            .drain(..)
+            .chain(stream_consumers.into_iter().flatten())
+        {
             let _ = c.events.send(ConsumerEvent::Cancelled {
                 channel: c.channel,
                 consumer_tag: c.tag.clone(),
             });
         }
-        let n = state.ready.len as u32;
+        n += state.ready.len as u32;
         state.ready.take_all();
         state.recent.clear();
         if let Some((store, id)) = &self.stored {

@@ -167,6 +167,9 @@ impl VHost {
                 vhost: Arc::downgrade(self),
             }));
             q.restore(rq.messages);
+            if let Some(log) = rq.stream {
+                q.restore_stream(log);
+            }
             write(&self.queues).insert(rq.name, q.clone());
             restored.push(q);
         }

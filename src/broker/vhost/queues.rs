@@ -86,7 +86,12 @@ impl VHost {
         }
         let what = format!("queue '{}' in vhost '{}'", d.name, self.name);
         let args = QueueArgs::parse(&what, d.arguments)?;
-        if args.quorum {
+        if args.stream.is_some() && self.store.is_none() {
+            return Err(BrokerError::NotImplemented(format!(
+                "cannot declare stream {what}: streams need the broker's data directory"
+            )));
+        }
+        if args.quorum || args.stream.is_some() {
             let invalid = |property: &str| {
                 BrokerError::PreconditionFailed(format!("invalid property '{property}' for {what}"))
             };
@@ -99,10 +104,12 @@ impl VHost {
             if !d.durable {
                 return Err(invalid("non-durable"));
             }
-            tracing::info!(
-                queue = d.name,
-                "quorum queue declared: served as a durable classic queue"
-            );
+            if args.quorum {
+                tracing::info!(
+                    queue = d.name,
+                    "quorum queue declared: served as a durable classic queue"
+                );
+            }
         }
         let policy = self.policy_for(Target::Queue(args.policy_type()), d.name);
         let stored = match &self.store {

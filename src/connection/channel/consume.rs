@@ -52,6 +52,15 @@ impl Channel {
         } else {
             s.vhost.queue(name.as_str(), s.id)?
         };
+        let stream = match queue.stream() {
+            Some(_) => Some(queue.check_stream_consume(
+                &c.arguments,
+                self.consumer_prefetch,
+                c.no_ack,
+                self.channel_credit.limited(),
+            )?),
+            None => None,
+        };
         let priority = match c.arguments.inner().get("x-priority") {
             None => 0,
             Some(v) => integer(v).ok_or_else(|| {
@@ -78,7 +87,10 @@ impl Channel {
         // Deliveries come back through the connection's event queue and are written
         // after this frame is handled, so consume-ok always precedes them; while it
         // is held behind other replies, so are they (see `hold_before_consume_ok`).
-        queue.add_consumer(consumer.clone())?;
+        match stream {
+            Some((spec, filter)) => queue.add_stream_consumer(consumer.clone(), spec, filter)?,
+            None => queue.add_consumer(consumer.clone())?,
+        }
         if !c.nowait {
             if self.deferred.is_empty() {
                 s.send(self.id, consume_ok(&consumer));
@@ -108,6 +120,7 @@ impl Channel {
         let name = self.queue_name(&g.queue)?;
         s.check(Perm::Read, Resource::Queue, name.as_str())?;
         let queue = s.vhost.queue(name.as_str(), s.id)?;
+        queue.refuse_on_stream("basic.get")?;
         match queue.get() {
             None => {
                 crate::metrics::inc(&s.metrics.get_empty);

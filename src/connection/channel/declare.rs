@@ -175,7 +175,9 @@ impl Channel {
             q::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(&p.queue)?;
                 s.check(Perm::Read, Resource::Queue, name.as_str())?;
-                let message_count = s.vhost.queue(name.as_str(), conn_id)?.purge();
+                let queue = s.vhost.queue(name.as_str(), conn_id)?;
+                queue.refuse_on_stream("queue.purge")?;
+                let message_count = queue.purge();
                 self.reply_stored(
                     s,
                     p.nowait,

@@ -1,0 +1,189 @@
+//! A stream consumer's reader: a task with a cursor that reads committed entries
+//! from the store in batches, off the async threads, and hands them to the
+//! consumer's connection as its prefetch credit and the connection's backlog allow.
+
+use super::Stream;
+use super::offset::Filter;
+use crate::broker::queue::{Consumer, ConsumerEvent, Queue, QueueEntry};
+use crate::model::fields::encode_properties;
+use crate::store::stream::StreamEntry;
+use amq_protocol::types::AMQPValue;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Most entries read from the store at once.
+const BATCH: usize = 256;
+/// About how many bytes one read takes at most.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Where a reader starts.
+pub(super) enum Start {
+    At(u64),
+    /// The first chunk from offset `from` on at or after time `at` (ms).
+    Time {
+        from: u64,
+        at: u64,
+    },
+}
+
+/// One consumer's place in the stream.
+pub(super) struct Reader {
+    consumer: Arc<Consumer>,
+    stopped: AtomicBool,
+}
+
+impl Reader {
+    pub(super) fn new(consumer: Arc<Consumer>) -> Reader {
+        Reader {
+            consumer,
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn consumer(&self) -> &Arc<Consumer> {
+        &self.consumer
+    }
+
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}
+
+pub(super) fn spawn(
+    stream: Arc<Stream>,
+    queue: Arc<Queue>,
+    reader: Arc<Reader>,
+    start: Start,
+    filter: Option<Filter>,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = run(&stream, &queue, &reader, start, filter).await {
+            tracing::error!(queue = %queue.name, %error, "stream reader stopped");
+        }
+    });
+}
+
+async fn run(
+    stream: &Arc<Stream>,
+    queue: &Arc<Queue>,
+    reader: &Reader,
+    start: Start,
+    filter: Option<Filter>,
+) -> Result<(), String> {
+    let consumer = &reader.consumer;
+    let mut committed = stream.store.committed();
+    let mut cursor = match start {
+        Start::At(offset) => offset,
+        Start::Time { from, at } => {
+            let (store, id) = (stream.store.clone(), stream.id);
+            let found = tokio::task::spawn_blocking(move || store.stream_seek_time(id, from, at))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            found.unwrap_or_else(|| stream.lock().log.next())
+        }
+    };
+    let mut buffer: VecDeque<StreamEntry> = VecDeque::new();
+    loop {
+        let woken = stream.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        committed.borrow_and_update();
+        if reader.stopped() {
+            return Ok(());
+        }
+        let readable = stream.readable();
+        let first = stream.first();
+        if cursor < first {
+            // Retention removed what this reader had not read yet.
+            cursor = first;
+            buffer.retain(|e| e.offset >= first);
+        }
+        if buffer.is_empty() && cursor < readable && consumer.has_credit() {
+            let (store, id) = (stream.store.clone(), stream.id);
+            let from = cursor;
+            let batch = tokio::task::spawn_blocking(move || {
+                store.stream_read(id, from, BATCH, BATCH_BYTES)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            match batch.last() {
+                // A gap (a commit that failed): move past it.
+                None => cursor = readable,
+                Some(_) => buffer.extend(batch.into_iter().filter(|e| e.offset < readable)),
+            }
+        }
+        let mut progress = false;
+        while let Some(entry) = buffer.front() {
+            if let Some(f) = &filter
+                && !f.admits(&entry.message)
+            {
+                cursor = entry.offset + 1;
+                buffer.pop_front();
+                progress = true;
+                continue;
+            }
+            if consumer.flow.full() {
+                consumer.flow.stall(queue);
+                break;
+            }
+            if !consumer.try_acquire() {
+                break;
+            }
+            let Some(entry) = buffer.pop_front() else {
+                break;
+            };
+            cursor = entry.offset + 1;
+            progress = true;
+            let msg = with_offset(entry);
+            consumer.flow.added(msg.msg.body.len());
+            let event = ConsumerEvent::Deliver {
+                consumer: consumer.clone(),
+                queue: queue.clone(),
+                entry: msg,
+            };
+            if consumer.events.send(event).is_err() {
+                // The connection is gone; its cleanup removes the consumer.
+                return Ok(());
+            }
+        }
+        if progress || (buffer.is_empty() && cursor < readable && consumer.has_credit()) {
+            continue;
+        }
+        tokio::select! {
+            _ = woken => {}
+            changed = committed.changed() => {
+                if changed.is_err() {
+                    // The store stopped: so does the broker.
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The delivery of a stream entry: its properties gain the `x-stream-offset` header,
+/// as RabbitMQ adds it to every message a stream delivers.
+fn with_offset(entry: StreamEntry) -> QueueEntry {
+    let mut msg = entry.message;
+    let mut properties = msg.properties();
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        "x-stream-offset".into(),
+        AMQPValue::LongLongInt(entry.offset as i64),
+    );
+    properties = properties.with_headers(headers);
+    msg.raw_properties = encode_properties(&properties);
+    QueueEntry {
+        seq: entry.offset,
+        msg: Arc::new(msg),
+        redelivered: false,
+        expires: 0,
+    }
+}

@@ -1,0 +1,437 @@
+//! Streams on disk: an append-only log per stream, keyed by (stream id, offset), with
+//! two small tables beside it that let a reader find its place without scanning the
+//! log and let retention drop whole segments in one range delete.
+//!
+//! - `stream_log`: (stream, offset) -> timestamp (8 bytes, ms since the epoch) and the
+//!   message in the `messages` table's encoding.
+//! - `stream_chunks`: (stream, first offset of a chunk) -> its timestamp. A chunk is
+//!   what one publisher burst appended between two commits: "last" starts at the last
+//!   chunk, a timestamp offset at the first chunk at or after that time.
+//! - `stream_segments`: (stream, first offset of a segment) -> (first timestamp, last
+//!   timestamp, bytes, messages). Segments close at the stream's segment size;
+//!   retention removes whole segments from the old end, never the newest one.
+//!
+//! Offsets, chunk starts and segment starts are decided by the broker's stream (one
+//! writer per stream, under its lock); the store's writer thread applies appends in
+//! its group commits, adding up a batch's appends per segment before touching the
+//! segment table.
+
+use super::codec::put_bytes;
+use super::recovery::decode_message;
+use crate::model::Message;
+use crate::model::memory::MemoryGauge;
+use redb::{ReadableTable, TableDefinition};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+pub(super) const STREAM_LOG: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("stream_log");
+pub(super) const STREAM_CHUNKS: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("stream_chunks");
+pub(super) const STREAM_SEGMENTS: TableDefinition<(u64, u64), (u64, u64, u64, u64)> =
+    TableDefinition::new("stream_segments");
+
+/// One segment of a stream's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Offset of its first message.
+    pub first: u64,
+    /// Timestamps (ms since the epoch) of its first and last messages.
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// Bytes of its messages as stored.
+    pub bytes: u64,
+    /// Messages in it.
+    pub count: u64,
+}
+
+impl Segment {
+    /// The offset after its last message.
+    pub fn end(&self) -> u64 {
+        self.first + self.count
+    }
+}
+
+/// Where a stream's log stands: what recovery finds, what the broker keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamLog {
+    /// Its segments, oldest first (retention removed the ones before).
+    pub segments: VecDeque<Segment>,
+    /// The first offset of the last chunk (RabbitMQ's `last`).
+    pub last_chunk: u64,
+}
+
+impl StreamLog {
+    /// The first offset still stored (the next one when the log is empty).
+    pub fn first(&self) -> u64 {
+        self.segments.front().map_or(self.next(), |s| s.first)
+    }
+
+    /// The offset the next message gets.
+    pub fn next(&self) -> u64 {
+        self.segments.back().map_or(0, Segment::end)
+    }
+
+    /// Messages stored.
+    pub fn count(&self) -> u64 {
+        self.segments.iter().map(|s| s.count).sum()
+    }
+
+    /// Bytes stored.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+}
+
+/// One message read back from a stream.
+pub struct StreamEntry {
+    pub offset: u64,
+    /// When it was appended, in ms since the epoch.
+    pub timestamp: u64,
+    pub message: Message,
+}
+
+/// An append, as the writer thread applies it.
+pub(super) struct Append {
+    pub stream: u64,
+    pub offset: u64,
+    pub timestamp: u64,
+    /// First offset of the segment it belongs to.
+    pub segment: u64,
+    /// It starts a chunk.
+    pub chunk: bool,
+    pub message: Arc<Message>,
+}
+
+/// What a message counts for in a segment's size: its stored form.
+pub fn stored_size(msg: &Message) -> u64 {
+    (8 + 4 + msg.exchange.as_str().len() + 4 + msg.routing_key.as_str().len() + 4) as u64
+        + msg.raw_properties.len() as u64
+        + msg.body.len() as u64
+}
+
+/// The segment totals a batch of appends adds, keyed by (stream, segment).
+#[derive(Default)]
+pub(super) struct SegmentTotals(HashMap<(u64, u64), Segment>);
+
+impl SegmentTotals {
+    fn add(&mut self, a: &Append, bytes: u64) {
+        let s = self.0.entry((a.stream, a.segment)).or_insert(Segment {
+            first: a.segment,
+            first_ts: a.timestamp,
+            last_ts: a.timestamp,
+            bytes: 0,
+            count: 0,
+        });
+        s.last_ts = a.timestamp;
+        s.bytes += bytes;
+        s.count += 1;
+    }
+
+    /// Drops what the batch added to a stream that the batch then truncated or
+    /// deleted before `before`.
+    fn forget_before(&mut self, stream: u64, before: u64) {
+        self.0
+            .retain(|&(s, seg), total| s != stream || seg.max(total.first) >= before);
+    }
+
+    /// Merges the totals into the segment table.
+    pub(super) fn write(
+        self,
+        segments: &mut redb::Table<(u64, u64), (u64, u64, u64, u64)>,
+    ) -> Result<(), redb::Error> {
+        for ((stream, first), add) in self.0 {
+            let current = segments.get((stream, first))?.map(|v| v.value());
+            let row = match current {
+                Some((first_ts, _, bytes, count)) => {
+                    (first_ts, add.last_ts, bytes + add.bytes, count + add.count)
+                }
+                None => (add.first_ts, add.last_ts, add.bytes, add.count),
+            };
+            segments.insert((stream, first), row)?;
+        }
+        Ok(())
+    }
+}
+
+/// The tables an apply touches, opened once per batch.
+pub(super) struct Tables<'t> {
+    pub log: redb::Table<'t, (u64, u64), &'static [u8]>,
+    pub chunks: redb::Table<'t, (u64, u64), u64>,
+    pub segments: redb::Table<'t, (u64, u64), (u64, u64, u64, u64)>,
+    pub totals: SegmentTotals,
+}
+
+impl<'t> Tables<'t> {
+    pub(super) fn open(txn: &'t redb::WriteTransaction) -> Result<Tables<'t>, redb::Error> {
+        Ok(Tables {
+            log: txn.open_table(STREAM_LOG)?,
+            chunks: txn.open_table(STREAM_CHUNKS)?,
+            segments: txn.open_table(STREAM_SEGMENTS)?,
+            totals: SegmentTotals::default(),
+        })
+    }
+
+    pub(super) fn append(&mut self, a: &Append, scratch: &mut Vec<u8>) -> Result<(), redb::Error> {
+        scratch.clear();
+        scratch.extend_from_slice(&a.timestamp.to_be_bytes());
+        put_bytes(scratch, a.message.exchange.as_str().as_bytes());
+        put_bytes(scratch, a.message.routing_key.as_str().as_bytes());
+        put_bytes(scratch, &a.message.raw_properties);
+        scratch.extend_from_slice(&a.message.body);
+        self.log.insert((a.stream, a.offset), scratch.as_slice())?;
+        if a.chunk {
+            self.chunks.insert((a.stream, a.offset), a.timestamp)?;
+        }
+        self.totals.add(a, scratch.len() as u64);
+        Ok(())
+    }
+
+    /// Removes everything of `stream` before offset `before` (whole segments: the
+    /// broker passes a segment's first offset).
+    pub(super) fn truncate(&mut self, stream: u64, before: u64) -> Result<(), redb::Error> {
+        if before == 0 {
+            return Ok(());
+        }
+        let range = (stream, 0)..(stream, before);
+        self.log.retain_in(range.clone(), |_, _| false)?;
+        self.chunks.retain_in(range.clone(), |_, _| false)?;
+        self.segments.retain_in(range, |_, _| false)?;
+        self.totals.forget_before(stream, before);
+        Ok(())
+    }
+
+    /// Removes a stream's whole log.
+    pub(super) fn delete(&mut self, stream: u64) -> Result<(), redb::Error> {
+        self.truncate(stream, u64::MAX)
+    }
+
+    pub(super) fn finish(self) -> Result<(), redb::Error> {
+        let Tables {
+            mut segments,
+            totals,
+            ..
+        } = self;
+        totals.write(&mut segments)
+    }
+}
+
+/// Reads a stream's state back at start.
+pub(super) fn recover<T>(
+    segments: &T,
+    chunks: &impl ReadableTable<(u64, u64), u64>,
+    stream: u64,
+) -> Result<StreamLog, redb::Error>
+where
+    T: ReadableTable<(u64, u64), (u64, u64, u64, u64)>,
+{
+    let mut log = StreamLog::default();
+    for row in segments.range((stream, 0)..=(stream, u64::MAX))? {
+        let (k, v) = row?;
+        let (first_ts, last_ts, bytes, count) = v.value();
+        log.segments.push_back(Segment {
+            first: k.value().1,
+            first_ts,
+            last_ts,
+            bytes,
+            count,
+        });
+    }
+    log.last_chunk = chunks
+        .range((stream, 0)..=(stream, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(log.first(), |(k, _)| k.value().1);
+    Ok(log)
+}
+
+/// Reads up to `max_count` messages (and about `max_bytes`, at least one) from
+/// `from` on.
+pub(super) fn read(
+    log: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    memory: &Arc<MemoryGauge>,
+    stream: u64,
+    from: u64,
+    max_count: usize,
+    max_bytes: usize,
+) -> Result<Vec<StreamEntry>, redb::Error> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for row in log.range((stream, from)..=(stream, u64::MAX))? {
+        let (k, v) = row?;
+        let data = v.value();
+        let Some((ts, rest)) = data.split_first_chunk::<8>() else {
+            tracing::warn!(
+                stream,
+                offset = k.value().1,
+                "corrupt stream entry, skipped"
+            );
+            continue;
+        };
+        let Some(message) = decode_message(rest, memory) else {
+            tracing::warn!(
+                stream,
+                offset = k.value().1,
+                "corrupt stream entry, skipped"
+            );
+            continue;
+        };
+        bytes += data.len();
+        out.push(StreamEntry {
+            offset: k.value().1,
+            timestamp: u64::from_be_bytes(*ts),
+            message,
+        });
+        if out.len() >= max_count || bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The first chunk of `stream` that starts at or after `from` with a timestamp at or
+/// after `ts`; None when every chunk is older.
+pub(super) fn seek_time(
+    chunks: &impl ReadableTable<(u64, u64), u64>,
+    stream: u64,
+    from: u64,
+    ts: u64,
+) -> Result<Option<u64>, redb::Error> {
+    for row in chunks.range((stream, from)..=(stream, u64::MAX))? {
+        let (k, v) = row?;
+        if v.value() >= ts {
+            return Ok(Some(k.value().1));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreOptions};
+    use amq_protocol::protocol::BasicProperties;
+    use bytes::Bytes;
+
+    const OPTIONS: StoreOptions = StoreOptions {
+        cache_bytes: 1 << 20,
+        page_after: 1000,
+        max_batch: 1000,
+        backlog_bytes: 1 << 20,
+    };
+
+    fn message(memory: &Arc<MemoryGauge>, body: &str) -> Arc<Message> {
+        Arc::new(Message::new(
+            "".into(),
+            "s".into(),
+            &BasicProperties::default(),
+            // Empty properties: a zero flags word.
+            Bytes::from_static(&[0, 0]),
+            Bytes::copy_from_slice(body.as_bytes()),
+            memory.charge(body.len()),
+        ))
+    }
+
+    fn body(e: &StreamEntry) -> &[u8] {
+        &e.message.body
+    }
+
+    #[tokio::test]
+    async fn appends_read_back_in_order_survive_a_restart_and_truncate_by_segment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let memory = MemoryGauge::new(usize::MAX);
+        let (store, _) = Store::open(dir.path(), &memory, OPTIONS).expect("open");
+        // Two segments: offsets 0..3 (chunks at 0 and 2) and 3..5 (chunk at 3).
+        let mut ticket = 0;
+        for (offset, ts, segment, chunk) in [
+            (0, 100, 0, true),
+            (1, 100, 0, false),
+            (2, 200, 0, true),
+            (3, 300, 3, true),
+            (4, 300, 3, false),
+        ] {
+            ticket = store.stream_append(
+                7,
+                offset,
+                ts,
+                segment,
+                chunk,
+                message(&memory, &format!("m{offset}")),
+            );
+        }
+        assert!(store.wait_committed(ticket).await);
+
+        let all = store.stream_read(7, 0, 100, usize::MAX).expect("read");
+        let bodies: Vec<&[u8]> = all.iter().map(body).collect();
+        assert_eq!(bodies, [b"m0", b"m1", b"m2", b"m3", b"m4"]);
+        assert_eq!(all[3].offset, 3);
+        assert_eq!(all[3].timestamp, 300);
+        let some = store.stream_read(7, 2, 2, usize::MAX).expect("read");
+        assert_eq!(some.iter().map(|e| e.offset).collect::<Vec<_>>(), [2, 3]);
+        // At least one message, however small the byte budget.
+        assert_eq!(store.stream_read(7, 1, 100, 1).expect("read").len(), 1);
+        assert!(
+            store
+                .stream_read(8, 0, 100, usize::MAX)
+                .expect("read")
+                .is_empty()
+        );
+
+        assert_eq!(store.stream_seek_time(7, 0, 150).expect("seek"), Some(2));
+        assert_eq!(store.stream_seek_time(7, 0, 100).expect("seek"), Some(0));
+        assert_eq!(store.stream_seek_time(7, 0, 301).expect("seek"), None);
+
+        store.close();
+        drop(store);
+        let (store, recovered) = Store::open(dir.path(), &memory, OPTIONS).expect("reopen");
+        // No queue record names stream 7: recovery reads logs of declared streams
+        // only, so read the tables through the store.
+        assert!(recovered.queues.is_empty());
+        let txn_log = {
+            let db = store.db.lock().expect("lock").clone().expect("open db");
+            let txn = redb::ReadableDatabase::begin_read(&*db).expect("read txn");
+            let segments = txn.open_table(STREAM_SEGMENTS).expect("segments");
+            let chunks = txn.open_table(STREAM_CHUNKS).expect("chunks");
+            recover(&segments, &chunks, 7).expect("recover")
+        };
+        assert_eq!(txn_log.first(), 0);
+        assert_eq!(txn_log.next(), 5);
+        assert_eq!(txn_log.last_chunk, 3);
+        assert_eq!(txn_log.segments.len(), 2);
+        assert_eq!(txn_log.segments[0].count, 3);
+        assert_eq!(
+            (txn_log.segments[1].first_ts, txn_log.segments[1].last_ts),
+            (300, 300)
+        );
+
+        let t = store.stream_truncate(7, 3);
+        assert!(store.wait_committed(t).await);
+        let rest = store.stream_read(7, 0, 100, usize::MAX).expect("read");
+        assert_eq!(rest.iter().map(|e| e.offset).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(store.stream_seek_time(7, 0, 0).expect("seek"), Some(3));
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_truncate_in_the_same_batch_as_appends_leaves_no_stale_segment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let memory = MemoryGauge::new(usize::MAX);
+        let (store, _) = Store::open(dir.path(), &memory, OPTIONS).expect("open");
+        store.stream_append(1, 0, 10, 0, true, message(&memory, "a"));
+        store.stream_append(1, 1, 20, 1, true, message(&memory, "b"));
+        let t = store.stream_truncate(1, 1);
+        assert!(store.wait_committed(t).await);
+        let db = store.db.lock().expect("lock").clone().expect("open db");
+        let txn = redb::ReadableDatabase::begin_read(&*db).expect("read txn");
+        let segments = txn.open_table(STREAM_SEGMENTS).expect("segments");
+        let chunks = txn.open_table(STREAM_CHUNKS).expect("chunks");
+        let log = recover(&segments, &chunks, 1).expect("recover");
+        assert_eq!(
+            log.segments.iter().map(|s| s.first).collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!((log.first(), log.next(), log.last_chunk), (1, 2, 1));
+        drop((segments, chunks, txn, db));
+        store.close();
+    }
+}
