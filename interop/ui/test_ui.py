@@ -55,7 +55,10 @@ class UI:
             raise AssertionError(f"timed out waiting for {what}; page says: {self.problem()}") from None
 
     def problem(self):
-        texts = [e.text for e in self.d.find_elements(By.CSS_SELECTOR, ".unavailable, #alert") if e.text.strip()]
+        texts = []
+        for e in self.d.find_elements(By.CSS_SELECTOR, ".unavailable, #alert"):
+            if e.text.strip() and e.text not in texts:
+                texts.append(e.text)
         return " | ".join(texts) or (self.d.find_element(By.TAG_NAME, "main").text[:300].replace("\n", " / "))
 
     def go(self, route, title):
@@ -75,7 +78,9 @@ class UI:
                         return e
                 except StaleElementReferenceException:
                     pass  # replaced by a refresh: look again
-            if time.time() > end:
+            # A 404 for a listing or object is final: the broker lacks the endpoint (or object).
+            missing = any("404" in e.text for e in self.d.find_elements(By.CSS_SELECTOR, ".unavailable"))
+            if time.time() > end or (missing and not refresh):
                 raise AssertionError(f"{text!r} not in {css}; page says: {self.problem()}")
             if refresh:
                 refresh()

@@ -49,8 +49,10 @@ export function listView({ what, path, columns, empty, pageSize = 100 }) {
   }
   const prev = h('button', { type: 'button', onclick: () => { state.page -= 1; refresh(); } }, 'Previous page');
   const next = h('button', { type: 'button', onclick: () => { state.page += 1; refresh(); } }, 'Next page');
-  const pager = h('nav', { class: 'pager', 'aria-label': `${what} pages` }, prev, next);
+  const pager = h('nav', { class: 'pager', 'aria-label': `${what} pages`, hidden: true }, prev, next);
   async function refresh() {
+    pager.hidden = true;
+    status.textContent = '';
     await load(result, what, async () => {
       const r = await list(path, { page: state.page, pageSize, name: state.name, regex: regex.checked });
       status.textContent = `${r.filtered} of ${r.total} shown` + (r.pages > 1 ? `, page ${r.page} of ${r.pages}` : '') + '.';

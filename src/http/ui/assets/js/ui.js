@@ -65,6 +65,11 @@ export function clearMessages() {
 /** A section with a heading: the page's unit of content. */
 export function section(title, ...children) {
   const id = uid('sec');
+  // A form titled like its section shows one heading: its legend is for screen readers.
+  for (const child of children) {
+    const legend = child instanceof Element && child.querySelector(':scope > fieldset > legend');
+    if (legend && legend.textContent === title) legend.classList.add('visually-hidden');
+  }
   return h('section', { 'aria-labelledby': id }, h('h2', { id }, title), ...children);
 }
 

@@ -2,7 +2,7 @@
 
 import { del, enc } from '../api.js';
 import { heading, listView } from '../page.js';
-import { actionButton, bytes, h, notify, num, section, yesNo } from '../ui.js';
+import { actionButton, bytes, h, notify, num, section } from '../ui.js';
 
 function client(c) {
   const p = c.client_properties || {};
@@ -61,7 +61,7 @@ export const channels = {
       { label: 'Prefetch', num: true, cell: (c) => num(c.prefetch_count) },
       { label: 'Unacked', num: true, cell: (c) => num(c.messages_unacknowledged) },
       { label: 'Unconfirmed', num: true, cell: (c) => num(c.messages_unconfirmed) },
-      { label: 'Global prefetch', cell: (c) => (c.global_prefetch_count ? num(c.global_prefetch_count) : yesNo(false)) },
+      { label: 'Global prefetch', cell: (c) => (c.global_prefetch_count ? num(c.global_prefetch_count) : '–') },
     ];
     const listing = listView({ what: 'Channels', path: '/channels', columns, empty: 'No channels.' });
     main.append(heading('Channels'), section('All channels', listing.node,

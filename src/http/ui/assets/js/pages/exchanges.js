@@ -2,7 +2,7 @@
 
 import { enc, put } from '../api.js';
 import { heading, listView, vhostNames } from '../page.js';
-import { form, h, link, notify, parseObject, rate, section } from '../ui.js';
+import { form, link, notify, parseObject, rate, section } from '../ui.js';
 import { features } from './queues.js';
 
 /** The default exchange is named "" and addressed as amq.default. */

@@ -2,7 +2,7 @@
 
 import { enc, put } from '../api.js';
 import { heading, listView, vhostNames } from '../page.js';
-import { form, h, json, link, notify, num, parseObject, rate, section } from '../ui.js';
+import { form, json, link, notify, num, parseObject, rate, section } from '../ui.js';
 
 export function features(o) {
   const f = [];
