@@ -184,6 +184,17 @@ def keyboard(ui):
     assert skip.text == "Skip to content", f"first Tab reached {skip.text!r}"
     skip.send_keys(Keys.ENTER)
     assert ui.d.switch_to.active_element.get_attribute("id") == "main", "skip link did not focus main"
+    # Tab through the navigation to Policies, open it with Enter: focus lands on its heading.
+    ui.d.execute_script("document.activeElement.blur()")
+    for _ in range(20):
+        ui.d.switch_to.active_element.send_keys(Keys.TAB)
+        if ui.d.switch_to.active_element.text == "Policies":
+            break
+    else:
+        raise AssertionError("Tab never reached the Policies link")
+    ui.d.switch_to.active_element.send_keys(Keys.ENTER)
+    ui.wait(lambda d: d.switch_to.active_element.tag_name == "h1" and d.switch_to.active_element.text == "Policies",
+            "focus on the Policies heading")
     # Every form control on the users page has a label.
     ui.go("#/users", "Users")
     ui.form("Add a user")

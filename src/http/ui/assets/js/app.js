@@ -58,6 +58,8 @@ async function route() {
   const result = page.render(main, args);
   focusHeading();
   cleanup = (await result) || null;
+  // Pages that load something before their heading: focus it once it is there.
+  if (!main.contains(document.activeElement)) focusHeading();
 }
 
 function focusHeading() {

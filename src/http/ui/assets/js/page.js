@@ -7,6 +7,8 @@ import { alertError, h, table, uid } from './ui.js';
 /** Fills `container` with fn()'s node, or with the reason it could not be loaded. */
 export async function load(container, what, fn) {
   container.setAttribute('aria-busy', 'true');
+  // A button inside (say Delete) goes away with the old content: keep keyboard focus here.
+  const hadFocus = container.contains(document.activeElement);
   try {
     container.replaceChildren(await fn());
   } catch (error) {
@@ -15,6 +17,10 @@ export async function load(container, what, fn) {
     alertError(text);
   } finally {
     container.removeAttribute('aria-busy');
+    if (hadFocus && !container.contains(document.activeElement)) {
+      container.setAttribute('tabindex', '-1');
+      container.focus();
+    }
   }
 }
 

@@ -150,13 +150,14 @@ export function actionButton(label, question, action, extra = {}) {
     ...extra,
     onclick: async (event) => {
       if (question && !window.confirm(question)) return;
-      event.currentTarget.disabled = true;
       const target = event.currentTarget;
+      target.disabled = true;
       try {
         await action();
       } catch (error) {
         alertError(String(error.message || error));
-        target.disabled = false;
+      } finally {
+        target.disabled = false; // usually replaced by then; kept usable if not
       }
     },
   }, label);
