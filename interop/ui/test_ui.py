@@ -220,9 +220,16 @@ def overview(ui):
 def queues(ui):
     ui.go("#/queues", "Queues")
     ui.filter(P)
-    row = ui.row(QUEUE, refresh=None)
+    row = ui.row(QUEUE)
     cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "td, th")]
     assert "durable" in " ".join(cells), cells
+    # Only the queues of one virtual host (GET /api/queues/<vhost>).
+    vhost = Select(ui.wait(lambda d: d.find_element(By.CSS_SELECTOR, "form.filter select[name=vhost]"), "vhost choice"))
+    ui.wait(lambda d: len(vhost.options) > 1, "the virtual hosts")
+    vhost.select_by_value("/")
+    ui.wait(lambda d: d.execute_script("return performance.getEntriesByType('resource')"
+                                       ".some(e => e.name.includes('/api/queues/%2F?'))"), "a listing of vhost /")
+    ui.row(QUEUE)
 
 
 def queue_detail(ui):

@@ -30,11 +30,15 @@ export function heading(text) {
 }
 
 /**
- * A listing of `path` with a name filter and pages. columns as for ui.table. Returns
- * {node, refresh}.
+ * A listing of `path` with a name filter, a virtual host choice (`path/<vhost>`) and pages.
+ * columns as for ui.table. Returns {node, refresh}.
  */
 export function listView({ what, path, columns, empty, pageSize = 100 }) {
-  const state = { page: 1, name: '' };
+  const state = { page: 1, name: '', vhost: '' };
+  const vhostId = uid('vhost');
+  const vhost = h('select', { id: vhostId, name: 'vhost' }, h('option', { value: '' }, 'All'));
+  vhostNames().then((names) => vhost.append(...names.map((n) => h('option', { value: n }, n))));
+  vhost.addEventListener('change', () => apply());
   const result = h('div', { class: 'listing' });
   const status = h('p', { class: 'count' });
   const filterId = uid('filter');
@@ -43,6 +47,7 @@ export function listView({ what, path, columns, empty, pageSize = 100 }) {
   const regex = h('input', { id: regexId, type: 'checkbox', name: 'regex' });
   let timer = null;
   const filterForm = h('form', { class: 'filter', role: 'search', 'aria-label': `Filter ${what.toLowerCase()}` },
+    h('label', { for: vhostId }, 'Virtual host'), vhost,
     h('label', { for: filterId }, 'Filter by name'), input,
     h('span', { class: 'check' }, regex, h('label', { for: regexId }, 'Regular expression')),
     h('button', { type: 'submit' }, 'Filter'));
@@ -50,6 +55,7 @@ export function listView({ what, path, columns, empty, pageSize = 100 }) {
   input.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(apply, 400); });
   function apply() {
     state.name = input.value.trim();
+    state.vhost = vhost.value;
     state.page = 1;
     refresh();
   }
@@ -60,7 +66,8 @@ export function listView({ what, path, columns, empty, pageSize = 100 }) {
     pager.hidden = true;
     status.textContent = '';
     await load(result, what, async () => {
-      const r = await list(path, { page: state.page, pageSize, name: state.name, regex: regex.checked });
+      const where = state.vhost ? `${path}/${encodeURIComponent(state.vhost)}` : path;
+      const r = await list(where, { page: state.page, pageSize, name: state.name, regex: regex.checked });
       status.textContent = `${r.filtered} of ${r.total} shown` + (r.pages > 1 ? `, page ${r.page} of ${r.pages}` : '') + '.';
       prev.disabled = r.page <= 1;
       next.disabled = r.page >= r.pages;
