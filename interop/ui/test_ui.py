@@ -10,7 +10,7 @@ Environment (interop/run sets them):
 Every check is independent and named; the script prints one line per check and exits 1 if
 any failed. Objects it makes are named ui-test-<pid>-...
 """
-import base64, json, os, sys, tempfile, time, traceback
+import base64, json, os, sys, tempfile, time, traceback, urllib.request
 
 import pika
 from selenium import webdriver
@@ -384,10 +384,8 @@ def definitions(ui, downloads):
     ui.fill(u, file=upload)
     ui.submit(u)
     ui.notice("imported")
-    ui.go("#/vhosts", "Virtual hosts")
-    ui.row(f"{P}-imported").find_element(By.XPATH, ".//button[text()='Delete']").click()
-    ui.accept()
-    ui.notice("deleted")
+    assert http("GET", f"/vhosts/{P}-imported") == 200, "imported vhost missing"
+    http("DELETE", f"/vhosts/{P}-imported")
 
 
 def logout(ui):
@@ -395,6 +393,39 @@ def logout(ui):
     ui.d.find_element(By.ID, "logout").click()
     ui.form("Log in to the management interface")
     assert ui.d.execute_script("return sessionStorage.length") == 0, "credentials kept after logout"
+
+
+def http(method, path, body=None):
+    """The management API directly (setup and cleanup), as the administrator."""
+    req = urllib.request.Request(URL + "api" + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{USER}:{PASS}".encode()).decode())
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req) as r:
+        return r.status
+
+
+def monitoring_user(ui):
+    """A monitoring user logs in; the pages only administrators may use leave the navigation."""
+    name = f"{P}-monitor"
+    http("PUT", f"/users/{name}", {"password": "watch", "tags": "monitoring"})
+    try:
+        ui.d.get(URL)
+        if ui.d.find_element(By.ID, "logout").is_displayed():
+            ui.d.find_element(By.ID, "logout").click()
+        f = ui.form("Log in to the management interface")
+        ui.fill(f, username=name, password="watch")
+        ui.submit(f)
+        ui.text_in("#who", "monitoring")
+        visible = [a.text for a in ui.d.find_elements(By.CSS_SELECTOR, "#nav a") if a.is_displayed()]
+        assert "Overview" in visible and "Queues" in visible, visible
+        assert "Users" not in visible and "Definitions" not in visible, visible
+        ui.go("#/", "Overview")
+        ui.text_in(".totals", "Queues")
+        ui.d.find_element(By.ID, "logout").click()
+        ui.form("Log in to the management interface")
+    finally:
+        http("DELETE", f"/users/{name}")
 
 
 def cleanup():
@@ -413,7 +444,8 @@ def main():
     ui = UI(d)
     checks = [login_rejects_bad_password, login, keyboard, overview, queues, queue_detail,
               queue_publish_and_get, queue_purge, exchanges, connections, channels, queue_delete,
-              users, vhosts, permissions, policies, lambda ui: definitions(ui, downloads), logout]
+              users, vhosts, permissions, policies, lambda ui: definitions(ui, downloads), logout,
+              monitoring_user]
     names = [c.__name__ if c.__name__ != "<lambda>" else "definitions" for c in checks]
     failed = []
     print(f"ui: {URL} screenshots in {SHOTS}", flush=True)

@@ -107,7 +107,12 @@ async function start() {
   showChrome(true);
   try {
     const me = await get('/whoami');
-    document.getElementById('who').textContent = `${me.name} (${(me.tags || []).join(', ') || 'no tags'})`;
+    const tags = Array.isArray(me.tags) ? me.tags : String(me.tags || '').split(',').filter(Boolean);
+    document.getElementById('who').textContent = `${me.name} (${tags.join(', ') || 'no tags'})`;
+    // Pages the user's tags do not allow leave the navigation (their URLs still answer).
+    for (const a of document.querySelectorAll('#nav a[data-needs]')) {
+      a.parentElement.hidden = !a.dataset.needs.split(' ').some((t) => tags.includes(t));
+    }
   } catch { /* the page itself reports problems */ }
   await route();
 }
