@@ -12,6 +12,7 @@ mod definitions;
 mod listing;
 mod node;
 mod policies;
+mod ui;
 mod users;
 mod vhosts;
 
@@ -46,6 +47,7 @@ pub fn router(api: Api) -> Router {
         .merge(users::routes())
         .merge(policies::routes())
         .merge(definitions::routes())
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found() })
         .with_state(api)
 }
