@@ -121,6 +121,10 @@ async fn connections_are_listed_with_rabbitmq_fields() {
         true
     );
     assert!(c["connected_at"].as_u64().expect("ms") > 1_600_000_000_000);
+    // The handshake and channel.open went both ways.
+    assert!(c["recv_oct"].as_u64() > Some(0), "{c}");
+    assert!(c["send_oct"].as_u64() > Some(0), "{c}");
+    assert!(c["recv_oct_details"]["rate"].is_number(), "{c}");
     for field in ["channel_max", "frame_max", "timeout", "node"] {
         assert!(!c[field].is_null(), "{field} in {c}");
     }

@@ -151,6 +151,18 @@ async fn detailed_serves_the_families_asked_for() {
         s.value(&format!("rabbitmq_detailed_queue_consumers{q}")),
         1.0
     );
+    let s = scrape(addr, "/metrics/detailed?family=connection_coarse_metrics").await;
+    let c = format!("{{channel=\"{name}\"}}");
+    assert!(
+        s.value(&format!(
+            "rabbitmq_detailed_connection_incoming_bytes_total{c}"
+        )) > 0.0
+    );
+    assert!(
+        s.value(&format!(
+            "rabbitmq_detailed_connection_outgoing_bytes_total{c}"
+        )) > 0.0
+    );
     // Nothing asked: only the identity.
     let s = scrape(addr, "/metrics/detailed").await;
     assert!(

@@ -120,6 +120,11 @@ pub struct ConnectionEntry {
     close: watch::Sender<Option<String>>,
     /// The connection's open channels and their figures.
     table: Arc<ChannelTable>,
+    /// Bytes received and sent, as the connection last recorded them.
+    recv_oct: AtomicU64,
+    send_oct: AtomicU64,
+    /// The rates of the byte counts, as the management API last sampled them.
+    pub rates: crate::metrics::rates::RateSet,
 }
 
 impl ConnectionEntry {
@@ -147,6 +152,14 @@ impl ConnectionEntry {
 
     pub fn user(&self) -> &str {
         &self.info.user
+    }
+
+    /// Bytes received from and sent to the client so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.recv_oct.load(Ordering::Relaxed),
+            self.send_oct.load(Ordering::Relaxed),
+        )
     }
 
     /// Asks the connection to close: it sends connection.close with reply code 320
@@ -182,6 +195,9 @@ impl Connections {
             channels: AtomicUsize::new(0),
             close,
             table: Arc::default(),
+            recv_oct: AtomicU64::new(0),
+            send_oct: AtomicU64::new(0),
+            rates: Default::default(),
         });
         self.lock().insert(entry.info.id, entry.clone());
         self.opened.fetch_add(1, Ordering::Relaxed);
@@ -302,6 +318,12 @@ impl Registration {
     /// Records how many channels the connection has open.
     pub fn set_channels(&self, n: usize) {
         self.entry.channels.store(n, Ordering::Relaxed);
+    }
+
+    /// Records the bytes received and sent so far.
+    pub fn set_traffic(&self, received: u64, sent: u64) {
+        self.entry.recv_oct.store(received, Ordering::Relaxed);
+        self.entry.send_oct.store(sent, Ordering::Relaxed);
     }
 
     /// Lists channel `number` as open until the returned slot is dropped.

@@ -464,6 +464,8 @@ impl Connection {
                 return self.close_with(reader, &e).await;
             }
             self.registration.set_channels(self.channels.len());
+            self.registration
+                .set_traffic(reader.received, self.outbox.sent());
             self.flush();
         }
     }

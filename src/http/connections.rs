@@ -42,6 +42,17 @@ pub(super) fn may_read(caller: &Caller, user: &str) -> bool {
     caller.is_monitor() || caller.user.name == user
 }
 
+/// A connection as the management API shows it, with its traffic.
+pub(super) fn entry_json(e: &ConnectionEntry) -> Value {
+    let mut v = connection_json(&e.info());
+    let (recv, send) = e.traffic();
+    if let Value::Object(map) = &mut v {
+        e.rates.counter_into(map, "recv_oct", recv);
+        e.rates.counter_into(map, "send_oct", send);
+    }
+    v
+}
+
 /// A connection as the management API shows it.
 pub(super) fn connection_json(c: &ConnectionInfo) -> Value {
     let connected_at = c
@@ -113,7 +124,7 @@ async fn list(
 ) -> ApiResult<Response> {
     let items = visible(&api, &caller, None)
         .iter()
-        .map(|e| connection_json(&e.info()))
+        .map(|e| entry_json(e))
         .collect();
     Ok(ok_json(listing::apply(items, &params)?))
 }
@@ -127,7 +138,7 @@ async fn vhost_list(
     caller.vhost(&api, &vhost)?;
     let items = visible(&api, &caller, Some(&vhost))
         .iter()
-        .map(|e| connection_json(&e.info()))
+        .map(|e| entry_json(e))
         .collect();
     Ok(ok_json(listing::apply(items, &params)?))
 }
@@ -149,7 +160,7 @@ async fn show(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let entry = readable(&api, &caller, &name)?;
-    Ok(ok_json(connection_json(&entry.info())))
+    Ok(ok_json(entry_json(&entry)))
 }
 
 /// The `X-Reason` header's text, or RabbitMQ's default.

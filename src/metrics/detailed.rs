@@ -25,6 +25,8 @@ pub struct ChannelRow {
 pub struct ConnectionRow {
     pub label: String,
     pub channels: usize,
+    pub received: u64,
+    pub sent: u64,
 }
 
 /// Every open channel and connection.
@@ -35,9 +37,12 @@ pub fn rows(ctx: &ServerContext) -> (Vec<ChannelRow>, Vec<ConnectionRow>) {
         let info = entry.info();
         let name = info.name();
         let table = entry.channel_table().snapshots();
+        let (received, sent) = entry.traffic();
         connections.push(ConnectionRow {
             label: name.clone(),
             channels: table.len(),
+            received,
+            sent,
         });
         for stats in table {
             channels.push(ChannelRow {
@@ -172,6 +177,30 @@ pub fn channel_family(t: &mut Text, prefix: &str, family: &str, rows: &[ChannelR
             } else {
                 t.sample(&name, &[("channel", &row.label)], pick(&row.stats));
             }
+        }
+    }
+}
+
+/// connection_coarse_metrics' byte counts, one sample per connection.
+pub fn connection_coarse_family(t: &mut Text, prefix: &str, rows: &[ConnectionRow]) {
+    type Pick = fn(&ConnectionRow) -> u64;
+    let families: [(&str, &str, Pick); 2] = [
+        (
+            "connection_incoming_bytes_total",
+            "Total number of bytes received on a connection",
+            |r| r.received,
+        ),
+        (
+            "connection_outgoing_bytes_total",
+            "Total number of bytes sent on a connection",
+            |r| r.sent,
+        ),
+    ];
+    for (name, help, pick) in families {
+        let name = format!("{prefix}{name}");
+        t.family(&name, Kind::Counter, help);
+        for row in rows {
+            t.sample(&name, &[("channel", &row.label)], pick(row));
         }
     }
 }
@@ -333,12 +362,18 @@ pub fn render(t: &mut Text, ctx: &ServerContext, families: &[String], vhosts: &[
         "channel_exchange_metrics",
         "channel_queue_metrics",
     ];
-    if channel_families.iter().any(|f| wants(f)) || wants("connection_metrics") {
+    if channel_families.iter().any(|f| wants(f))
+        || wants("connection_metrics")
+        || wants("connection_coarse_metrics")
+    {
         let (channels, connections) = rows(ctx);
         for family in channel_families {
             if wants(family) {
                 channel_family(t, P, family, &channels);
             }
+        }
+        if wants("connection_coarse_metrics") {
+            connection_coarse_family(t, P, &connections);
         }
         if wants("connection_metrics") {
             connection_family(t, P, &connections);

@@ -159,8 +159,11 @@ impl Exporter {
             t.single(name, Kind::Gauge, help, &[], value);
         }
         if endpoint == Endpoint::PerObject {
-            use super::detailed::{channel_family, connection_family, rows};
+            use super::detailed::{
+                channel_family, connection_coarse_family, connection_family, rows,
+            };
             let (channel_rows, connection_rows) = rows(&self.ctx);
+            connection_coarse_family(&mut t, "rabbitmq_", &connection_rows);
             connection_family(&mut t, "rabbitmq_", &connection_rows);
             for family in [
                 "channel_metrics",
