@@ -230,6 +230,17 @@ async fn consumers_are_listed_with_their_channel_and_queue() {
             .any(|c| c["consumer_tag"] == "tag-a")
     );
     assert_eq!(api.get("/api/consumers/nope").await.status, 404);
+    // Listing parameters apply: column selection keeps the paths asked for.
+    let cols = api
+        .get("/api/consumers?columns=consumer_tag,queue.name")
+        .await
+        .json();
+    assert!(
+        cols.as_array()
+            .expect("a list")
+            .contains(&json!({"consumer_tag": "tag-a", "queue": {"name": queue}})),
+        "{cols}"
+    );
     // Another management user does not see guest's consumers.
     let r = api
         .put(

@@ -2,11 +2,12 @@
 //! channel's details. Monitoring and administrator users see all, the others the
 //! consumers of their own connections.
 
+use super::listing::{self, ListParams};
 use super::{Api, ApiResult, Caller, node_name, ok_json};
 use crate::broker::queue::listing::ConsumerInfo;
 use crate::broker::registry::{ConnectionInfo, host};
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -96,17 +97,24 @@ fn visible(api: &Api, caller: &Caller, vhost: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
-async fn list(State(api): State<Api>, caller: Caller) -> ApiResult<Response> {
-    Ok(ok_json(Value::Array(visible(&api, &caller, None))))
+async fn list(
+    State(api): State<Api>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Response> {
+    let items = visible(&api, &caller, None);
+    Ok(ok_json(listing::apply(items, &params)?))
 }
 
 async fn vhost_list(
     State(api): State<Api>,
     caller: Caller,
     Path(vhost): Path<String>,
+    Query(params): Query<ListParams>,
 ) -> ApiResult<Response> {
     if api.ctx.broker.vhost(&vhost).is_none() {
         return Err(super::ApiError::not_found());
     }
-    Ok(ok_json(Value::Array(visible(&api, &caller, Some(&vhost)))))
+    let items = visible(&api, &caller, Some(&vhost));
+    Ok(ok_json(listing::apply(items, &params)?))
 }
