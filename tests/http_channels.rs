@@ -329,3 +329,41 @@ async fn the_aliveness_test_makes_a_round_trip_through_its_queue() {
     // Again, with the queue already there.
     assert_eq!(api.get("/api/aliveness-test/%2F").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_single_active_consumer_is_active_and_the_others_wait() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    let queue = common::unique("sacq");
+    let mut args = FieldTable::default();
+    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .expect("declare");
+    let mut consumers = Vec::new();
+    for tag in ["sac-1", "sac-2"] {
+        consumers.push(
+            ch.basic_consume(
+                queue.as_str().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume"),
+        );
+    }
+    let list = broker
+        .api()
+        .get("/api/consumers/%2F?sort=consumer_tag&columns=consumer_tag,active,activity_status")
+        .await
+        .json();
+    assert_eq!(
+        list,
+        json!([
+            {"consumer_tag": "sac-1", "active": true, "activity_status": "single_active"},
+            {"consumer_tag": "sac-2", "active": false, "activity_status": "waiting"},
+        ])
+    );
+    conn.close(200, "bye".into()).await.expect("close");
+}
