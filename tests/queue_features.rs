@@ -845,22 +845,22 @@ async fn queue_types() {
         )),
         "{t}"
     );
-    // Streams do not exist in Warren yet: refused where RabbitMQ would create one.
+    // An unknown queue type is refused (streams have tests/streams.rs).
     let (_c3, ch3) = broker.channel().await;
-    let st = unique("stream");
+    let odd = unique("odd");
     let t = declare_err(
         &ch3,
-        &st,
+        &odd,
         QueueDeclareOptions {
             durable: true,
             ..Default::default()
         },
-        args(&[("x-queue-type", s("stream"))]),
+        args(&[("x-queue-type", s("lake"))]),
     )
     .await;
     assert!(
         t.contains(&format!(
-            "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '{st}' in vhost '/'"
+            "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '{odd}' in vhost '/'"
         )),
         "{t}"
     );

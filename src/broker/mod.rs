@@ -3,6 +3,7 @@
 //! deliveries back to connections through each consumer's event sender.
 
 pub mod args;
+pub mod channels;
 pub mod deadletter;
 pub mod exchange;
 pub mod policies;

@@ -4,6 +4,7 @@
 //! HTTP API to come; nothing on the publish or delivery path touches them.
 
 use crate::broker::VHost;
+use crate::broker::channels::{ChannelSlot, ChannelTable};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,7 +54,15 @@ pub struct NewConnection {
     pub user: String,
     pub vhost: Arc<str>,
     pub peer: SocketAddr,
+    /// The listener's address the client connected to.
+    pub local: SocketAddr,
     pub client_properties: FieldTable,
+    /// The SASL mechanism the client logged in with.
+    pub auth_mechanism: String,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    /// The negotiated heartbeat, in seconds.
+    pub heartbeat: u16,
 }
 
 /// One open connection, as the registry lists it.
@@ -63,9 +72,43 @@ pub struct ConnectionInfo {
     pub user: String,
     pub vhost: Arc<str>,
     pub peer: SocketAddr,
+    pub local: SocketAddr,
     pub client_properties: FieldTable,
+    pub auth_mechanism: String,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
     pub connected_at: SystemTime,
     pub channels: usize,
+}
+
+impl ConnectionInfo {
+    /// The connection's name as RabbitMQ gives it: `peer -> local`.
+    pub fn name(&self) -> String {
+        connection_name(self.peer, self.local)
+    }
+}
+
+/// `127.0.0.1:54321 -> 127.0.0.1:5672`, RabbitMQ's name for a network connection.
+pub fn connection_name(peer: SocketAddr, local: SocketAddr) -> String {
+    format!(
+        "{}:{} -> {}:{}",
+        host(peer),
+        peer.port(),
+        host(local),
+        local.port()
+    )
+}
+
+/// An address's host as RabbitMQ prints it (IPv4-mapped IPv6 addresses as IPv4).
+pub fn host(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.ip().to_string(),
+        },
+        SocketAddr::V4(v4) => v4.ip().to_string(),
+    }
 }
 
 /// A registered connection: what it is, how many channels it has open, and the
@@ -75,6 +118,13 @@ pub struct ConnectionEntry {
     connected_at: SystemTime,
     channels: AtomicUsize,
     close: watch::Sender<Option<String>>,
+    /// The connection's open channels and their figures.
+    table: Arc<ChannelTable>,
+    /// Bytes received and sent, as the connection last recorded them.
+    recv_oct: AtomicU64,
+    send_oct: AtomicU64,
+    /// The rates of the byte counts, as the management API last sampled them.
+    pub rates: crate::metrics::rates::RateSet,
 }
 
 impl ConnectionEntry {
@@ -84,10 +134,32 @@ impl ConnectionEntry {
             user: self.info.user.clone(),
             vhost: self.info.vhost.clone(),
             peer: self.info.peer,
+            local: self.info.local,
             client_properties: self.info.client_properties.clone(),
+            auth_mechanism: self.info.auth_mechanism.clone(),
+            channel_max: self.info.channel_max,
+            frame_max: self.info.frame_max,
+            heartbeat: self.info.heartbeat,
             connected_at: self.connected_at,
             channels: self.channels.load(Ordering::Relaxed),
         }
+    }
+
+    /// The connection's open channels.
+    pub fn channel_table(&self) -> &ChannelTable {
+        &self.table
+    }
+
+    pub fn user(&self) -> &str {
+        &self.info.user
+    }
+
+    /// Bytes received from and sent to the client so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.recv_oct.load(Ordering::Relaxed),
+            self.send_oct.load(Ordering::Relaxed),
+        )
     }
 
     /// Asks the connection to close: it sends connection.close with reply code 320
@@ -122,6 +194,10 @@ impl Connections {
             connected_at: SystemTime::now(),
             channels: AtomicUsize::new(0),
             close,
+            table: Arc::default(),
+            recv_oct: AtomicU64::new(0),
+            send_oct: AtomicU64::new(0),
+            rates: Default::default(),
         });
         self.lock().insert(entry.info.id, entry.clone());
         self.opened.fetch_add(1, Ordering::Relaxed);
@@ -148,6 +224,21 @@ impl Connections {
 
     pub fn get(&self, id: u64) -> Option<Arc<ConnectionEntry>> {
         self.lock().get(&id).cloned()
+    }
+
+    /// Every open connection's entry, by id.
+    pub fn entries(&self) -> Vec<Arc<ConnectionEntry>> {
+        let mut all: Vec<Arc<ConnectionEntry>> = self.lock().values().cloned().collect();
+        all.sort_by_key(|e| e.info.id);
+        all
+    }
+
+    /// The connection named `name` (see [`connection_name`]).
+    pub fn by_name(&self, name: &str) -> Option<Arc<ConnectionEntry>> {
+        self.lock()
+            .values()
+            .find(|e| connection_name(e.info.peer, e.info.local) == name)
+            .cloned()
     }
 
     /// Asks connection `id` to close with `reason`; false if it is not open.
@@ -228,6 +319,17 @@ impl Registration {
     pub fn set_channels(&self, n: usize) {
         self.entry.channels.store(n, Ordering::Relaxed);
     }
+
+    /// Records the bytes received and sent so far.
+    pub fn set_traffic(&self, received: u64, sent: u64) {
+        self.entry.recv_oct.store(received, Ordering::Relaxed);
+        self.entry.send_oct.store(sent, Ordering::Relaxed);
+    }
+
+    /// Lists channel `number` as open until the returned slot is dropped.
+    pub fn open_channel(&self, number: u16) -> ChannelSlot {
+        self.entry.table.open(number)
+    }
 }
 
 impl Drop for Registration {
@@ -247,7 +349,12 @@ mod tests {
             user: "guest".into(),
             vhost: Arc::from("/"),
             peer: "127.0.0.1:5000".parse().expect("an address"),
+            local: "127.0.0.1:5672".parse().expect("an address"),
             client_properties: FieldTable::default(),
+            auth_mechanism: "PLAIN".into(),
+            channel_max: 2047,
+            frame_max: 131072,
+            heartbeat: 60,
         }
     }
 
@@ -260,6 +367,12 @@ mod tests {
         let listed = registry.list();
         assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(listed[1].channels, 3);
+        assert_eq!(listed[1].name(), "127.0.0.1:5000 -> 127.0.0.1:5672");
+        assert!(
+            registry
+                .by_name("127.0.0.1:5000 -> 127.0.0.1:5672")
+                .is_some()
+        );
         drop(a);
         assert_eq!(registry.list().len(), 1);
         assert!(!registry.close(1, "gone"));

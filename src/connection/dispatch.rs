@@ -71,7 +71,9 @@ impl Connection {
                     ))));
                 }
                 self.check_channel_limits()?;
-                self.channels.insert(channel_id, Channel::new(channel_id));
+                let slot = self.registration.open_channel(channel_id);
+                self.channels
+                    .insert(channel_id, Channel::new(channel_id, slot));
                 crate::metrics::inc(&self.session.metrics.channels_opened);
                 self.session.send(
                     channel_id,

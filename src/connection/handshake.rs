@@ -23,6 +23,8 @@ pub struct Negotiated {
     pub blocked_notify: bool,
     /// What the client said about itself in connection.start-ok.
     pub client_properties: FieldTable,
+    /// The SASL mechanism the client logged in with.
+    pub auth_mechanism: String,
 }
 
 /// Why the handshake did not complete.
@@ -294,6 +296,7 @@ pub async fn negotiate(
         heartbeat: tune_ok.heartbeat,
         consumer_cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
         blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
+        auth_mechanism: start_ok.mechanism.to_string(),
         client_properties: start_ok.client_properties,
     })
 }

@@ -171,6 +171,7 @@ pub async fn serve(
             return;
         }
     }
+    let local = socket.local_addr().unwrap_or(peer);
     let (read_half, write_half) = socket.into_split();
     let outbox = Arc::new(Outbox::new(write_half));
     let writer = tokio::spawn(writer::run(outbox.clone()));
@@ -233,7 +234,12 @@ pub async fn serve(
         user: negotiated.user.clone(),
         vhost: negotiated.vhost.name.clone(),
         peer,
+        local,
         client_properties: negotiated.client_properties,
+        auth_mechanism: negotiated.auth_mechanism,
+        channel_max: negotiated.channel_max,
+        frame_max: negotiated.frame_max,
+        heartbeat: negotiated.heartbeat,
     });
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {
@@ -458,6 +464,8 @@ impl Connection {
                 return self.close_with(reader, &e).await;
             }
             self.registration.set_channels(self.channels.len());
+            self.registration
+                .set_traffic(reader.received, self.outbox.sent());
             self.flush();
         }
     }
@@ -482,11 +490,13 @@ impl Connection {
     }
 
     /// Sends the confirms and replies that became due; an error if a store write
-    /// that one of them waited on failed.
+    /// that one of them waited on failed. Each channel then stores its state for the
+    /// management API (once per wake-up, whatever the wake-up handled).
     fn flush_confirms(&mut self) -> Option<Exception> {
         let mut error = None;
         for ch in self.channels.values_mut() {
             error = error.or(ch.flush_confirms(&mut self.session));
+            ch.sync_stats();
         }
         self.channels.retain(|_, ch| !ch.finished());
         error

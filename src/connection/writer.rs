@@ -8,7 +8,7 @@
 //! for a heartbeat interval, the writer sends a heartbeat frame.
 
 use crate::protocol::codec::write_heartbeat;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -32,6 +32,8 @@ pub struct Outbox {
     socket: OwnedWriteHalf,
     /// Seconds of write silence before a heartbeat is sent (0: never).
     heartbeat: AtomicU32,
+    /// Bytes handed to the writer since the connection opened.
+    sent: AtomicU64,
 }
 
 impl Outbox {
@@ -39,6 +41,7 @@ impl Outbox {
         Outbox {
             pending: Mutex::new(Pending::default()),
             notify: Notify::new(),
+            sent: AtomicU64::new(0),
             written: Notify::new(),
             socket,
             heartbeat: AtomicU32::new(0),
@@ -57,6 +60,7 @@ impl Outbox {
         if frames.is_empty() {
             return;
         }
+        self.sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
         {
             let mut p = self.lock();
             if p.buf.is_empty() && !p.writing && !p.close {
@@ -79,6 +83,11 @@ impl Outbox {
             }
         }
         self.notify.notify_one();
+    }
+
+    /// Bytes handed to the writer since the connection opened (heartbeats aside).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Bytes queued behind a socket that is not keeping up, beyond which the

@@ -8,6 +8,9 @@
 
 mod auth;
 mod body;
+mod channels;
+mod connections;
+mod consumers;
 mod definitions;
 mod listing;
 mod node;
@@ -47,6 +50,9 @@ pub fn router(api: Api) -> Router {
         .merge(users::routes())
         .merge(policies::routes())
         .merge(definitions::routes())
+        .merge(connections::routes())
+        .merge(channels::routes())
+        .merge(consumers::routes())
         .merge(ui::routes())
         .fallback(|| async { ApiError::not_found() })
         .with_state(api)

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -54,25 +54,87 @@ fn rate(n: u64) -> Value {
     json!({"count": n, "rate": 0.0})
 }
 
-async fn overview(State(api): State<Api>, _caller: Caller) -> Response {
+/// The broker's queue and object totals.
+struct Totals {
+    queues: u64,
+    exchanges: u64,
+    consumers: u64,
+    ready: u64,
+    unacked: u64,
+}
+
+fn totals(api: &Api) -> Totals {
     let broker = &api.ctx.broker;
-    let (mut queues, mut exchanges, mut consumers, mut ready) = (0u64, 0u64, 0u64, 0u64);
+    let mut t = Totals {
+        queues: 0,
+        exchanges: 0,
+        consumers: 0,
+        ready: 0,
+        unacked: 0,
+    };
     for name in broker.vhost_names() {
         if let Some(v) = broker.vhost(&name) {
             for q in v.queues() {
-                queues += 1;
-                consumers += u64::from(q.consumer_count());
-                ready += u64::from(q.message_count());
+                t.queues += 1;
+                t.consumers += u64::from(q.consumer_count());
+                t.ready += u64::from(q.message_count());
+                t.unacked += q.unacked_count();
             }
-            exchanges += v.exchange_names().len() as u64;
+            t.exchanges += v.exchange_names().len() as u64;
         }
     }
-    let connections = broker.connections().list();
-    let channels: usize = connections.iter().map(|c| c.channels).sum();
+    t
+}
+
+/// `message_stats`, `queue_totals` and `churn_rates` of the overview, with their
+/// rates sampled from the broker's counters.
+fn figures(api: &Api, t: &Totals) -> (Value, Value, Value) {
+    use crate::metrics::counters::get;
+    let m = &api.ctx.broker.metrics;
+    let rates = &m.rates;
+    let mut stats = Map::new();
+    for (name, n) in m.message_stats() {
+        rates.counter_into(&mut stats, name, n);
+    }
+    let mut queue_totals = Map::new();
+    rates.gauge_into(&mut queue_totals, "messages", t.ready + t.unacked);
+    rates.gauge_into(&mut queue_totals, "messages_ready", t.ready);
+    rates.gauge_into(&mut queue_totals, "messages_unacknowledged", t.unacked);
+    let (opened, closed) = api.ctx.broker.connections().totals();
+    let mut churn = Map::new();
+    for (name, n) in [
+        ("channel_closed", get(&m.channels_closed)),
+        ("channel_created", get(&m.channels_opened)),
+        ("connection_closed", closed),
+        ("connection_created", opened),
+        ("queue_created", get(&m.queues_created)),
+        ("queue_declared", get(&m.queues_declared)),
+        ("queue_deleted", get(&m.queues_deleted)),
+    ] {
+        rates.counter_into(&mut churn, name, n);
+    }
+    (
+        Value::Object(stats),
+        Value::Object(queue_totals),
+        Value::Object(churn),
+    )
+}
+
+async fn overview(State(api): State<Api>, _caller: Caller) -> Response {
+    let t = totals(&api);
+    let connections = api.ctx.broker.connections();
+    let channels = connections.count_channels();
+    let connection_count = connections.list().len();
+    let (message_stats, queue_totals, churn_rates) = figures(&api, &t);
     let node = node_name();
     ok_json(json!({
         "management_version": RABBITMQ_VERSION,
         "rates_mode": "basic",
+        "sample_retention_policies": {
+            "global": [600, 3600, 28800, 86400],
+            "basic": [600, 3600],
+            "detailed": [600],
+        },
         "exchange_types": exchange_types(),
         "product_version": RABBITMQ_VERSION,
         "product_name": PRODUCT,
@@ -82,21 +144,15 @@ async fn overview(State(api): State<Api>, _caller: Caller) -> Response {
         "node": node,
         "disable_stats": false,
         "enable_queue_totals": false,
-        "message_stats": {},
-        "queue_totals": {
-            "messages": ready,
-            "messages_details": {"rate": 0.0},
-            "messages_ready": ready,
-            "messages_ready_details": {"rate": 0.0},
-            "messages_unacknowledged": 0,
-            "messages_unacknowledged_details": {"rate": 0.0},
-        },
+        "message_stats": message_stats,
+        "churn_rates": churn_rates,
+        "queue_totals": queue_totals,
         "object_totals": {
             "channels": channels,
-            "connections": connections.len(),
-            "consumers": consumers,
-            "exchanges": exchanges,
-            "queues": queues,
+            "connections": connection_count,
+            "consumers": t.consumers,
+            "exchanges": t.exchanges,
+            "queues": t.queues,
         },
         "statistics_db_event_queue": 0,
         "listeners": listeners(&api),
@@ -207,11 +263,67 @@ async fn port_listener(
     }
 }
 
+/// The aliveness test's round trip, as RabbitMQ 3.x does it: declares the
+/// `aliveness-test` queue, publishes a message to it through the default exchange,
+/// and gets it back.
 async fn aliveness(
     State(api): State<Api>,
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Response> {
     caller.vhost(&api, &vhost)?;
-    Ok(ok_json(json!({"status": "ok"})))
+    let Some(v) = api.ctx.broker.vhost(&vhost) else {
+        return Err(ApiError::not_found());
+    };
+    match round_trip(&api, &v) {
+        Ok(()) => Ok(ok_json(json!({"status": "ok"}))),
+        Err(reason) => Ok(failed(json!({"status": "failed", "reason": reason}))),
+    }
+}
+
+const ALIVENESS_QUEUE: &str = "aliveness-test";
+const ALIVENESS_BODY: &[u8] = b"test_message";
+
+fn round_trip(api: &Api, v: &std::sync::Arc<crate::broker::VHost>) -> Result<(), String> {
+    use crate::broker::vhost::QueueDeclare;
+    use crate::model::Message;
+    use amq_protocol::protocol::basic::AMQPProperties;
+    use amq_protocol::types::{FieldTable, ShortString};
+    let arguments = FieldTable::default();
+    let (queue, _, _) = v
+        .declare_queue(&QueueDeclare {
+            name: ALIVENESS_QUEUE,
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: &arguments,
+            connection_id: 0,
+            server_named: false,
+        })
+        .map_err(|e| format!("{e:?}"))?;
+    let properties = AMQPProperties::default();
+    let body = bytes::Bytes::from_static(ALIVENESS_BODY);
+    let msg = Message::new(
+        ShortString::from(""),
+        ShortString::from(ALIVENESS_QUEUE),
+        &properties,
+        crate::model::fields::encode_properties(&properties),
+        body.clone(),
+        api.ctx.broker.memory.charge(body.len()),
+    );
+    let queues = [queue.clone()];
+    let outcome = crate::broker::publish::enqueue(None, &queues, &std::sync::Arc::new(msg));
+    if !outcome.delivered {
+        return Err("the aliveness-test queue refused the message".into());
+    }
+    // Other messages may sit in the queue (a test that failed half-way): the one
+    // just published is among those taken until it comes back.
+    while let Some((entry, _)) = queue.get() {
+        queue.remove_stored(&entry);
+        if entry.msg.body == body {
+            return Ok(());
+        }
+    }
+    Err("the aliveness-test message did not come back".into())
 }

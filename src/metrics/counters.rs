@@ -45,6 +45,8 @@ pub struct Counters {
     /// Received message sizes: one count per bucket of [`SIZE_BUCKETS`] and `+Inf`.
     size_buckets: [AtomicU64; 9],
     size_sum: AtomicU64,
+    /// The rates the management API's overview last sampled.
+    pub rates: super::rates::RateSet,
 }
 
 /// Adds `n` to a counter.
@@ -115,6 +117,25 @@ impl Counters {
             *slot = running;
         }
         (cumulative, get(&self.size_sum))
+    }
+
+    /// The management API's `message_stats` for the whole broker, by RabbitMQ's
+    /// names.
+    pub fn message_stats(&self) -> [(&'static str, u64); 12] {
+        [
+            ("ack", get(&self.acknowledged)),
+            ("confirm", get(&self.confirmed)),
+            ("deliver", get(&self.delivered_consume_manual_ack)),
+            ("deliver_get", self.delivered()),
+            ("deliver_no_ack", get(&self.delivered_consume_auto_ack)),
+            ("drop_unroutable", get(&self.unroutable_dropped)),
+            ("get", get(&self.delivered_get_manual_ack)),
+            ("get_empty", get(&self.get_empty)),
+            ("get_no_ack", get(&self.delivered_get_auto_ack)),
+            ("publish", get(&self.received)),
+            ("redeliver", get(&self.redelivered)),
+            ("return_unroutable", get(&self.unroutable_returned)),
+        ]
     }
 
     /// Publishing channels now open.

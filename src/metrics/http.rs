@@ -3,7 +3,7 @@
 
 use super::report::{Endpoint, Exporter};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -19,6 +19,7 @@ pub fn router(exporter: Arc<Exporter>) -> Router {
     Router::new()
         .route("/metrics", get(aggregated))
         .route("/metrics/per-object", get(per_object))
+        .route("/metrics/detailed", get(detailed))
         .with_state(exporter)
 }
 
@@ -28,6 +29,25 @@ async fn aggregated(State(exporter): State<Arc<Exporter>>) -> impl IntoResponse 
 
 async fn per_object(State(exporter): State<Arc<Exporter>>) -> impl IntoResponse {
     scrape(exporter, Endpoint::PerObject).await
+}
+
+/// `/metrics/detailed?family=...&vhost=...` (each may repeat).
+async fn detailed(
+    State(exporter): State<Arc<Exporter>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> impl IntoResponse {
+    let pick = |key: &str| -> Vec<String> {
+        params
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let (families, vhosts) = (pick("family"), pick("vhost"));
+    let body = tokio::task::spawn_blocking(move || exporter.render_detailed(&families, &vhosts))
+        .await
+        .unwrap_or_default();
+    ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], body)
 }
 
 /// Renders off the async workers: reading queue depths takes each queue's lock and

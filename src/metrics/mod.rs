@@ -9,6 +9,7 @@
 
 pub mod channel;
 pub mod counters;
+pub mod detailed;
 pub mod http;
 pub mod rates;
 pub mod report;

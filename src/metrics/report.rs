@@ -15,8 +15,10 @@ use std::time::Instant;
 pub enum Endpoint {
     /// `/metrics`: totals over every object.
     Aggregated,
-    /// `/metrics/per-object`: one sample per queue.
+    /// `/metrics/per-object`: one sample per queue, channel and connection.
     PerObject,
+    /// `/metrics/detailed`: the families asked for, one sample per object.
+    Detailed,
 }
 
 impl Endpoint {
@@ -24,6 +26,7 @@ impl Endpoint {
         match self {
             Endpoint::Aggregated => "aggregated",
             Endpoint::PerObject => "per-object",
+            Endpoint::Detailed => "detailed",
         }
     }
 }
@@ -155,9 +158,33 @@ impl Exporter {
         for (name, help, value) in gauges {
             t.single(name, Kind::Gauge, help, &[], value);
         }
-        super::channel::render(&mut t, m, consumers.consumers);
+        if endpoint == Endpoint::PerObject {
+            use super::detailed::{
+                channel_family, connection_coarse_family, connection_family, rows,
+            };
+            let (channel_rows, connection_rows) = rows(&self.ctx);
+            connection_coarse_family(&mut t, "rabbitmq_", &connection_rows);
+            connection_family(&mut t, "rabbitmq_", &connection_rows);
+            for family in [
+                "channel_metrics",
+                "channel_exchange_metrics",
+                "channel_queue_metrics",
+            ] {
+                channel_family(&mut t, "rabbitmq_", family, &channel_rows);
+            }
+        } else {
+            super::channel::render(&mut t, m, consumers.consumers);
+        }
         self.identity(&mut t, endpoint);
         self.global(&mut t, consumers.consumers);
+        t.finish()
+    }
+
+    /// The exposition of `/metrics/detailed` (see [`super::detailed`]).
+    pub fn render_detailed(&self, families: &[String], vhosts: &[String]) -> String {
+        let mut t = Text::default();
+        super::detailed::render(&mut t, &self.ctx, families, vhosts);
+        self.identity(&mut t, Endpoint::Detailed);
         t.finish()
     }
 
@@ -267,7 +294,7 @@ impl Exporter {
             t.family(name, Kind::Gauge, help);
             match endpoint {
                 Endpoint::Aggregated => t.sample(name, &[], rows.iter().map(pick).sum::<u64>()),
-                Endpoint::PerObject => {
+                Endpoint::PerObject | Endpoint::Detailed => {
                     for row in &rows {
                         t.sample(name, &[("vhost", &row.0), ("queue", &row.1)], pick(row));
                     }

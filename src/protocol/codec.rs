@@ -311,6 +311,8 @@ pub struct FrameReader {
     socket: tokio::net::tcp::OwnedReadHalf,
     buf: BytesMut,
     pub decoder: FrameDecoder,
+    /// Bytes read from the socket so far.
+    pub received: u64,
 }
 
 impl FrameReader {
@@ -319,6 +321,7 @@ impl FrameReader {
             socket,
             buf: BytesMut::with_capacity(64 * 1024),
             decoder: FrameDecoder { frame_max },
+            received: 0,
         }
     }
 
@@ -332,9 +335,11 @@ impl FrameReader {
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(64 * 1024);
             }
-            if self.socket.read_buf(&mut self.buf).await? == 0 {
+            let n = self.socket.read_buf(&mut self.buf).await?;
+            if n == 0 {
                 return Ok(None);
             }
+            self.received += n as u64;
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Consumer {
     pub events: UnboundedSender<ConsumerEvent>,
     /// The consumer connection's backlog of deliveries.
     pub flow: Arc<Flow>,
+    /// basic.consume's arguments, as the management API lists them.
+    pub arguments: amq_protocol::types::FieldTable,
 }
 
 impl Consumer {

@@ -25,6 +25,11 @@ impl Credit {
         self.limit.store(limit, Ordering::Relaxed);
     }
 
+    /// The limit (0: none).
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
     /// Whether a limit is set.
     pub fn limited(&self) -> bool {
         self.limit.load(Ordering::Relaxed) != 0

@@ -11,6 +11,7 @@
 mod classic;
 mod consumer;
 mod flow;
+pub mod listing;
 mod paging;
 mod policy;
 mod ready;

@@ -29,6 +29,7 @@ impl Channel {
     pub(super) fn ack(&mut self, s: &Session, tag: u64, multiple: bool) -> Result<(), Failure> {
         let items = self.take_unacked(tag, multiple)?;
         crate::metrics::add(&s.metrics.acknowledged, items.len() as u64);
+        crate::metrics::add(&self.stats().acknowledged, items.len() as u64);
         self.settle_or_defer(items, Settle::Ack);
         Ok(())
     }

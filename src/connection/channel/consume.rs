@@ -6,6 +6,7 @@ use super::reply::{Reply, Tickets};
 use super::{Channel, Failure, precondition};
 use crate::access::{Perm, Resource};
 use crate::broker::args::integer;
+use crate::broker::channels::ChannelStats;
 use crate::broker::queue::Credit;
 use crate::broker::vhost::REPLY_TO;
 use crate::broker::{Consumer, Queue, QueueEntry, random_name};
@@ -83,6 +84,7 @@ impl Channel {
             channel_credit: self.channel_credit.clone(),
             events: s.events.clone(),
             flow: s.flow.clone(),
+            arguments: c.arguments.clone(),
         });
         // Deliveries come back through the connection's event queue and are written
         // after this frame is handled, so consume-ok always precedes them; while it
@@ -124,6 +126,7 @@ impl Channel {
         match queue.get() {
             None => {
                 crate::metrics::inc(&s.metrics.get_empty);
+                ChannelStats::inc(&self.stats().get_empty);
                 self.reply(
                     s,
                     false,
@@ -133,6 +136,11 @@ impl Channel {
             Some((entry, message_count)) => {
                 s.metrics
                     .message_delivered(true, g.no_ack, entry.redelivered);
+                let st = self.stats();
+                ChannelStats::inc(if g.no_ack { &st.got_no_ack } else { &st.got });
+                if entry.redelivered {
+                    ChannelStats::inc(&st.redelivered);
+                }
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 let get_ok = basic::GetOk {
@@ -208,6 +216,15 @@ impl Channel {
         );
         s.metrics
             .message_delivered(false, consumer.no_ack, entry.redelivered);
+        let st = self.stats();
+        ChannelStats::inc(if consumer.no_ack {
+            &st.delivered_no_ack
+        } else {
+            &st.delivered
+        });
+        if entry.redelivered {
+            ChannelStats::inc(&st.redelivered);
+        }
         if consumer.no_ack {
             // Written: the message has left the queue for good.
             queue.remove_stored(&entry);

@@ -13,6 +13,7 @@ mod publish;
 mod reply;
 mod tx;
 
+use crate::broker::channels::{ChannelSlot, ChannelState, ChannelStats};
 use crate::broker::queue::Credit;
 use crate::broker::{Consumer, Queue};
 use crate::connection::{Session, short};
@@ -67,6 +68,9 @@ pub struct Channel {
     grants: PublishGrants,
     /// The channel has published: it counts as a publisher in the metrics.
     publisher: bool,
+    /// The channel's entry in its connection's channel table (see
+    /// [`Channel::sync_stats`]), removed when the channel is dropped.
+    slot: ChannelSlot,
 }
 
 pub(super) fn precondition(detail: impl Into<String>) -> BrokerError {
@@ -74,7 +78,7 @@ pub(super) fn precondition(detail: impl Into<String>) -> BrokerError {
 }
 
 impl Channel {
-    pub fn new(id: u16) -> Channel {
+    pub fn new(id: u16, slot: ChannelSlot) -> Channel {
         Channel {
             id,
             closing: false,
@@ -94,7 +98,40 @@ impl Channel {
             deferred: VecDeque::new(),
             reply_queue: None,
             grants: PublishGrants::default(),
+            slot,
         }
+    }
+
+    /// This channel's event counters.
+    pub(super) fn stats(&self) -> &ChannelStats {
+        &self.slot.stats
+    }
+
+    /// Stores the channel's state where the management API reads it: a few relaxed
+    /// stores, after each method or delivery the channel handled.
+    pub fn sync_stats(&self) {
+        let (unconfirmed, confirm) = match &self.confirms {
+            Some(c) => (c.published.saturating_sub(c.sent), true),
+            None => (0, false),
+        };
+        let (uncommitted, acks_uncommitted) = match &self.tx {
+            Some(t) => (
+                t.publishes.len() as u64,
+                t.settles.iter().map(|(items, _)| items.len() as u64).sum(),
+            ),
+            None => (0, 0),
+        };
+        self.slot.stats.store(&ChannelState {
+            prefetch_count: self.consumer_prefetch,
+            global_prefetch_count: self.channel_credit.limit(),
+            confirm,
+            transactional: self.tx.is_some(),
+            messages_unacknowledged: self.unacked.len() as u64,
+            messages_unconfirmed: unconfirmed,
+            messages_uncommitted: uncommitted,
+            acks_uncommitted,
+            consumer_count: self.consumers.len() as u32,
+        });
     }
 
     /// Whether `consumer` is (still) one of this channel's consumers.

@@ -6,6 +6,7 @@ use super::tx::TxPublish;
 use super::{Channel, Failure, precondition};
 use crate::access::Perm;
 use crate::broker::Queue;
+use crate::broker::channels::ChannelStats;
 use crate::broker::publish::{self, Tickets};
 use crate::broker::vhost::REPLY_TO;
 use crate::connection::Session;
@@ -197,6 +198,7 @@ impl Channel {
         msg.store_id = store_id;
         s.metrics
             .message_received(msg.body.len(), self.confirms.is_some());
+        crate::metrics::inc(&self.stats().published);
         let msg = Arc::new(msg);
         if let Some(t) = self.tx.as_mut() {
             t.publishes.push(TxPublish {
@@ -241,8 +243,10 @@ impl Channel {
         crate::metrics::inc(if delivered || refused {
             &s.metrics.routed
         } else if mandatory {
+            crate::metrics::inc(&self.stats().returned);
             &s.metrics.unroutable_returned
         } else {
+            crate::metrics::inc(&self.stats().dropped);
             &s.metrics.unroutable_dropped
         });
         // Returned only when no queue was there to take it: a queue that refused it
@@ -272,6 +276,7 @@ impl Channel {
     /// when several are, basic.nack for publishes a queue refused or whose store
     /// commit failed.
     pub(super) fn send_confirms(&mut self, s: &mut Session) {
+        let stats = &self.slot.stats;
         let Some(c) = self.confirms.as_mut() else {
             return;
         };
@@ -284,7 +289,7 @@ impl Channel {
             // several commits: it is confirmed only if none of them failed.
             let failed = |st: &Arc<Store>| st.failed(tickets.first, tickets.last);
             if refused || s.store.as_ref().is_some_and(failed) {
-                send_ack(s, self.id, c, seq - 1);
+                send_ack(s, stats, self.id, c, seq - 1);
                 s.send(
                     self.id,
                     AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
@@ -297,14 +302,15 @@ impl Channel {
             }
         }
         let ready = c.waiting.front().map_or(c.published, |(seq, _, _)| seq - 1);
-        send_ack(s, self.id, c, ready);
+        send_ack(s, stats, self.id, c, ready);
     }
 }
 
 /// Acknowledges every publish up to `upto` not yet confirmed.
-fn send_ack(s: &mut Session, channel: u16, c: &mut Confirms, upto: u64) {
+fn send_ack(s: &mut Session, stats: &ChannelStats, channel: u16, c: &mut Confirms, upto: u64) {
     if upto > c.sent {
         crate::metrics::add(&s.metrics.confirmed, upto - c.sent);
+        crate::metrics::add(&stats.confirmed, upto - c.sent);
         let multiple = upto - c.sent > 1;
         c.sent = upto;
         s.send(
