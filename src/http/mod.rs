@@ -7,11 +7,16 @@
 //! implementation of RabbitMQ's listing parameters ([`listing`]).
 
 mod auth;
+mod bindings;
 mod body;
 mod definitions;
+mod entities;
+mod exchanges;
 mod listing;
+mod messages;
 mod node;
 mod policies;
+mod queues;
 mod users;
 mod vhosts;
 
@@ -46,6 +51,9 @@ pub fn router(api: Api) -> Router {
         .merge(users::routes())
         .merge(policies::routes())
         .merge(definitions::routes())
+        .merge(queues::routes())
+        .merge(exchanges::routes())
+        .merge(bindings::routes())
         .fallback(|| async { ApiError::not_found() })
         .with_state(api)
 }

@@ -96,6 +96,7 @@ impl Queue {
         }
         let congested = state.congested.take();
         self.finish(state);
+        self.stats.published();
         Published {
             outcome: Enqueued::Yes(ticket),
             congested,

@@ -14,6 +14,7 @@ mod flow;
 mod paging;
 mod policy;
 mod ready;
+mod stats;
 mod timers;
 
 use crate::broker::VHost;
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub use consumer::Consumer;
 pub use flow::{Credit, Flow};
+pub use stats::{QueueInfo, QueueStats};
 
 /// A message sitting in a queue (ready, or delivered and awaiting its ack).
 #[derive(Debug, Clone)]
@@ -122,6 +124,8 @@ pub struct Queue {
     /// Deliveries awaiting acknowledgement on channels (for the metrics); kept by
     /// the channels, outside the queue's lock.
     unacked: std::sync::atomic::AtomicI64,
+    /// Message counters for the management API (relaxed atomics).
+    pub stats: QueueStats,
 }
 
 struct QueueState {
@@ -194,6 +198,7 @@ impl Queue {
             vhost: o.vhost,
             state: Mutex::new(state),
             unacked: std::sync::atomic::AtomicI64::new(0),
+            stats: QueueStats::default(),
         }
     }
 

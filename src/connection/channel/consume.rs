@@ -120,6 +120,7 @@ impl Channel {
             Some((entry, message_count)) => {
                 s.metrics
                     .message_delivered(true, g.no_ack, entry.redelivered);
+                queue.stats.delivered(true, g.no_ack, entry.redelivered);
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 let get_ok = basic::GetOk {
@@ -195,6 +196,9 @@ impl Channel {
         );
         s.metrics
             .message_delivered(false, consumer.no_ack, entry.redelivered);
+        queue
+            .stats
+            .delivered(false, consumer.no_ack, entry.redelivered);
         if consumer.no_ack {
             // Written: the message has left the queue for good.
             queue.remove_stored(&entry);
