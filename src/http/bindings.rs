@@ -133,10 +133,16 @@ fn args_hash(arguments: &FieldTable) -> String {
 /// becomes `+`, everything else `%XX`; `~` is quoted too, since it separates the
 /// parts of a properties key.
 pub fn quote(s: &str) -> String {
+    quote_plus(s, false)
+}
+
+/// `quote_plus` for a URL: as [`quote`], but `~` stays.
+fn quote_plus(s: &str, keep_tilde: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => out.push(b as char),
+            b'~' if keep_tilde => out.push('~'),
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -256,8 +262,8 @@ async fn create(
     .map_err(declare_error)?;
     let location = format!(
         "{}/{}",
-        quote(&destination),
-        quote(&properties_key(&routing_key, &arguments))
+        quote_plus(&destination, true),
+        quote_plus(&properties_key(&routing_key, &arguments), true)
     );
     let mut response = StatusCode::CREATED.into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
