@@ -222,6 +222,15 @@ async fn publish_routes_through_bindings_with_properties() {
         matches!(headers.inner().get("h"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"v")
     );
 
+    // One message in routed nowhere, one routed out.
+    let stats = api
+        .poll(&format!("/api/exchanges/%2F/{x}"), |v| {
+            v["message_stats"]["publish_in"] == 2
+        })
+        .await;
+    assert_eq!(stats["message_stats"]["publish_out"], 1, "{stats}");
+    assert!(stats["message_stats"]["publish_in_details"]["rate"].is_number());
+
     // Bad bodies are 400s with RabbitMQ's reasons.
     let r = api
         .post(

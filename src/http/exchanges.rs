@@ -57,8 +57,13 @@ pub fn exchange_json(vhost: &str, x: &Exchange) -> Value {
         "internal": x.internal,
         "arguments": from_table(&x.arguments),
     });
-    if let (Some(p), Value::Object(m)) = (policy, &mut value) {
-        m.insert("policy".into(), Value::String(p));
+    if let Value::Object(m) = &mut value {
+        if let Some(p) = policy {
+            m.insert("policy".into(), Value::String(p));
+        }
+        if let Some(stats) = x.stats.message_stats() {
+            m.insert("message_stats".into(), stats);
+        }
     }
     value
 }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub use consumer::Consumer;
 pub use flow::{Credit, Flow};
-pub use stats::{QueueInfo, QueueStats};
+pub use stats::{ExchangeStats, QueueInfo, QueueStats};
 
 /// A message sitting in a queue (ready, or delivered and awaiting its ack).
 #[derive(Debug, Clone)]

@@ -113,6 +113,40 @@ impl QueueStats {
     }
 }
 
+/// An exchange's counters: messages published to it, and those it routed to at
+/// least one queue.
+#[derive(Default)]
+pub struct ExchangeStats {
+    pub publish_in: AtomicU64,
+    pub publish_out: AtomicU64,
+    rates: [Rate; 2],
+}
+
+impl ExchangeStats {
+    /// A message reached the exchange; `routed`: a queue took it from there.
+    #[inline]
+    pub fn routed(&self, routed: bool) {
+        bump(&self.publish_in);
+        if routed {
+            bump(&self.publish_out);
+        }
+    }
+
+    /// `message_stats` as RabbitMQ shows it for an exchange; None before any message.
+    pub fn message_stats(&self) -> Option<Value> {
+        let (i, o) = (load(&self.publish_in), load(&self.publish_out));
+        if i == 0 {
+            return None;
+        }
+        Some(serde_json::json!({
+            "publish_in": i,
+            "publish_in_details": details(self.rates[0].per_second(i)),
+            "publish_out": o,
+            "publish_out_details": details(self.rates[1].per_second(o)),
+        }))
+    }
+}
+
 /// What the management API shows of a queue's state, read under its lock once.
 pub struct QueueInfo {
     pub ready: u64,
