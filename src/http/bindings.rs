@@ -3,6 +3,7 @@
 //! show and delete by `properties_key`. Listings include the default exchange's
 //! implicit binding to every queue, as RabbitMQ shows them.
 
+use super::binding_key::{args_hash, properties_key, quote_plus, unquote};
 use super::entities::{self, declare_error};
 use super::listing::{self, ListParams};
 use super::{Api, ApiError, ApiResult, Caller, body, ok_json};
@@ -102,74 +103,6 @@ pub fn rows(vhost: &VHost) -> Vec<Row> {
     });
     out.extend(declared);
     out
-}
-
-/// RabbitMQ's `properties_key`: `~` for an empty routing key without arguments, else
-/// the quoted routing key, with `~` and a hash of the arguments when there are any.
-pub fn properties_key(routing_key: &str, arguments: &FieldTable) -> String {
-    if arguments.inner().is_empty() {
-        if routing_key.is_empty() {
-            return "~".to_owned();
-        }
-        return quote(routing_key);
-    }
-    format!("{}~{}", quote(routing_key), quote(&args_hash(arguments)))
-}
-
-/// A short, stable digest of a binding's arguments (url-safe base64 of 32 bits).
-fn args_hash(arguments: &FieldTable) -> String {
-    use base64::Engine;
-    // FNV-1a over the arguments' JSON form, whose keys serde_json keeps sorted.
-    let text = from_table(arguments).to_string();
-    let mut h: u32 = 0x811c_9dc5;
-    for b in text.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_be_bytes())
-}
-
-/// `quote_plus` as RabbitMQ's API uses it: unreserved characters stay, a space
-/// becomes `+`, everything else `%XX`; `~` is quoted too, since it separates the
-/// parts of a properties key.
-pub fn quote(s: &str) -> String {
-    quote_plus(s, false)
-}
-
-/// `quote_plus` for a URL: as [`quote`], but `~` stays.
-fn quote_plus(s: &str, keep_tilde: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => out.push(b as char),
-            b'~' if keep_tilde => out.push('~'),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// The inverse of [`quote`].
-fn unquote(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
-                Some(Ok(b)) => {
-                    out.push(b);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The name an exchange has in a path: the default exchange is `amq.default`.

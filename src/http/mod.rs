@@ -7,6 +7,7 @@
 //! implementation of RabbitMQ's listing parameters ([`listing`]).
 
 mod auth;
+mod binding_key;
 mod bindings;
 mod body;
 mod definitions;
