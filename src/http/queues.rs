@@ -63,14 +63,7 @@ pub fn queue_json(q: &Queue) -> Value {
         ),
         None => (None, None, json!({})),
     };
-    let idle_since = (info.consumers == 0).then(|| {
-        let at = if info.last_used == 0 {
-            crate::model::now_ms()
-        } else {
-            info.last_used
-        };
-        entities::iso_time(at)
-    });
+    let idle_since = (info.consumers == 0).then(|| entities::iso_time(info.last_used));
     let capacity = if info.consumers == 0 {
         0.0
     } else {
@@ -203,6 +196,7 @@ async fn put(
         &name,
     )?;
     let existed = v.find_queue(&name).is_some();
+    crate::metrics::inc(&api.ctx.broker.metrics.queues_declared);
     v.declare_queue(&QueueDeclare {
         name: &name,
         passive: false,

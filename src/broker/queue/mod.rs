@@ -198,7 +198,7 @@ impl Queue {
             vhost: o.vhost,
             state: Mutex::new(state),
             unacked: std::sync::atomic::AtomicI64::new(0),
-            stats: QueueStats::default(),
+            stats: QueueStats::new(),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct QueueStats {
     pub redeliver: AtomicU64,
     /// Acknowledged deliveries.
     pub ack: AtomicU64,
+    /// When the queue was made (ms since the epoch).
+    pub created: u64,
     /// The rates, sampled at reads.
     rates: Rates,
 }
@@ -53,6 +55,13 @@ fn load(c: &AtomicU64) -> u64 {
 }
 
 impl QueueStats {
+    pub fn new() -> QueueStats {
+        QueueStats {
+            created: crate::model::now_ms(),
+            ..QueueStats::default()
+        }
+    }
+
     #[inline]
     pub fn published(&self) {
         bump(&self.publish);
@@ -156,7 +165,7 @@ pub struct QueueInfo {
     pub consumers_with_room: u32,
     /// The tag of the exclusive consumer, if there is one.
     pub exclusive_consumer_tag: Option<String>,
-    /// When the queue was last used (ms since the epoch; 0: not since it was made).
+    /// When the queue was last used, or made (ms since the epoch).
     pub last_used: u64,
     pub policy: Option<std::sync::Arc<crate::broker::policy::Applied>>,
 }
@@ -175,7 +184,7 @@ impl super::Queue {
                 .iter()
                 .find(|c| c.exclusive)
                 .map(|c| c.tag.as_str().to_owned()),
-            last_used: state.last_used,
+            last_used: state.last_used.max(self.stats.created),
             policy: state.policy.clone(),
         }
     }
