@@ -383,3 +383,57 @@ async fn persistent_messages_published_over_http_survive_a_restart() {
     assert_eq!(bodies, ["kept"]);
     assert_eq!(got[0]["properties"], json!({"delivery_mode": 2}));
 }
+
+#[tokio::test]
+async fn rejected_without_requeue_messages_are_dead_lettered() {
+    let broker = TestBroker::start().await;
+    let api = broker.api();
+    let q = unique("hq-dlx-src");
+    let dead = unique("hq-dlx-dst");
+    assert_eq!(
+        api.put(&format!("/api/queues/%2F/{dead}"), json!({}))
+            .await
+            .status,
+        201
+    );
+    let r = api
+        .put(
+            &format!("/api/queues/%2F/{q}"),
+            json!({"arguments": {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let r = api
+        .post(
+            "/api/exchanges/%2F/amq.default/publish",
+            json!({"properties": {}, "routing_key": q, "payload": "bye", "payload_encoding": "string"}),
+        )
+        .await;
+    assert_eq!(r.json(), json!({"routed": true}));
+    let got = api
+        .post(
+            &format!("/api/queues/%2F/{q}/get"),
+            json!({"count": 1, "ackmode": "reject_requeue_false", "encoding": "auto"}),
+        )
+        .await
+        .json();
+    assert_eq!(got[0]["payload"], "bye");
+    let moved = api
+        .post(
+            &format!("/api/queues/%2F/{dead}/get"),
+            json!({"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}),
+        )
+        .await
+        .json();
+    assert_eq!(moved[0]["payload"], "bye", "{moved}");
+    assert_eq!(
+        moved[0]["properties"]["headers"]["x-death"][0]["reason"], "rejected",
+        "{moved}"
+    );
+    for name in [q, dead] {
+        assert_eq!(
+            api.delete(&format!("/api/queues/%2F/{name}")).await.status,
+            204
+        );
+    }
+}
