@@ -333,6 +333,28 @@ async fn queue_actions_follow_the_callers_permissions() {
             .status,
         204
     );
+    // A monitoring user without permissions in the vhost sees none of its queues,
+    // and may not act on them.
+    let watcher = unique("hq-monitor");
+    let r = api
+        .put(
+            &format!("/api/users/{watcher}"),
+            json!({"password": "pw", "tags": "monitoring"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let mon = api.as_user(&watcher, "pw");
+    assert!(!names(&mon.get("/api/queues").await.json()).contains(&q));
+    assert_eq!(
+        mon.delete(&format!("/api/queues/%2F/{q}/contents"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        api.delete(&format!("/api/users/{watcher}")).await.status,
+        204
+    );
     assert_eq!(
         api.delete(&format!("/api/queues/%2F/{q}")).await.status,
         204

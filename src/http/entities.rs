@@ -13,13 +13,14 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// The vhosts whose objects a listing of everything shows the caller: all of them
-/// to monitors and administrators, else those the caller holds permissions in.
+/// to administrators, else those the caller holds permissions in (monitoring users
+/// included, as in RabbitMQ).
 pub fn listed_vhosts(api: &Api, caller: &Caller) -> Vec<Arc<VHost>> {
     api.ctx
         .broker
         .vhost_names()
         .iter()
-        .filter(|v| caller.is_monitor() || caller.sees_vhost(api, v))
+        .filter(|v| caller.sees_vhost(api, v))
         .filter_map(|v| api.ctx.broker.vhost(v))
         .collect()
 }
