@@ -89,6 +89,8 @@ pub struct Exchange {
     /// The policy and operator policy applied to this exchange.
     policy: RwLock<Option<Arc<Applied>>>,
     bindings: RwLock<Vec<Binding>>,
+    /// Messages in and routed out, for the management API.
+    pub stats: crate::broker::queue::ExchangeStats,
 }
 
 impl Exchange {
@@ -116,6 +118,7 @@ impl Exchange {
             alternate: RwLock::new(alternate),
             policy: RwLock::new(None),
             bindings: RwLock::new(Vec::new()),
+            stats: Default::default(),
         }
     }
 

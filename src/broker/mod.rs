@@ -2,6 +2,7 @@
 //! Nothing here knows about sockets or frames; connections call in, and queues hand
 //! deliveries back to connections through each consumer's event sender.
 
+pub mod admin;
 pub mod args;
 pub mod channels;
 pub mod deadletter;

@@ -7,14 +7,20 @@
 //! implementation of RabbitMQ's listing parameters ([`listing`]).
 
 mod auth;
+mod binding_key;
+mod bindings;
 mod body;
 mod channels;
 mod connections;
 mod consumers;
 mod definitions;
+mod entities;
+mod exchanges;
 mod listing;
+mod messages;
 mod node;
 mod policies;
+mod queues;
 mod ui;
 mod users;
 mod vhosts;
@@ -54,6 +60,9 @@ pub fn router(api: Api) -> Router {
         .merge(channels::routes())
         .merge(consumers::routes())
         .merge(ui::routes())
+        .merge(queues::routes())
+        .merge(exchanges::routes())
+        .merge(bindings::routes())
         .fallback(|| async { ApiError::not_found() })
         .with_state(api)
 }

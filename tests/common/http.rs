@@ -73,6 +73,28 @@ impl Api {
         self.request("DELETE", path, None).await
     }
 
+    /// GETs `path` until `ready` holds for its JSON (a broker's statistics may lag
+    /// behind, RabbitMQ's by seconds); returns that JSON, or panics with the last
+    /// reply after 30 s.
+    pub async fn poll(&self, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = self.get(path).await;
+            if r.status == 200 {
+                let v = r.json();
+                if ready(&v) {
+                    return v;
+                }
+                if std::time::Instant::now() > deadline {
+                    panic!("{path} never became ready: {v}");
+                }
+            } else if std::time::Instant::now() > deadline {
+                panic!("{path}: {} {}", r.status, String::from_utf8_lossy(&r.body));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// Sends one request with an optional raw body.
     pub async fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Reply {
         let mut stream = TcpStream::connect(self.addr).await.expect("connect to API");

@@ -131,6 +131,9 @@ impl TestBroker {
     /// The URI with other credentials or vhost, e.g. `uri_with("guest", "bad", "%2f")`.
     /// A management API client as guest (in-process brokers only).
     pub fn api(&self) -> http::Api {
+        if let Some(addr) = external_api() {
+            return http::Api::new(addr, "guest", "guest");
+        }
         http::Api::new(
             self.management.expect("an in-process broker with its API"),
             "guest",
@@ -315,6 +318,16 @@ pub async fn next(consumer: &mut lapin::Consumer) -> lapin::message::Delivery {
         .expect("delivery in time")
         .expect("consumer still running")
         .expect("delivery")
+}
+
+/// The management API of the external broker (`WARREN_TEST_EXTERNAL_API`, e.g.
+/// `http://127.0.0.1:15672`), when the tests run against one.
+pub fn external_api() -> Option<SocketAddr> {
+    let url = std::env::var("WARREN_TEST_EXTERNAL_API").ok()?;
+    let rest = url.trim_start_matches("http://");
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    use std::net::ToSocketAddrs;
+    hostport.to_socket_addrs().ok()?.next()
 }
 
 /// Whether the tests run against an external broker (`WARREN_TEST_EXTERNAL_URI`).

@@ -102,6 +102,7 @@ impl Queue {
         }
         let congested = state.congested.take();
         self.finish(state);
+        self.stats.published();
         Published {
             outcome: Enqueued::Yes(ticket),
             congested,

@@ -15,6 +15,7 @@ pub mod listing;
 mod paging;
 mod policy;
 mod ready;
+mod stats;
 pub mod stream;
 mod timers;
 
@@ -31,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub use consumer::Consumer;
 pub use flow::{Credit, Flow};
+pub use stats::{ExchangeStats, QueueInfo, QueueStats};
 
 /// A message sitting in a queue (ready, or delivered and awaiting its ack).
 #[derive(Debug, Clone)]
@@ -128,6 +130,8 @@ pub struct Queue {
     unacked: std::sync::atomic::AtomicI64,
     /// The log of a stream (kind [`QueueKind::Stream`]).
     stream: Option<Arc<stream::Stream>>,
+    /// Message counters for the management API (relaxed atomics).
+    pub stats: QueueStats,
 }
 
 struct QueueState {
@@ -214,6 +218,7 @@ impl Queue {
             vhost: o.vhost,
             state: Mutex::new(state),
             unacked: std::sync::atomic::AtomicI64::new(0),
+            stats: QueueStats::new(),
         }
     }
 

@@ -23,6 +23,11 @@ impl VHost {
         Ok(q)
     }
 
+    /// A queue by name, whoever owns it (for reading its state).
+    pub fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        read(&self.queues).get(name).cloned()
+    }
+
     pub(super) fn check_owner(&self, q: &Queue, connection_id: u64) -> BrokerResult<()> {
         match q.exclusive_owner {
             Some(owner) if owner != connection_id => Err(BrokerError::ResourceLocked(format!(

@@ -40,7 +40,9 @@ impl VHost {
             )));
         }
         let mut visited: Vec<&str> = Vec::new();
+        let before = out.len();
         Self::route_from(&exchanges, x, routing_key, headers, out, &mut visited);
+        x.stats.routed(out.len() > before);
         Ok(())
     }
 

@@ -94,6 +94,9 @@ impl Channel {
             u.queue.count_unacked(-1);
             match how {
                 Settle::Ack | Settle::Drop => {
+                    if how == Settle::Ack {
+                        u.queue.stats.acked(1);
+                    }
                     if how == Settle::Ack || !u.queue.has_dead_letter_exchange() {
                         u.queue.remove_stored(&u.entry);
                     } else {

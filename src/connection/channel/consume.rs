@@ -141,6 +141,7 @@ impl Channel {
                 if entry.redelivered {
                     ChannelStats::inc(&st.redelivered);
                 }
+                queue.stats.delivered(true, g.no_ack, entry.redelivered);
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 let get_ok = basic::GetOk {
@@ -225,6 +226,9 @@ impl Channel {
         if entry.redelivered {
             ChannelStats::inc(&st.redelivered);
         }
+        queue
+            .stats
+            .delivered(false, consumer.no_ack, entry.redelivered);
         if consumer.no_ack {
             // Written: the message has left the queue for good.
             queue.remove_stored(&entry);

@@ -1,0 +1,191 @@
+//! A queue's message statistics for the management API (`message_stats`): plain
+//! counters bumped with relaxed atomic adds where messages enter and leave the queue,
+//! never a lock or an allocation on the message path. Rates come from sampling the
+//! counters when someone reads them ([`crate::metrics::rates::Rate`]).
+
+use crate::metrics::rates::{Rate, details};
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The counters of one queue.
+#[derive(Default)]
+pub struct QueueStats {
+    /// Messages the queue took.
+    pub publish: AtomicU64,
+    /// Deliveries to consumers awaiting an ack.
+    pub deliver: AtomicU64,
+    /// Deliveries to no-ack consumers.
+    pub deliver_no_ack: AtomicU64,
+    /// basic.get deliveries awaiting an ack.
+    pub get: AtomicU64,
+    /// basic.get deliveries without ack.
+    pub get_no_ack: AtomicU64,
+    /// Deliveries of messages delivered before.
+    pub redeliver: AtomicU64,
+    /// Acknowledged deliveries.
+    pub ack: AtomicU64,
+    /// When the queue was made (ms since the epoch).
+    pub created: u64,
+    /// The rates, sampled at reads.
+    rates: Rates,
+}
+
+#[derive(Default)]
+struct Rates {
+    publish: Rate,
+    deliver: Rate,
+    deliver_no_ack: Rate,
+    get: Rate,
+    get_no_ack: Rate,
+    deliver_get: Rate,
+    redeliver: Rate,
+    ack: Rate,
+    messages: Rate,
+    ready: Rate,
+    unacked: Rate,
+}
+
+#[inline]
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl QueueStats {
+    pub fn new() -> QueueStats {
+        QueueStats {
+            created: crate::model::now_ms(),
+            ..QueueStats::default()
+        }
+    }
+
+    #[inline]
+    pub fn published(&self) {
+        bump(&self.publish);
+    }
+
+    /// A delivery (to a consumer, or by basic.get), with or without ack.
+    #[inline]
+    pub fn delivered(&self, get: bool, no_ack: bool, redelivered: bool) {
+        bump(match (get, no_ack) {
+            (false, false) => &self.deliver,
+            (false, true) => &self.deliver_no_ack,
+            (true, false) => &self.get,
+            (true, true) => &self.get_no_ack,
+        });
+        if redelivered {
+            bump(&self.redeliver);
+        }
+    }
+
+    #[inline]
+    pub fn acked(&self, n: u64) {
+        self.ack.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `message_stats` as RabbitMQ shows it: each counter with its `_details{rate}`,
+    /// and `deliver_get`, the sum of the four ways out.
+    pub fn message_stats(&self) -> Value {
+        let r = &self.rates;
+        let (deliver, deliver_no_ack) = (load(&self.deliver), load(&self.deliver_no_ack));
+        let (get, get_no_ack) = (load(&self.get), load(&self.get_no_ack));
+        let deliver_get = deliver + deliver_no_ack + get + get_no_ack;
+        let mut out = Map::new();
+        for (name, value, rate) in [
+            ("publish", load(&self.publish), &r.publish),
+            ("deliver", deliver, &r.deliver),
+            ("deliver_no_ack", deliver_no_ack, &r.deliver_no_ack),
+            ("get", get, &r.get),
+            ("get_no_ack", get_no_ack, &r.get_no_ack),
+            ("deliver_get", deliver_get, &r.deliver_get),
+            ("redeliver", load(&self.redeliver), &r.redeliver),
+            ("ack", load(&self.ack), &r.ack),
+        ] {
+            out.insert(name.to_owned(), Value::from(value));
+            out.insert(format!("{name}_details"), details(rate.per_second(value)));
+        }
+        Value::Object(out)
+    }
+
+    /// The `*_details` of the message counts (change per second of a gauge, as
+    /// RabbitMQ reports them; a falling count reads as 0).
+    pub fn count_details(&self, messages: u64, ready: u64, unacked: u64) -> [Value; 3] {
+        let r = &self.rates;
+        [
+            details(r.messages.per_second(messages)),
+            details(r.ready.per_second(ready)),
+            details(r.unacked.per_second(unacked)),
+        ]
+    }
+}
+
+/// An exchange's counters: messages published to it, and those it routed to at
+/// least one queue.
+#[derive(Default)]
+pub struct ExchangeStats {
+    pub publish_in: AtomicU64,
+    pub publish_out: AtomicU64,
+    rates: [Rate; 2],
+}
+
+impl ExchangeStats {
+    /// A message reached the exchange; `routed`: a queue took it from there.
+    #[inline]
+    pub fn routed(&self, routed: bool) {
+        bump(&self.publish_in);
+        if routed {
+            bump(&self.publish_out);
+        }
+    }
+
+    /// `message_stats` as RabbitMQ shows it for an exchange; None before any message.
+    pub fn message_stats(&self) -> Option<Value> {
+        let (i, o) = (load(&self.publish_in), load(&self.publish_out));
+        if i == 0 {
+            return None;
+        }
+        Some(serde_json::json!({
+            "publish_in": i,
+            "publish_in_details": details(self.rates[0].per_second(i)),
+            "publish_out": o,
+            "publish_out_details": details(self.rates[1].per_second(o)),
+        }))
+    }
+}
+
+/// What the management API shows of a queue's state, read under its lock once.
+pub struct QueueInfo {
+    pub ready: u64,
+    pub ready_bytes: u64,
+    pub consumers: u32,
+    /// Consumers with room for a delivery now.
+    pub consumers_with_room: u32,
+    /// The tag of the exclusive consumer, if there is one.
+    pub exclusive_consumer_tag: Option<String>,
+    /// When the queue was last used, or made (ms since the epoch).
+    pub last_used: u64,
+    pub policy: Option<std::sync::Arc<crate::broker::policy::Applied>>,
+}
+
+impl super::Queue {
+    /// The queue's state for the management API.
+    pub fn info(&self) -> QueueInfo {
+        let state = self.lock();
+        QueueInfo {
+            ready: state.ready.len as u64,
+            ready_bytes: state.ready.bytes,
+            consumers: state.consumers.len() as u32,
+            consumers_with_room: state.consumers.iter().filter(|c| c.has_room()).count() as u32,
+            exclusive_consumer_tag: state
+                .consumers
+                .iter()
+                .find(|c| c.exclusive)
+                .map(|c| c.tag.as_str().to_owned()),
+            last_used: state.last_used.max(self.stats.created),
+            policy: state.policy.clone(),
+        }
+    }
+}
