@@ -475,3 +475,35 @@ async fn filtered_consumers_get_their_values() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_policy_sets_the_retention_of_a_stream() {
+    let broker = TestBroker::start().await;
+    let api = broker.api();
+    let s = unique("pstream");
+    let policy = format!("/api/policies/%2F/{s}");
+    let reply = api
+        .put(
+            &policy,
+            serde_json::json!({
+                "pattern": format!("^{s}$"),
+                "apply-to": "queues",
+                "definition": {"max-length-bytes": 3000, "stream-max-segment-size-bytes": 1200}
+            }),
+        )
+        .await;
+    assert!(reply.status == 201 || reply.status == 204, "{}", reply.status);
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    declare_stream(&ch, &s, &[]).await;
+    let confirm = confirm_channel(&conn).await;
+    for i in 0..100u32 {
+        let body = format!("{i:0100}");
+        publish_confirmed(&confirm, "", &s, body.as_bytes(), BasicProperties::default()).await;
+    }
+    let (_c, mut consumer) = consume_from(&conn, &s, 100, Some(text("first"))).await;
+    let d = next(&mut consumer).await;
+    assert!(offset_of(&d) > 0, "the policy's retention removed nothing");
+    api.delete(&policy).await;
+    broker.stop().await;
+}

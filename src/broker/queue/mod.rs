@@ -196,7 +196,7 @@ impl Queue {
                 store.clone(),
                 *id,
                 Default::default(),
-                *settings,
+                settings.with_policy(&definition),
             ))),
             _ => None,
         };

@@ -30,6 +30,11 @@ impl Queue {
         if state.deleted || state.policy == applied {
             return;
         }
+        if let (Some(s), Some(base)) = (self.stream(), &self.base.stream) {
+            s.set_settings(base.with_policy(&definition));
+            state.policy = applied;
+            return;
+        }
         let old_overflow = state.settings.overflow;
         state.settings = settings;
         state.policy = applied;

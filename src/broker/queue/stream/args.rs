@@ -82,6 +82,30 @@ pub fn parse_age(s: &[u8]) -> Option<u64> {
 }
 
 impl StreamArgs {
+    /// The settings with a policy's effective definition applied: for a stream the
+    /// policy's `max-age`, `max-length-bytes` and `stream-max-segment-size-bytes` win
+    /// over the arguments, as RabbitMQ's stream queue type resolves them.
+    pub fn with_policy(&self, policy: &serde_json::Map<String, serde_json::Value>) -> StreamArgs {
+        let mut out = *self;
+        if let Some(age) = policy
+            .get("max-age")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| parse_age(s.as_bytes()))
+        {
+            out.max_age = Some(age);
+        }
+        if let Some(n) = policy.get("max-length-bytes").and_then(serde_json::Value::as_u64) {
+            out.max_bytes = Some(n);
+        }
+        if let Some(n) = policy
+            .get("stream-max-segment-size-bytes")
+            .and_then(serde_json::Value::as_u64)
+        {
+            out.segment_bytes = n.clamp(1, MAX_SEGMENT_BYTES);
+        }
+        out
+    }
+
     /// Validates a stream's declare arguments; `what` names the queue as RabbitMQ's
     /// texts do ("queue 'q' in vhost '/'").
     pub fn parse(what: &str, args: &FieldTable) -> BrokerResult<StreamArgs> {

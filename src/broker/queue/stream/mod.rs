@@ -244,6 +244,12 @@ impl Stream {
         readers.iter().map(|r| r.consumer().clone()).collect()
     }
 
+    /// New retention settings (a policy changed); they apply from the next segment
+    /// roll-over, as RabbitMQ applies retention.
+    pub fn set_settings(&self, settings: StreamArgs) {
+        self.lock().settings = settings;
+    }
+
     /// Wakes the readers to look at their credit and the log again.
     pub fn wake(&self) {
         self.wake.notify_waiters();
