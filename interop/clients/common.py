@@ -97,3 +97,24 @@ def root_refusal(e):
     if m:
         obs["root_code"], obs["root_text"] = int(m.group(1)), m.group(2).replace("\\", "")
     return obs
+
+# stream: a stream queue read from "first", from offset 3 and from "next" (the default).
+STREAM_FIRST = [[f"s{i}", i] for i in range(5)]
+STREAM_FROM3 = STREAM_FIRST[3:]
+STREAM_NEXT = [["s-after", 5]]
+def stream_text_406(t):
+    """The 406 for a consumer without basic.qos names the queue differently in RabbitMQ 3.10
+    ("for 'queue ...'") and 4.x ("for stream queue ..."): keep the part before the name."""
+    return t.split(" for ")[0]
+STREAM_406 = "PRECONDITION_FAILED - consumer prefetch count is not set"
+def text_540_get(q): return f"NOT_IMPLEMENTED - basic.get not supported by stream queues queue '{q}' in vhost '/'"
+def check_stream(obs, q=None):
+    q = q or f"{P}.stream"
+    want = {"first": STREAM_FIRST, "from3": STREAM_FROM3, "next": STREAM_NEXT, "no_qos_code": 406,
+            "no_qos_text": STREAM_406, "conn_open_after_406": True, "get_code": 540,
+            "get_text": text_540_get(q), "conn_open_after_get": False}
+    bad = {k: (obs.get(k), v) for k, v in want.items() if k in obs and obs.get(k) != v}
+    bad.update({k: (None, want[k]) for k in ("first", "from3", "next", "no_qos_code", "get_code") if k not in obs})
+    if bad:
+        raise Mismatch("unexpected " + "; ".join(f"{k}={g!r} (want {w!r})" for k, (g, w) in bad.items()), obs)
+    return obs

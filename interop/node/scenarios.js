@@ -259,6 +259,45 @@ S.vhost_user = async () => {
     root_message: 'Expected ConnectionOpenOk; got <ConnectionClose channel:0>' });
 };
 
+// stream: a stream queue read from "first", from offset 3 and from "next" (the default); then the
+// refusals. RabbitMQ 3.10 and 4.x name the queue differently in the 406: the part before " for " is kept.
+const STREAM_FIRST = [0, 1, 2, 3, 4].map((i) => [`s${i}`, i]);
+async function streamConsume(c, s, offset, n, publish) {
+  const ch = await c.channel(); await ch.prefetch(2); const got = [];
+  await ch.consume(s, (m) => { got.push([m.content.toString(), (m.properties.headers || {})['x-stream-offset']]); ch.ack(m); },
+    { arguments: offset === undefined ? {} : { 'x-stream-offset': offset } });
+  if (publish) { const pub = await c.confirmChannel(); pub.sendToQueue(s, Buffer.from(publish)); await pub.waitForConfirms(); await pub.close(); }
+  await waitFor(() => got.length >= n, 10000); await sleep(300);
+  await ch.close();
+  return got;
+}
+S.stream = async () => {
+  const c = await connect(); const s = `${P}.stream`;
+  const ch = await c.confirmChannel();
+  await ch.deleteQueue(s);
+  await ch.assertQueue(s, { durable: true, arguments: { 'x-queue-type': 'stream' } });
+  for (let i = 0; i < 5; i++) ch.sendToQueue(s, Buffer.from(`s${i}`));
+  await ch.waitForConfirms();
+  const obs = { first: await streamConsume(c, s, 'first', 5), from3: await streamConsume(c, s, 3, 2),
+    next: await streamConsume(c, s, undefined, 1, 's-after') };
+  const ch2 = await c.channel();
+  try { await ch2.consume(s, () => {}); obs.no_qos_code = null; } catch (e) {
+    const x = closeErr(e); obs.no_qos_code = x.code; obs.no_qos_text = x.text.split(' for ')[0];
+  }
+  const ch3 = await c.channel(); await ch3.checkQueue(s); obs.conn_open_after_406 = true; await c.close();
+  const c2 = await connect(); let closed = null;
+  c2.raw.on('error', (e) => { closed = e; });
+  const g = await c2.channel(); obs.get_code = null;
+  try { await g.get(s); } catch (e) { /* the channel ends with the connection */ }
+  await waitFor(() => closed !== null, 5000);
+  if (closed) { const x = closeErr(closed); obs.get_code = x.code; obs.get_text = x.text; obs.conn_open_after_get = false; }
+  else { obs.conn_open_after_get = true; await c2.close(); }
+  const c3 = await connect(); const d = await c3.channel(); await d.deleteQueue(s); await c3.close();
+  return expect(obs, { first: STREAM_FIRST, from3: STREAM_FIRST.slice(3), next: [['s-after', 5]], no_qos_code: 406,
+    no_qos_text: 'PRECONDITION_FAILED - consumer prefetch count is not set', conn_open_after_406: true, get_code: 540,
+    get_text: `NOT_IMPLEMENTED - basic.get not supported by stream queues queue '${s}' in vhost '/'`, conn_open_after_get: false });
+};
+
 (async () => {
   for (const name of Object.keys(S)) {
     try {

@@ -1,7 +1,9 @@
 //! The `amqprs` backend.
 
 use crate::cli::ExchangeType;
-use crate::client::{ConfirmWindow, ConsumerOptions, Delivery, PublisherOptions, parse_uri};
+use crate::client::{
+    ConfirmWindow, ConsumerOptions, Delivery, PublisherOptions, StreamOffset, parse_uri,
+};
 use amqprs::callbacks::ChannelCallback;
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicGetArguments, BasicPublishArguments,
@@ -10,7 +12,7 @@ use amqprs::channel::{
     QueuePurgeArguments,
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
-use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, Nack, Return};
+use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -169,8 +171,17 @@ impl Consumer {
                 .await
                 .map_err(|e| anyhow!("basic.qos: {e}"))?;
         }
+        let mut table = FieldTable::new();
+        if let Some(o) = &opts.stream_offset {
+            let v = match StreamOffset::parse(o) {
+                StreamOffset::Offset(n) => FieldValue::l(n),
+                StreamOffset::Spec(s) => FieldValue::S(s.try_into().context("x-stream-offset")?),
+            };
+            table.insert("x-stream-offset".try_into().context("field name")?, v);
+        }
         let args = BasicConsumeArguments::new(&opts.queue, "")
             .manual_ack(!opts.auto_ack)
+            .arguments(table)
             .finish();
         let (_tag, rx) = ch
             .basic_consume_rx(args)
@@ -261,6 +272,25 @@ impl Admin {
             .queue_declare(args)
             .await
             .map_err(|e| anyhow!("queue.declare {name}: {e}"))?;
+        Ok(r.map_or(0, |(_, count, _)| u64::from(count)))
+    }
+
+    pub async fn declare_stream(&mut self, name: &str) -> Result<u64> {
+        self.ensure_channel().await?;
+        let mut table = FieldTable::new();
+        table.insert(
+            "x-queue-type".try_into().context("field name")?,
+            FieldValue::S("stream".try_into().context("queue type")?),
+        );
+        let args = QueueDeclareArguments::new(name)
+            .durable(true)
+            .arguments(table)
+            .finish();
+        let r = self
+            .ch
+            .queue_declare(args)
+            .await
+            .map_err(|e| anyhow!("queue.declare {name} (stream): {e}"))?;
         Ok(r.map_or(0, |(_, count, _)| u64::from(count)))
     }
 

@@ -115,6 +115,11 @@ pub struct LoadArgs {
     /// Exchange name used with --exchange-type / --fanout (default: PREFIX-x).
     #[arg(long)]
     pub exchange: Option<String>,
+    /// Declare the queues as streams (`x-queue-type: stream`, durable) and consume them from
+    /// this `x-stream-offset`: `first`, `last`, `next` or a number. Every consumer of a stream
+    /// reads every message (use --cmessages); consumers need --prefetch and manual acks.
+    #[arg(long, value_name = "OFFSET")]
+    pub stream: Option<String>,
     /// Keep queues and exchange at the end (default: delete them).
     #[arg(long)]
     pub keep: bool,

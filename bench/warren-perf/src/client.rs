@@ -66,6 +66,35 @@ pub struct ConsumerOptions {
     pub queue: String,
     pub prefetch: u16,
     pub auto_ack: bool,
+    /// `x-stream-offset` of a stream consumer (`first`, `next`, a number, ...).
+    pub stream_offset: Option<String>,
+}
+
+/// An `x-stream-offset` argument: a number is an offset, anything else a spec (`first`, ...).
+pub enum StreamOffset<'a> {
+    Offset(i64),
+    Spec(&'a str),
+}
+
+impl<'a> StreamOffset<'a> {
+    pub fn parse(s: &'a str) -> Self {
+        s.parse()
+            .map_or(StreamOffset::Spec(s), StreamOffset::Offset)
+    }
+}
+
+/// `x-stream-offset` as an amq-protocol table (lapin and the raw client).
+pub fn stream_offset_table(offset: Option<&str>) -> amq_protocol::types::FieldTable {
+    use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+    let mut t = FieldTable::default();
+    if let Some(o) = offset {
+        let v = match StreamOffset::parse(o) {
+            StreamOffset::Offset(n) => AMQPValue::LongLongInt(n),
+            StreamOffset::Spec(s) => AMQPValue::LongString(LongString::from(s)),
+        };
+        t.insert("x-stream-offset".into(), v);
+    }
+    t
 }
 
 pub enum Publisher {
@@ -188,6 +217,11 @@ impl Admin {
     /// Declares a queue; returns its message count.
     pub async fn declare_queue(&mut self, name: &str, durable: bool) -> Result<u64> {
         admin_dispatch!(self, c => c.declare_queue(name, durable).await)
+    }
+
+    /// Declares a stream (`x-queue-type: stream`, durable); returns its message count.
+    pub async fn declare_stream(&mut self, name: &str) -> Result<u64> {
+        admin_dispatch!(self, c => c.declare_stream(name).await)
     }
 
     /// Passive declare: the queue's message count (an error if it does not exist; the

@@ -6,7 +6,9 @@
 //! tasks, bounded by a semaphore.
 
 use crate::cli::ExchangeType;
-use crate::client::{ConfirmWindow, ConsumerOptions, Delivery, PublisherOptions};
+use crate::client::{
+    ConfirmWindow, ConsumerOptions, Delivery, PublisherOptions, stream_offset_table,
+};
 use anyhow::{Result, anyhow};
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -139,7 +141,7 @@ impl Consumer {
                 opts.queue.as_str().into(),
                 "".into(),
                 options,
-                FieldTable::default(),
+                stream_offset_table(opts.stream_offset.as_deref()),
             )
             .await
             .map_err(|e| anyhow!("basic.consume on {}: {e}", opts.queue))?;
@@ -232,6 +234,25 @@ impl Admin {
             .exchange_declare(name.into(), kind, options, FieldTable::default())
             .await
             .map_err(|e| anyhow!("exchange.declare {name}: {e}"))
+    }
+
+    pub async fn declare_stream(&mut self, name: &str) -> Result<u64> {
+        self.ensure_channel().await?;
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("stream".into()),
+        );
+        let q = self
+            .ch
+            .queue_declare(name.into(), options, args)
+            .await
+            .map_err(|e| anyhow!("queue.declare {name} (stream): {e}"))?;
+        Ok(u64::from(q.message_count()))
     }
 
     pub async fn declare_queue(&mut self, name: &str, durable: bool) -> Result<u64> {

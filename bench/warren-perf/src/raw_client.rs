@@ -5,7 +5,7 @@
 //! amqprs. This keeps the load generator's own cost low on a machine it shares with
 //! the broker.
 
-use crate::client::{ConsumerOptions, Delivery, PublisherOptions};
+use crate::client::{ConsumerOptions, Delivery, PublisherOptions, stream_offset_table};
 use amq_protocol::frame::AMQPContentHeader;
 use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame, parse_frame};
 use amq_protocol::protocol::{AMQPClass, basic, channel, connection};
@@ -193,7 +193,7 @@ impl Consumer {
                 no_ack: opts.auto_ack,
                 exclusive: false,
                 nowait: false,
-                arguments: FieldTable::default(),
+                arguments: stream_offset_table(opts.stream_offset.as_deref()),
             })),
         )
         .await?;

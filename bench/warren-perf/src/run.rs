@@ -28,6 +28,8 @@ struct Topology {
     /// How many queues each published message reaches.
     copies: u64,
     durable: bool,
+    /// Queues are streams (`--stream`).
+    stream: bool,
 }
 
 impl Topology {
@@ -67,7 +69,8 @@ impl Topology {
             exchange,
             binding_keys,
             copies,
-            durable: args.persistent || args.durable,
+            durable: args.persistent || args.durable || args.stream.is_some(),
+            stream: args.stream.is_some(),
         })
     }
 
@@ -90,7 +93,11 @@ impl Topology {
             admin.declare_exchange(x, *kind, self.durable).await?;
         }
         for (i, q) in self.queues.iter().enumerate() {
-            admin.declare_queue(q, self.durable).await?;
+            if self.stream {
+                admin.declare_stream(q).await?;
+            } else {
+                admin.declare_queue(q, self.durable).await?;
+            }
             if let Some((x, _)) = &self.exchange {
                 admin.bind_queue(q, x, &self.binding_keys[i]).await?;
             }
@@ -234,6 +241,7 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         queue: topo.queues[i % topo.queues.len()].clone(),
         prefetch: args.prefetch,
         auto_ack: args.auto_ack,
+        stream_offset: args.stream.clone(),
     };
     let mut connecting = JoinSet::new();
     for i in 0..args.consumers {

@@ -11,6 +11,7 @@ async def wait_for(pred, t=5):
     while not pred() and time.time() < end: await asyncio.sleep(0.01)
 
 from aiormq.channel import EXCEPTION_MAPPING
+from aiormq.connection import EXCEPTION_MAPPING as CONN_EXCEPTIONS
 CODES = {cls: code for code, cls in EXCEPTION_MAPPING.items()}
 def close_obs(e):
     """aiormq raises e.g. ChannelNotFoundEntity(reply_text); its reply code is the class's mapping."""
@@ -226,9 +227,50 @@ async def vhost_user():
           "vhost / not refused with connection.close", obs)
     return check_vhost_user(obs)
 
+async def stream_consume(c, s, offset, n, publish=None):
+    """A consumer (prefetch 2, acking each) from offset; publish goes out once it is subscribed."""
+    ch = await c.channel(); await ch.set_qos(prefetch_count=2)
+    q = await ch.get_queue(s, ensure=False); got = []
+    async def cb(m):
+        got.append([m.body.decode(), (m.headers or {}).get("x-stream-offset")]); await m.ack()
+    await q.consume(cb, arguments={} if offset is None else {"x-stream-offset": offset})
+    if publish:
+        pub = await c.channel(publisher_confirms=True); await pub.default_exchange.publish(Message(publish.encode()), s); await pub.close()
+    await wait_for(lambda: len(got) >= n, 10); await asyncio.sleep(0.3)
+    await ch.close()
+    return got
+
+async def stream():
+    c = await aio_pika.connect(URL); ch = await c.channel(); s = f"{P}.stream"
+    await ch.queue_delete(s)
+    await ch.declare_queue(s, durable=True, arguments={"x-queue-type": "stream"})
+    for i in range(5): await ch.default_exchange.publish(Message(f"s{i}".encode()), s)   # confirmed
+    obs = {"first": await stream_consume(c, s, "first", 5), "from3": await stream_consume(c, s, 3, 2),
+           "next": await stream_consume(c, s, None, 1, publish="s-after")}
+    ch2 = await c.channel()
+    try:
+        q = await ch2.get_queue(s, ensure=False); await q.consume(lambda m: None); obs["no_qos_code"] = None
+    except Exception as e:
+        r = close_obs(e); obs["no_qos_code"], obs["no_qos_text"] = r.get("code"), stream_text_406(r.get("text") or "")
+    obs["conn_open_after_406"] = not c.is_closed
+    await c.close()
+    c2 = await aio_pika.connect(URL); ch3 = await c2.channel()
+    try:
+        q = await ch3.get_queue(s, ensure=False); await q.get(fail=False); obs["get_code"] = None
+    except Exception as e:
+        # aiormq raises the connection.close as the exception class of its code (its own mapping).
+        code = {cls: k for k, cls in CONN_EXCEPTIONS.items()}.get(type(e))
+        obs["get_code"], obs["get_text"] = code, (e.args[0] if e.args else None)
+        if code is None: obs["get_error"] = repr(e)
+    await asyncio.sleep(0.1)
+    obs["conn_open_after_get"] = not c2.transport.connection.is_closed
+    if obs["conn_open_after_get"]: await c2.close()
+    c3 = await aio_pika.connect(URL); await (await c3.channel()).queue_delete(s); await c3.close()
+    return check_stream(obs)
+
 async def main():
     for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue",
-                 "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403", "vhost_user"]:
+                 "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403", "vhost_user", "stream"]:
         await arun(name, globals()[name], timeout=20)
 
 asyncio.run(main())

@@ -91,6 +91,23 @@ public class Scenarios {
     static String sha(byte[] d) throws Exception { return Base64.getEncoder().encodeToString(MessageDigest.getInstance("SHA-256").digest(d)); }
     static void waitFor(java.util.function.BooleanSupplier p, long ms) { long end = System.currentTimeMillis() + ms; while (!p.getAsBoolean() && System.currentTimeMillis() < end) sleep(10); }
 
+    /** stream: a consumer (prefetch 2, acking each) from offset (null: the default, "next"); publish goes
+     *  out once it is subscribed. Returns [body, x-stream-offset] of what arrives (n, then 0.3 s for extras). */
+    static List<Object> streamConsume(Connection c, String s, Object offset, int n, String publish) throws Exception {
+        Channel ch = c.createChannel(); ch.basicQos(2);
+        List<Object> got = Collections.synchronizedList(new ArrayList<>());
+        Map<String, Object> args = new HashMap<>(); if (offset != null) args.put("x-stream-offset", offset);
+        ch.basicConsume(s, false, args, new DefaultConsumer(ch) {
+            @Override public void handleDelivery(String tag, Envelope env, AMQP.BasicProperties p, byte[] body) throws java.io.IOException {
+                Map<String, Object> h = p.getHeaders();
+                got.add(Arrays.asList(s(body), h == null ? null : h.get("x-stream-offset"))); getChannel().basicAck(env.getDeliveryTag(), false);
+            }
+        });
+        if (publish != null) { Channel pub = c.createChannel(); pub.confirmSelect(); pub.basicPublish("", s, null, b(publish)); pub.waitForConfirmsOrDie(5000); pub.close(); }
+        waitFor(() -> got.size() >= n, 10000); sleep(300);
+        ch.close();
+        return new ArrayList<>(got);
+    }
     public static void main(String[] a) throws Exception {
         run("connect", () -> {
             Connection c = conn(); Channel ch = c.createChannel();
@@ -279,6 +296,29 @@ public class Scenarios {
             if (!t.equals("ACCESS_REFUSED - " + tail) && !t.equals("ACCESS_REFUSED - configure " + tail)) throw new Mismatch("refused_text " + t, obs);
             return expect(obs, "declare_ok", Arrays.asList(q, 0, 0), "got", "vhost-user", "refused_code", 403, "conn_open", true,
                           "root_code", 530, "root_text", "NOT_ALLOWED - access to vhost '/' refused for user '" + APP_USER + "'");
+        });
+        run("stream", () -> {
+            String q = P + ".stream"; Connection c = conn(); Channel ch = c.createChannel();
+            ch.queueDelete(q);
+            ch.queueDeclare(q, true, false, false, Collections.singletonMap("x-queue-type", (Object) "stream"));
+            ch.confirmSelect();
+            for (int i = 0; i < 5; i++) ch.basicPublish("", q, null, b("s" + i));
+            ch.waitForConfirmsOrDie(5000);
+            Map<String, Object> obs = m("first", streamConsume(c, q, "first", 5, null), "from3", streamConsume(c, q, 3, 2, null),
+                                        "next", streamConsume(c, q, null, 1, "s-after"));
+            try { c.createChannel().basicConsume(q, false, new DefaultConsumer(ch)); obs.put("no_qos_code", null); }
+            catch (Exception e) { Map<String, Object> x = closeObs(e); obs.put("no_qos_code", x.get("code")); obs.put("no_qos_text", String.valueOf(x.get("text")).split(" for ")[0]); }
+            obs.put("conn_open_after_406", c.isOpen()); c.close();
+            Connection c2 = conn();
+            try { c2.createChannel().basicGet(q, false); obs.put("get_code", null); }
+            catch (Exception e) { Map<String, Object> x = closeObs(e); obs.put("get_code", x.get("code")); obs.put("get_text", x.get("text")); }
+            obs.put("conn_open_after_get", c2.isOpen()); if (c2.isOpen()) c2.close();
+            Connection c3 = conn(); c3.createChannel().queueDelete(q); c3.close();
+            List<Object> first = new ArrayList<>(); for (int i = 0; i < 5; i++) first.add(Arrays.asList("s" + i, i));
+            return expect(obs, "first", first, "from3", first.subList(3, 5), "next", Arrays.asList(Arrays.asList("s-after", 5)),
+                          "no_qos_code", 406, "no_qos_text", "PRECONDITION_FAILED - consumer prefetch count is not set", "conn_open_after_406", true,
+                          "get_code", 540, "get_text", "NOT_IMPLEMENTED - basic.get not supported by stream queues queue '" + q + "' in vhost '/'",
+                          "conn_open_after_get", false);
         });
         System.exit(0);
     }

@@ -255,6 +255,48 @@ def vhost_user():
     check(obs.get("root_code") == 530 and obs.get("root_text") == TEXT_530, "vhost / not refused with 530", obs)
     return check_vhost_user(obs)
 
+def stream_consume(c, s, offset, n, publish=None):
+    """A consumer (prefetch 2, acking each) from offset; publish goes out once it is subscribed.
+    Returns [body, x-stream-offset] for what arrives (n expected, then 0.3 s for extras)."""
+    ch = c.channel(); ch.basic_qos(prefetch_count=2)
+    got = []
+    def cb(ch_, m, p, b):
+        got.append([b.decode(), (p.headers or {}).get("x-stream-offset")]); ch_.basic_ack(m.delivery_tag)
+    ch.basic_consume(s, cb, arguments={} if offset is None else {"x-stream-offset": offset})
+    if publish:
+        pub = c.channel(); pub.confirm_delivery(); pub.basic_publish("", s, publish.encode()); pub.close()
+    end = time.time() + 10
+    while len(got) < n and time.time() < end: c.process_data_events(0.05)
+    c.process_data_events(0.3)
+    ch.close()
+    return got
+
+def stream():
+    c = conn(); ch = c.channel(); s = f"{P}.stream"
+    ch.queue_delete(s)
+    ch.queue_declare(s, durable=True, arguments={"x-queue-type": "stream"})
+    ch.confirm_delivery()
+    for i in range(5): ch.basic_publish("", s, f"s{i}".encode())   # raises if nacked
+    obs = {"first": stream_consume(c, s, "first", 5), "from3": stream_consume(c, s, 3, 2),
+           "next": stream_consume(c, s, None, 1, publish="s-after")}
+    try:   # no basic.qos: refused on the channel
+        c.channel().basic_consume(s, lambda *a: None); obs["no_qos_code"] = None
+    except ChannelClosedByBroker as e:
+        obs["no_qos_code"], obs["no_qos_text"] = e.reply_code, stream_text_406(e.reply_text)
+    obs["conn_open_after_406"] = c.is_open
+    c.close()
+    c2 = conn()
+    try:   # basic.get: a connection error
+        c2.channel().basic_get(s); obs["get_code"] = None
+    except pika.exceptions.ConnectionClosedByBroker as e:
+        obs["get_code"], obs["get_text"] = e.reply_code, e.reply_text
+    except Exception as e:
+        obs["get_code"], obs["get_error"] = None, type(e).__name__
+    obs["conn_open_after_get"] = c2.is_open
+    if c2.is_open: c2.close()
+    c3 = conn(); c3.channel().queue_delete(s); c3.close()
+    return check_stream(obs)
+
 for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue",
-             "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403", "vhost_user"]:
+             "confirms", "mandatory", "competing", "rpc", "large", "err_404", "err_406", "err_403", "vhost_user", "stream"]:
     run(name, globals()[name], timeout=20)
