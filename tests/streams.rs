@@ -492,14 +492,25 @@ async fn a_policy_sets_the_retention_of_a_stream() {
             }),
         )
         .await;
-    assert!(reply.status == 201 || reply.status == 204, "{}", reply.status);
+    assert!(
+        reply.status == 201 || reply.status == 204,
+        "{}",
+        reply.status
+    );
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.expect("channel");
     declare_stream(&ch, &s, &[]).await;
     let confirm = confirm_channel(&conn).await;
     for i in 0..100u32 {
         let body = format!("{i:0100}");
-        publish_confirmed(&confirm, "", &s, body.as_bytes(), BasicProperties::default()).await;
+        publish_confirmed(
+            &confirm,
+            "",
+            &s,
+            body.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
     }
     let (_c, mut consumer) = consume_from(&conn, &s, 100, Some(text("first"))).await;
     let d = next(&mut consumer).await;

@@ -94,7 +94,10 @@ impl StreamArgs {
         {
             out.max_age = Some(age);
         }
-        if let Some(n) = policy.get("max-length-bytes").and_then(serde_json::Value::as_u64) {
+        if let Some(n) = policy
+            .get("max-length-bytes")
+            .and_then(serde_json::Value::as_u64)
+        {
             out.max_bytes = Some(n);
         }
         if let Some(n) = policy
