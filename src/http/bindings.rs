@@ -22,9 +22,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/api/bindings", get(list_all))
-        .route("/api/bindings/{vhost}", get(list_vhost))
+    super::listing::routes(&["/api/bindings"], "/api/bindings/{vhost}", list)
         .route(
             "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
             get(list_between).post(create),
@@ -124,23 +122,6 @@ fn list(api: &Api, caller: &Caller, vhost: Option<&str>, p: &ListParams) -> ApiR
         items.extend(rows(&v).iter().map(|r| r.json(&v.name)));
     }
     Ok(ok_json(listing::apply(items, p)?))
-}
-
-async fn list_all(
-    State(api): State<Api>,
-    caller: Caller,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    list(&api, &caller, None, &p)
-}
-
-async fn list_vhost(
-    State(api): State<Api>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    list(&api, &caller, Some(&vhost), &p)
 }
 
 type Between = (String, String, String, String);

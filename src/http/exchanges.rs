@@ -22,9 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/api/exchanges", get(list_all))
-        .route("/api/exchanges/{vhost}", get(list_vhost))
+    super::listing::routes(&["/api/exchanges"], "/api/exchanges/{vhost}", list)
         .route(
             "/api/exchanges/{vhost}/{name}",
             get(show).put(put).delete(remove),
@@ -80,23 +78,6 @@ fn list(api: &Api, caller: &Caller, vhost: Option<&str>, p: &ListParams) -> ApiR
         items.extend(sorted(&v).iter().map(|x| exchange_json(&v.name, x)));
     }
     Ok(ok_json(listing::apply(items, p)?))
-}
-
-async fn list_all(
-    State(api): State<Api>,
-    caller: Caller,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    list(&api, &caller, None, &p)
-}
-
-async fn list_vhost(
-    State(api): State<Api>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    list(&api, &caller, Some(&vhost), &p)
 }
 
 fn find(

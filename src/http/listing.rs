@@ -3,8 +3,12 @@
 //! path) and `sort_reverse`, `columns` (dotted paths to keep), and `page` /
 //! `page_size` (with `page`, the reply is a page object instead of a bare array).
 
-use super::ApiError;
+use super::{Api, ApiError, ApiResult, Caller};
+use axum::Router;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
@@ -22,6 +26,36 @@ pub struct ListParams {
     pub sort: Option<String>,
     pub sort_reverse: Option<String>,
     pub columns: Option<String>,
+}
+
+/// Lists a resource broker-wide (vhost None) or in one vhost.
+pub type ListFn = fn(&Api, &Caller, Option<&str>, &ListParams) -> ApiResult<Response>;
+
+/// The GET routes of a resource listed broker-wide at each of `all` and in one vhost at
+/// `per_vhost` (a path ending in `{vhost}`).
+pub fn routes(all: &[&str], per_vhost: &str, list: ListFn) -> Router<Api> {
+    let mut router = Router::new();
+    for path in all {
+        router = router.route(
+            path,
+            get(
+                move |State(api): State<Api>, caller: Caller, Query(p): Query<ListParams>| async move {
+                    list(&api, &caller, None, &p)
+                },
+            ),
+        );
+    }
+    router.route(
+        per_vhost,
+        get(
+            move |State(api): State<Api>,
+                  caller: Caller,
+                  Path(vhost): Path<String>,
+                  Query(p): Query<ListParams>| async move {
+                list(&api, &caller, Some(&vhost), &p)
+            },
+        ),
+    )
 }
 
 /// Applies the parameters to `items` (already in the default order).

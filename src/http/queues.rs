@@ -25,18 +25,19 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/api/queues", get(list_all))
-        .route("/api/queues/", get(list_all))
-        .route("/api/queues/{vhost}", get(list_vhost))
-        .route(
-            "/api/queues/{vhost}/{name}",
-            get(show).put(put).delete(remove),
-        )
-        .route("/api/queues/{vhost}/{name}/contents", delete(purge))
-        .route("/api/queues/{vhost}/{name}/get", post(super::messages::get))
-        .route("/api/queues/{vhost}/{name}/bindings", get(bindings))
-        .route("/api/queues/{vhost}/{name}/actions", post(actions))
+    super::listing::routes(
+        &["/api/queues", "/api/queues/"],
+        "/api/queues/{vhost}",
+        list,
+    )
+    .route(
+        "/api/queues/{vhost}/{name}",
+        get(show).put(put).delete(remove),
+    )
+    .route("/api/queues/{vhost}/{name}/contents", delete(purge))
+    .route("/api/queues/{vhost}/{name}/get", post(super::messages::get))
+    .route("/api/queues/{vhost}/{name}/bindings", get(bindings))
+    .route("/api/queues/{vhost}/{name}/actions", post(actions))
 }
 
 /// The type a queue shows: the `x-queue-type` it was declared with, else classic.
@@ -120,23 +121,6 @@ fn list(api: &Api, caller: &Caller, vhost: Option<&str>, p: &ListParams) -> ApiR
         items.extend(sorted(&v).iter().map(|q| queue_json(q)));
     }
     Ok(ok_json(listing::apply(items, p)?))
-}
-
-async fn list_all(
-    State(api): State<Api>,
-    caller: Caller,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    list(&api, &caller, None, &p)
-}
-
-async fn list_vhost(
-    State(api): State<Api>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    list(&api, &caller, Some(&vhost), &p)
 }
 
 /// The queue a path names: 404 if it (or its vhost) does not exist.
