@@ -518,3 +518,90 @@ async fn a_policy_sets_the_retention_of_a_stream() {
     api.delete(&policy).await;
     broker.stop().await;
 }
+
+/// A consumer with tag `tag` that asks the broker to track its offset.
+async fn tracking_consumer(
+    conn: &Connection,
+    stream: &str,
+    tag: &str,
+    offset: AMQPValue,
+) -> (Channel, lapin::Consumer) {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_qos(10, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let consumer = ch
+        .basic_consume(
+            stream.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            table(&[
+                ("x-stream-offset", offset),
+                (
+                    "x-stream-automatic-offset-tracking",
+                    AMQPValue::Boolean(true),
+                ),
+            ]),
+        )
+        .await
+        .expect("consume");
+    (ch, consumer)
+}
+
+#[tokio::test]
+async fn a_tracking_consumer_resumes_after_its_last_ack_even_after_a_restart() {
+    if external() {
+        // Server-side offset tracking over AMQP is LavinMQ's, not RabbitMQ's.
+        return;
+    }
+    let broker = TestBroker::start().await;
+    let s = unique("tracked");
+    {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        declare_stream(&ch, &s, &[]).await;
+        publish_n(&conn, &s, 0..6).await;
+        let (ch, mut c) = tracking_consumer(&conn, &s, "reader", text("first")).await;
+        assert_eq!(
+            take(&mut c, 3)
+                .await
+                .into_iter()
+                .map(|g| g.0)
+                .collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        ch.basic_cancel("reader".into(), Default::default())
+            .await
+            .expect("cancel");
+        // The same tag resumes after its last ack, whatever offset it asks for.
+        let (ch, mut c) = tracking_consumer(&conn, &s, "reader", text("first")).await;
+        assert_eq!(take(&mut c, 1).await, vec![(3, "m3".into())]);
+        ch.basic_cancel("reader".into(), Default::default())
+            .await
+            .expect("cancel");
+        // Another tag, and the same tag without tracking, start where they ask.
+        let (_c2, mut other) =
+            tracking_consumer(&conn, &s, "other", AMQPValue::LongLongInt(5)).await;
+        assert_eq!(take(&mut other, 1).await, vec![(5, "m5".into())]);
+        conn.close(200, "done".into()).await.ok();
+    }
+    let broker = broker.restart().await;
+    let conn = broker.connect().await;
+    let (_ch, mut c) = tracking_consumer(&conn, &s, "reader", text("first")).await;
+    assert_eq!(
+        take(&mut c, 2)
+            .await
+            .into_iter()
+            .map(|g| g.0)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+    let (_ch2, mut fresh) = consume_from(&conn, &s, 10, Some(text("first"))).await;
+    assert_eq!(
+        take(&mut fresh, 1).await[0].0,
+        0,
+        "an untracked consumer starts at its own offset"
+    );
+    conn.close(200, "done".into()).await.ok();
+    broker.stop().await;
+}

@@ -135,6 +135,12 @@ enum Op {
         stream: u64,
         before: u64,
     },
+    /// Where a tracking consumer of a stream resumes.
+    StreamTrack {
+        stream: u64,
+        tag: String,
+        next: u64,
+    },
     /// An operation cancelled out within its batch (see [`cancel_consumed`]).
     Skip,
 }
@@ -468,6 +474,15 @@ impl Store {
             chunk,
             message: msg,
         }))
+    }
+
+    /// Records that the tracking consumer `tag` of a stream resumes at `next`.
+    pub fn stream_track(&self, stream: u64, tag: &str, next: u64) -> u64 {
+        self.send(Op::StreamTrack {
+            stream,
+            tag: tag.to_owned(),
+            next,
+        })
     }
 
     /// Removes the entries of a stream before offset `before` (a segment's start).

@@ -224,6 +224,8 @@ pub fn recover(
                 .map_err(|e| io(e.into()))?;
             txn.open_table(stream::STREAM_SEGMENTS)
                 .map_err(|e| io(e.into()))?;
+            txn.open_table(stream::STREAM_TRACKING)
+                .map_err(|e| io(e.into()))?;
         }
         txn.commit().map_err(|e| io(e.into()))?;
     }
@@ -273,6 +275,9 @@ pub fn recover(
     let stream_chunks = txn
         .open_table(stream::STREAM_CHUNKS)
         .map_err(|e| io(e.into()))?;
+    let stream_tracking = txn
+        .open_table(stream::STREAM_TRACKING)
+        .map_err(|e| io(e.into()))?;
     let mut loaded: HashMap<u64, Arc<Message>> = HashMap::new();
     let mut queues = Vec::new();
     let mut next_queue_id = 1;
@@ -289,7 +294,8 @@ pub fn recover(
             (|| Some((r.u64()?, r.u8()? == 1, r.table()?)))().ok_or_else(|| corrupt("queue"))?;
         next_queue_id = next_queue_id.max(id + 1);
         if is_stream(&arguments) {
-            let log = stream::recover(&stream_segments, &stream_chunks, id).map_err(io)?;
+            let log = stream::recover(&stream_segments, &stream_chunks, &stream_tracking, id)
+                .map_err(io)?;
             queues.push(RecoveredQueue {
                 vhost,
                 name,

@@ -30,6 +30,9 @@ pub(super) const STREAM_CHUNKS: TableDefinition<(u64, u64), u64> =
     TableDefinition::new("stream_chunks");
 pub(super) const STREAM_SEGMENTS: TableDefinition<(u64, u64), (u64, u64, u64, u64)> =
     TableDefinition::new("stream_segments");
+/// (stream, consumer tag) -> the offset a tracking consumer resumes at.
+pub(super) const STREAM_TRACKING: TableDefinition<(u64, &str), u64> =
+    TableDefinition::new("stream_tracking");
 
 /// One segment of a stream's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,8 @@ pub struct StreamLog {
     pub segments: VecDeque<Segment>,
     /// The first offset of the last chunk (RabbitMQ's `last`).
     pub last_chunk: u64,
+    /// Where each offset-tracking consumer (by tag) resumes.
+    pub tracking: HashMap<String, u64>,
 }
 
 impl StreamLog {
@@ -158,6 +163,7 @@ impl SegmentTotals {
 pub(super) struct Tables<'t> {
     pub log: redb::Table<'t, (u64, u64), &'static [u8]>,
     pub chunks: redb::Table<'t, (u64, u64), u64>,
+    pub tracking: redb::Table<'t, (u64, &'static str), u64>,
     pub segments: redb::Table<'t, (u64, u64), (u64, u64, u64, u64)>,
     pub totals: SegmentTotals,
 }
@@ -167,6 +173,7 @@ impl<'t> Tables<'t> {
         Ok(Tables {
             log: txn.open_table(STREAM_LOG)?,
             chunks: txn.open_table(STREAM_CHUNKS)?,
+            tracking: txn.open_table(STREAM_TRACKING)?,
             segments: txn.open_table(STREAM_SEGMENTS)?,
             totals: SegmentTotals::default(),
         })
@@ -201,9 +208,18 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Removes a stream's whole log.
+    /// Removes a stream's whole log and its consumers' offsets.
     pub(super) fn delete(&mut self, stream: u64) -> Result<(), redb::Error> {
-        self.truncate(stream, u64::MAX)
+        self.truncate(stream, u64::MAX)?;
+        self.tracking
+            .retain_in((stream, "")..(stream.saturating_add(1), ""), |_, _| false)?;
+        Ok(())
+    }
+
+    /// Records where a tracking consumer resumes.
+    pub(super) fn track(&mut self, stream: u64, tag: &str, next: u64) -> Result<(), redb::Error> {
+        self.tracking.insert((stream, tag), next)?;
+        Ok(())
     }
 
     pub(super) fn finish(self) -> Result<(), redb::Error> {
@@ -220,6 +236,7 @@ impl<'t> Tables<'t> {
 pub(super) fn recover<T>(
     segments: &T,
     chunks: &impl ReadableTable<(u64, u64), u64>,
+    tracking: &impl ReadableTable<(u64, &'static str), u64>,
     stream: u64,
 ) -> Result<StreamLog, redb::Error>
 where
@@ -242,6 +259,10 @@ where
         .next_back()
         .transpose()?
         .map_or(log.first(), |(k, _)| k.value().1);
+    for row in tracking.range((stream, "")..(stream.saturating_add(1), ""))? {
+        let (k, v) = row?;
+        log.tracking.insert(k.value().1.to_owned(), v.value());
+    }
     Ok(log)
 }
 
@@ -392,7 +413,8 @@ mod tests {
             let txn = redb::ReadableDatabase::begin_read(&*db).expect("read txn");
             let segments = txn.open_table(STREAM_SEGMENTS).expect("segments");
             let chunks = txn.open_table(STREAM_CHUNKS).expect("chunks");
-            recover(&segments, &chunks, 7).expect("recover")
+            let tracking = txn.open_table(STREAM_TRACKING).expect("tracking");
+            recover(&segments, &chunks, &tracking, 7).expect("recover")
         };
         assert_eq!(txn_log.first(), 0);
         assert_eq!(txn_log.next(), 5);

@@ -214,6 +214,7 @@ pub(super) fn apply(
                 }
                 Op::StreamAppend(a) => streams.append(a, scratch)?,
                 Op::StreamTruncate { stream, before } => streams.truncate(*stream, *before)?,
+                Op::StreamTrack { stream, tag, next } => streams.track(*stream, tag, *next)?,
                 Op::Skip => {}
             }
         }

@@ -96,6 +96,9 @@ impl Channel {
                 Settle::Ack | Settle::Drop => {
                     if how == Settle::Ack {
                         u.queue.stats.acked(1);
+                        if let Some(c) = &u.consumer {
+                            u.queue.stream_acked(c, u.entry.seq);
+                        }
                     }
                     if how == Settle::Ack || !u.queue.has_dead_letter_exchange() {
                         u.queue.remove_stored(&u.entry);

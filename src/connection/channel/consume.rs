@@ -90,7 +90,7 @@ impl Channel {
         // after this frame is handled, so consume-ok always precedes them; while it
         // is held behind other replies, so are they (see `hold_before_consume_ok`).
         match stream {
-            Some((spec, filter)) => queue.add_stream_consumer(consumer.clone(), spec, filter)?,
+            Some(how) => queue.add_stream_consumer(consumer.clone(), how)?,
             None => queue.add_consumer(consumer.clone())?,
         }
         if !c.nowait {

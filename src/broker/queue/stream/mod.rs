@@ -198,18 +198,45 @@ impl Stream {
         })
     }
 
-    /// Starts delivering to a consumer from `spec`.
+    /// Starts delivering to a consumer: where its tag's tracked offset says if it
+    /// tracks offsets and has one, else from its offset spec.
     pub fn add_consumer(
         self: &Arc<Self>,
         queue: &Arc<Queue>,
         consumer: Arc<Consumer>,
-        spec: OffsetSpec,
-        filter: Option<Filter>,
+        how: StreamConsume,
     ) {
-        let start = self.start(spec);
-        let r = Arc::new(Reader::new(consumer));
+        let tracked = how
+            .tracking
+            .then(|| self.lock().log.tracking.get(consumer.tag.as_str()).copied())
+            .flatten();
+        let start = match tracked {
+            Some(next) => self.start(OffsetSpec::At(next)),
+            None => self.start(how.spec),
+        };
+        let r = Arc::new(Reader::new(consumer, how.tracking));
         self.lock().readers.push(r.clone());
-        reader::spawn(self.clone(), queue.clone(), r, start, filter);
+        reader::spawn(self.clone(), queue.clone(), r, start, how.filter);
+    }
+
+    /// A delivery at `offset` to `consumer` was acknowledged: a tracking consumer's
+    /// place moves past it, in memory and in the store.
+    fn acked(&self, consumer: &Arc<Consumer>, offset: u64) {
+        let mut st = self.lock();
+        let tracks = st
+            .readers
+            .iter()
+            .any(|r| r.tracking() && Arc::ptr_eq(r.consumer(), consumer));
+        if !tracks {
+            return;
+        }
+        let next = offset + 1;
+        let entry = st.log.tracking.entry(consumer.tag.to_string()).or_insert(0);
+        if *entry < next {
+            *entry = next;
+            self.store
+                .stream_track(self.id, consumer.tag.as_str(), next);
+        }
     }
 
     /// Stops a consumer's reader; false if it was not one of this stream's.
@@ -256,6 +283,14 @@ impl Stream {
     }
 }
 
+/// How a consumer reads a stream: where it starts, what it wants, and whether the
+/// broker remembers where it got to.
+pub struct StreamConsume {
+    pub spec: OffsetSpec,
+    pub filter: Option<Filter>,
+    pub tracking: bool,
+}
+
 impl Queue {
     /// Refuses an operation streams do not have (basic.get, queue.purge) with
     /// RabbitMQ's 540.
@@ -278,7 +313,7 @@ impl Queue {
         prefetch: u32,
         no_ack: bool,
         global_prefetch: bool,
-    ) -> BrokerResult<(OffsetSpec, Option<Filter>)> {
+    ) -> BrokerResult<StreamConsume> {
         let what = format!("queue '{}' in vhost '{}'", self.name, self.vhost_name);
         let spec = OffsetSpec::parse(arguments, &what)?;
         if prefetch == 0 {
@@ -296,7 +331,11 @@ impl Queue {
                 "{what} does not support global qos"
             )));
         }
-        Ok((spec, Filter::parse(arguments)))
+        Ok(StreamConsume {
+            spec,
+            filter: Filter::parse(arguments),
+            tracking: offset::tracking(arguments),
+        })
     }
 
     /// The stream's log, for a stream.
@@ -309,15 +348,21 @@ impl Queue {
     pub fn add_stream_consumer(
         self: &Arc<Self>,
         consumer: Arc<Consumer>,
-        spec: OffsetSpec,
-        filter: Option<Filter>,
+        how: StreamConsume,
     ) -> crate::model::BrokerResult<()> {
         match &self.stream {
             Some(s) => {
-                s.add_consumer(self, consumer, spec, filter);
+                s.add_consumer(self, consumer, how);
                 Ok(())
             }
             None => self.add_consumer(consumer),
+        }
+    }
+
+    /// A stream delivery was acknowledged: a tracking consumer resumes after it.
+    pub fn stream_acked(&self, consumer: &Arc<Consumer>, offset: u64) {
+        if let Some(s) = &self.stream {
+            s.acked(consumer, offset);
         }
     }
 

@@ -64,6 +64,10 @@ impl OffsetSpec {
                     .ok_or_else(|| invalid(v, what)),
             };
         }
+        if let AMQPValue::Void = v {
+            // A null offset asks for offset tracking, from the first message on.
+            return Ok(OffsetSpec::First);
+        }
         if let AMQPValue::Timestamp(secs) = v {
             return Ok(OffsetSpec::Time(secs.saturating_mul(1000)));
         }
@@ -73,6 +77,17 @@ impl OffsetSpec {
             None => Err(invalid(v, what)),
         }
     }
+}
+
+/// Whether a consumer asks the broker to remember where it is: the consume argument
+/// `x-stream-automatic-offset-tracking` = true, or a null `x-stream-offset` (LavinMQ's
+/// rules; RabbitMQ tracks offsets only over its stream protocol).
+pub fn tracking(args: &FieldTable) -> bool {
+    let table = args.inner();
+    matches!(
+        table.get("x-stream-automatic-offset-tracking"),
+        Some(AMQPValue::Boolean(true))
+    ) || matches!(table.get(OFFSET_ARG), Some(AMQPValue::Void))
 }
 
 /// The messages a filtering consumer wants.

@@ -31,14 +31,21 @@ pub(super) enum Start {
 pub(super) struct Reader {
     consumer: Arc<Consumer>,
     stopped: AtomicBool,
+    /// The broker remembers where this consumer got to (by its tag).
+    tracking: bool,
 }
 
 impl Reader {
-    pub(super) fn new(consumer: Arc<Consumer>) -> Reader {
+    pub(super) fn new(consumer: Arc<Consumer>, tracking: bool) -> Reader {
         Reader {
             consumer,
             stopped: AtomicBool::new(false),
+            tracking,
         }
+    }
+
+    pub(super) fn tracking(&self) -> bool {
+        self.tracking
     }
 
     pub(super) fn consumer(&self) -> &Arc<Consumer> {
