@@ -447,13 +447,14 @@ mod tests {
         let txn = redb::ReadableDatabase::begin_read(&*db).expect("read txn");
         let segments = txn.open_table(STREAM_SEGMENTS).expect("segments");
         let chunks = txn.open_table(STREAM_CHUNKS).expect("chunks");
-        let log = recover(&segments, &chunks, 1).expect("recover");
+        let tracking = txn.open_table(STREAM_TRACKING).expect("tracking");
+        let log = recover(&segments, &chunks, &tracking, 1).expect("recover");
         assert_eq!(
             log.segments.iter().map(|s| s.first).collect::<Vec<_>>(),
             [1]
         );
         assert_eq!((log.first(), log.next(), log.last_chunk), (1, 2, 1));
-        drop((segments, chunks, txn, db));
+        drop((segments, chunks, tracking, txn, db));
         store.close();
     }
 }
