@@ -605,3 +605,36 @@ async fn a_tracking_consumer_resumes_after_its_last_ack_even_after_a_restart() {
     conn.close(200, "done".into()).await.ok();
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn the_management_api_shows_a_stream_and_its_consumers() {
+    let broker = TestBroker::start().await;
+    let api = broker.api();
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let s = unique("mstream");
+    declare_stream(&ch, &s, &[]).await;
+    publish_n(&conn, &s, 0..3).await;
+    let (_c, _consumer) = consume_from(&conn, &s, 5, Some(text("first"))).await;
+    let q = api
+        .poll(&format!("/api/queues/%2F/{s}"), |q| {
+            q["messages"] == 3 && q["consumers"] == 1
+        })
+        .await;
+    assert_eq!(q["type"], "stream");
+    assert_eq!(q["durable"], true);
+    let consumers = api
+        .poll("/api/consumers/%2F", |v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|c| c["queue"]["name"] == s.as_str()))
+        })
+        .await;
+    let mine = consumers
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["queue"]["name"] == s.as_str()).cloned())
+        .expect("the stream's consumer is listed");
+    assert_eq!(mine["ack_required"], true);
+    assert_eq!(mine["prefetch_count"], 5);
+    conn.close(200, "done".into()).await.ok();
+    broker.stop().await;
+}

@@ -53,7 +53,12 @@ fn queue_type(q: &Queue) -> String {
 pub fn queue_json(q: &Queue) -> Value {
     let info = q.info();
     let unacked = q.unacked_count();
-    let messages = info.ready + unacked;
+    // Delivered stream messages stay in the stream: they are not added twice.
+    let messages = if q.stream().is_some() {
+        info.ready
+    } else {
+        info.ready + unacked
+    };
     let [messages_details, ready_details, unacked_details] =
         q.stats.count_details(messages, info.ready, unacked);
     let (policy, operator_policy, effective) = match &info.policy {

@@ -26,6 +26,24 @@ pub struct ConsumerInfo {
 impl Queue {
     /// The queue's consumers, in the order they subscribed.
     pub fn consumer_infos(&self) -> Vec<ConsumerInfo> {
+        if let Some(s) = self.stream() {
+            // A stream's consumers each read at their own pace: all are active.
+            return s
+                .consumers()
+                .iter()
+                .map(|c| ConsumerInfo {
+                    tag: c.tag.clone(),
+                    channel: c.channel,
+                    connection_id: c.connection_id,
+                    ack_required: !c.no_ack,
+                    exclusive: c.exclusive,
+                    prefetch_count: c.credit.limit(),
+                    arguments: c.arguments.clone(),
+                    active: true,
+                    activity_status: "up",
+                })
+                .collect();
+        }
         let state = self.lock();
         let single = state.settings.single_active_consumer;
         state

@@ -174,6 +174,19 @@ impl super::Queue {
     /// The queue's state for the management API.
     pub fn info(&self) -> QueueInfo {
         let state = self.lock();
+        if let Some(s) = self.stream() {
+            // A stream's messages stay in it when delivered: all count as ready.
+            let consumers = s.consumer_count() as u32;
+            return QueueInfo {
+                ready: s.message_count(),
+                ready_bytes: 0,
+                consumers,
+                consumers_with_room: consumers,
+                exclusive_consumer_tag: None,
+                last_used: state.last_used.max(self.stats.created),
+                policy: state.policy.clone(),
+            };
+        }
         QueueInfo {
             ready: state.ready.len as u64,
             ready_bytes: state.ready.bytes,

@@ -171,6 +171,15 @@ impl Stream {
         self.lock().log.count()
     }
 
+    /// The consumers reading the stream, in the order they subscribed.
+    pub fn consumers(&self) -> Vec<Arc<Consumer>> {
+        self.lock()
+            .readers
+            .iter()
+            .map(|r| r.consumer().clone())
+            .collect()
+    }
+
     pub fn consumer_count(&self) -> usize {
         self.lock().readers.len()
     }
