@@ -12,12 +12,13 @@ use amq_protocol::types::AMQPValue;
 use std::collections::HashSet;
 
 /// The exchanges every vhost has.
-const STANDARD: [&str; 5] = [
+const STANDARD: [&str; 6] = [
     "amq.direct",
     "amq.fanout",
     "amq.topic",
     "amq.headers",
     "amq.match",
+    "amq.rabbitmq.trace",
 ];
 
 /// What exists in the broker or is defined in the documents.

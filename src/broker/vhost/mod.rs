@@ -110,6 +110,11 @@ impl VHost {
                 let x = Exchange::new(n, kind, true, false, false, empty.clone());
                 exchanges.insert(n.to_owned(), Arc::new(x));
             }
+            // RabbitMQ's firehose exchange, internal: every vhost lists it, though
+            // Warren publishes nothing to it (no tracing).
+            let trace = "amq.rabbitmq.trace";
+            let x = Exchange::new(trace, ExchangeKind::Topic, true, false, true, empty);
+            exchanges.insert(trace.to_owned(), Arc::new(x));
         }
         vhost
     }
