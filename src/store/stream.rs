@@ -18,11 +18,14 @@
 
 use super::codec::put_bytes;
 use super::recovery::decode_message;
+use super::{Op, Store, StoreError, backlog_size};
 use crate::model::Message;
 use crate::model::memory::MemoryGauge;
+use redb::ReadableDatabase;
 use redb::{ReadableTable, TableDefinition};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub(super) const STREAM_LOG: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("stream_log");
@@ -232,6 +235,90 @@ impl<'t> Tables<'t> {
     }
 }
 
+/// The store's stream operations; appends and truncations go through the writer
+/// thread like every write, reads open their own read transaction.
+impl Store {
+    /// Appends `msg` to stream `stream` at `offset`; `segment` is the first offset of
+    /// the segment it belongs to, `chunk` whether it starts a chunk. Returns the
+    /// ticket to wait for.
+    pub fn stream_append(
+        &self,
+        stream: u64,
+        offset: u64,
+        timestamp: u64,
+        segment: u64,
+        chunk: bool,
+        msg: Arc<Message>,
+    ) -> u64 {
+        self.backlog
+            .fetch_add(backlog_size(&msg), Ordering::Relaxed);
+        self.send(Op::StreamAppend(Append {
+            stream,
+            offset,
+            timestamp,
+            segment,
+            chunk,
+            message: msg,
+        }))
+    }
+
+    /// Records that the tracking consumer `tag` of a stream resumes at `next`.
+    pub fn stream_track(&self, stream: u64, tag: &str, next: u64) -> u64 {
+        self.send(Op::StreamTrack {
+            stream,
+            tag: tag.to_owned(),
+            next,
+        })
+    }
+
+    /// Removes the entries of a stream before offset `before` (a segment's start).
+    pub fn stream_truncate(&self, stream: u64, before: u64) -> u64 {
+        self.send(Op::StreamTruncate { stream, before })
+    }
+
+    /// Reads committed entries of a stream from offset `from` on: up to `max_count`
+    /// messages and about `max_bytes` (at least one message). Blocking: call it off
+    /// the async threads.
+    pub fn stream_read(
+        &self,
+        stream: u64,
+        from: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(db) = db else {
+            return Err(self.unavailable());
+        };
+        let read = || -> Result<Vec<StreamEntry>, redb::Error> {
+            let txn = db.begin_read()?;
+            let log = txn.open_table(STREAM_LOG)?;
+            read(&log, &self.memory, stream, from, max_count, max_bytes)
+        };
+        read().map_err(|e| StoreError::Io(self.path.clone(), e.to_string()))
+    }
+
+    /// The first chunk of a stream from offset `from` on whose timestamp is at or
+    /// after `ts` (ms since the epoch); None if all are older. Blocking.
+    pub fn stream_seek_time(
+        &self,
+        stream: u64,
+        from: u64,
+        ts: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(db) = db else {
+            return Err(self.unavailable());
+        };
+        let seek = || -> Result<Option<u64>, redb::Error> {
+            let txn = db.begin_read()?;
+            let chunks = txn.open_table(STREAM_CHUNKS)?;
+            seek_time(&chunks, stream, from, ts)
+        };
+        seek().map_err(|e| StoreError::Io(self.path.clone(), e.to_string()))
+    }
+}
+
 /// Reads a stream's state back at start.
 pub(super) fn recover<T>(
     segments: &T,
@@ -328,133 +415,5 @@ pub(super) fn seek_time(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{Store, StoreOptions};
-    use amq_protocol::protocol::BasicProperties;
-    use bytes::Bytes;
-
-    const OPTIONS: StoreOptions = StoreOptions {
-        cache_bytes: 1 << 20,
-        page_after: 1000,
-        max_batch: 1000,
-        backlog_bytes: 1 << 20,
-    };
-
-    fn message(memory: &Arc<MemoryGauge>, body: &str) -> Arc<Message> {
-        Arc::new(Message::new(
-            "".into(),
-            "s".into(),
-            &BasicProperties::default(),
-            // Empty properties: a zero flags word.
-            Bytes::from_static(&[0, 0]),
-            Bytes::copy_from_slice(body.as_bytes()),
-            memory.charge(body.len()),
-        ))
-    }
-
-    fn body(e: &StreamEntry) -> &[u8] {
-        &e.message.body
-    }
-
-    #[tokio::test]
-    async fn appends_read_back_in_order_survive_a_restart_and_truncate_by_segment() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let memory = MemoryGauge::new(usize::MAX);
-        let (store, _) = Store::open(dir.path(), &memory, OPTIONS).expect("open");
-        // Two segments: offsets 0..3 (chunks at 0 and 2) and 3..5 (chunk at 3).
-        let mut ticket = 0;
-        for (offset, ts, segment, chunk) in [
-            (0, 100, 0, true),
-            (1, 100, 0, false),
-            (2, 200, 0, true),
-            (3, 300, 3, true),
-            (4, 300, 3, false),
-        ] {
-            ticket = store.stream_append(
-                7,
-                offset,
-                ts,
-                segment,
-                chunk,
-                message(&memory, &format!("m{offset}")),
-            );
-        }
-        assert!(store.wait_committed(ticket).await);
-
-        let all = store.stream_read(7, 0, 100, usize::MAX).expect("read");
-        let bodies: Vec<&[u8]> = all.iter().map(body).collect();
-        assert_eq!(bodies, [b"m0", b"m1", b"m2", b"m3", b"m4"]);
-        assert_eq!(all[3].offset, 3);
-        assert_eq!(all[3].timestamp, 300);
-        let some = store.stream_read(7, 2, 2, usize::MAX).expect("read");
-        assert_eq!(some.iter().map(|e| e.offset).collect::<Vec<_>>(), [2, 3]);
-        // At least one message, however small the byte budget.
-        assert_eq!(store.stream_read(7, 1, 100, 1).expect("read").len(), 1);
-        assert!(
-            store
-                .stream_read(8, 0, 100, usize::MAX)
-                .expect("read")
-                .is_empty()
-        );
-
-        assert_eq!(store.stream_seek_time(7, 0, 150).expect("seek"), Some(2));
-        assert_eq!(store.stream_seek_time(7, 0, 100).expect("seek"), Some(0));
-        assert_eq!(store.stream_seek_time(7, 0, 301).expect("seek"), None);
-
-        store.close();
-        drop(store);
-        let (store, recovered) = Store::open(dir.path(), &memory, OPTIONS).expect("reopen");
-        // No queue record names stream 7: recovery reads logs of declared streams
-        // only, so read the tables through the store.
-        assert!(recovered.queues.is_empty());
-        let txn_log = {
-            let db = store.db.lock().expect("lock").clone().expect("open db");
-            let txn = redb::ReadableDatabase::begin_read(&*db).expect("read txn");
-            let segments = txn.open_table(STREAM_SEGMENTS).expect("segments");
-            let chunks = txn.open_table(STREAM_CHUNKS).expect("chunks");
-            let tracking = txn.open_table(STREAM_TRACKING).expect("tracking");
-            recover(&segments, &chunks, &tracking, 7).expect("recover")
-        };
-        assert_eq!(txn_log.first(), 0);
-        assert_eq!(txn_log.next(), 5);
-        assert_eq!(txn_log.last_chunk, 3);
-        assert_eq!(txn_log.segments.len(), 2);
-        assert_eq!(txn_log.segments[0].count, 3);
-        assert_eq!(
-            (txn_log.segments[1].first_ts, txn_log.segments[1].last_ts),
-            (300, 300)
-        );
-
-        let t = store.stream_truncate(7, 3);
-        assert!(store.wait_committed(t).await);
-        let rest = store.stream_read(7, 0, 100, usize::MAX).expect("read");
-        assert_eq!(rest.iter().map(|e| e.offset).collect::<Vec<_>>(), [3, 4]);
-        assert_eq!(store.stream_seek_time(7, 0, 0).expect("seek"), Some(3));
-        store.close();
-    }
-
-    #[tokio::test]
-    async fn a_truncate_in_the_same_batch_as_appends_leaves_no_stale_segment() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let memory = MemoryGauge::new(usize::MAX);
-        let (store, _) = Store::open(dir.path(), &memory, OPTIONS).expect("open");
-        store.stream_append(1, 0, 10, 0, true, message(&memory, "a"));
-        store.stream_append(1, 1, 20, 1, true, message(&memory, "b"));
-        let t = store.stream_truncate(1, 1);
-        assert!(store.wait_committed(t).await);
-        let db = store.db.lock().expect("lock").clone().expect("open db");
-        let txn = redb::ReadableDatabase::begin_read(&*db).expect("read txn");
-        let segments = txn.open_table(STREAM_SEGMENTS).expect("segments");
-        let chunks = txn.open_table(STREAM_CHUNKS).expect("chunks");
-        let tracking = txn.open_table(STREAM_TRACKING).expect("tracking");
-        let log = recover(&segments, &chunks, &tracking, 1).expect("recover");
-        assert_eq!(
-            log.segments.iter().map(|s| s.first).collect::<Vec<_>>(),
-            [1]
-        );
-        assert_eq!((log.first(), log.next(), log.last_chunk), (1, 2, 1));
-        drop((segments, chunks, tracking, txn, db));
-        store.close();
-    }
-}
+#[path = "stream_tests.rs"]
+mod tests;
