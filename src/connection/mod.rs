@@ -6,6 +6,7 @@ mod closing;
 mod dispatch;
 mod events;
 mod handshake;
+mod served;
 mod writer;
 
 use crate::access::{Perm, Permissions, Resource};
@@ -21,10 +22,10 @@ use channel::Channel;
 use closing::{await_close_ok, discard_until_closed, write_close};
 use dispatch::{FrameOutcome, is_cancel};
 use handshake::HandshakeError;
+use served::Served;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -108,41 +109,6 @@ enum Ending {
     /// The client sent connection.close: close-ok is sent once the connection's
     /// channels are gone.
     CloseRequested,
-}
-
-/// Connections being served, and the most there were since freed memory was last
-/// handed back to the system.
-static SERVING: AtomicUsize = AtomicUsize::new(0);
-static SERVING_PEAK: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts a connection while it is served. glibc keeps what a connection frees in its
-/// arenas (only their top goes back to the system), so after many connections close the
-/// resident memory stays at its peak, and grows with each new wave as their buffers
-/// land on other pages: once half of the connections since the last release are gone,
-/// the free memory is released (not for fewer than 64: too little to matter).
-struct Served;
-
-impl Served {
-    fn new() -> Served {
-        let serving = SERVING.fetch_add(1, Ordering::Relaxed) + 1;
-        SERVING_PEAK.fetch_max(serving, Ordering::Relaxed);
-        Served
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let serving = SERVING.fetch_sub(1, Ordering::Relaxed) - 1;
-        let peak = SERVING_PEAK.load(Ordering::Relaxed);
-        if peak >= 64
-            && serving <= peak / 2
-            && SERVING_PEAK
-                .compare_exchange(peak, serving, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            crate::model::memory::release_free_memory();
-        }
-    }
 }
 
 /// Serves one accepted socket until it closes.
