@@ -3,7 +3,8 @@
 
 use super::args::parse_age;
 use crate::broker::args::integer;
-use crate::model::{BrokerError, BrokerResult, Message, now_ms};
+use crate::model::{BrokerError, BrokerResult, now_ms};
+use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 /// The consume argument naming the start.
@@ -131,8 +132,7 @@ impl Filter {
     /// Whether the message passes: its filter value is one of the consumer's, or it
     /// has none and the consumer takes unfiltered messages. Exact, where RabbitMQ's
     /// Bloom filter lets some others through (clients filter again anyway).
-    pub fn admits(&self, msg: &Message) -> bool {
-        let properties = msg.properties();
+    pub fn admits(&self, properties: &BasicProperties) -> bool {
         let value = properties
             .headers()
             .as_ref()

@@ -7,6 +7,7 @@ use super::offset::Filter;
 use crate::broker::queue::{Consumer, ConsumerEvent, Queue, QueueEntry};
 use crate::model::fields::encode_properties;
 use crate::store::stream::StreamEntry;
+use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::AMQPValue;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -95,7 +96,8 @@ async fn run(
             found.unwrap_or_else(|| stream.lock().log.next())
         }
     };
-    let mut buffer: VecDeque<StreamEntry> = VecDeque::new();
+    // Entries read and admitted by the filter, waiting for credit.
+    let mut buffer: VecDeque<(StreamEntry, BasicProperties)> = VecDeque::new();
     loop {
         let woken = stream.wake.notified();
         tokio::pin!(woken);
@@ -109,7 +111,7 @@ async fn run(
         if cursor < first {
             // Retention removed what this reader had not read yet.
             cursor = first;
-            buffer.retain(|e| e.offset >= first);
+            buffer.retain(|(e, _)| e.offset >= first);
         }
         if buffer.is_empty() && cursor < readable && consumer.has_credit() {
             let (store, id) = (stream.store.clone(), stream.id);
@@ -120,22 +122,27 @@ async fn run(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-            match batch.last() {
-                // A gap (a commit that failed): move past it.
-                None => cursor = readable,
-                Some(_) => buffer.extend(batch.into_iter().filter(|e| e.offset < readable)),
-            }
+            // The cursor is where the next read starts: past this batch, or past a
+            // gap (a commit that failed), never past what is committed.
+            cursor = batch
+                .last()
+                .map_or(readable, |e| e.offset + 1)
+                .min(readable);
+            // Each entry's properties are parsed once, for the filter and for the
+            // offset header.
+            buffer.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| e.offset < readable)
+                    .map(|e| {
+                        let properties = e.message.properties();
+                        (e, properties)
+                    })
+                    .filter(|(_, p)| filter.as_ref().is_none_or(|f| f.admits(p))),
+            );
         }
         let mut progress = false;
-        while let Some(entry) = buffer.front() {
-            if let Some(f) = &filter
-                && !f.admits(&entry.message)
-            {
-                cursor = entry.offset + 1;
-                buffer.pop_front();
-                progress = true;
-                continue;
-            }
+        while !buffer.is_empty() {
             if consumer.flow.full() {
                 consumer.flow.stall(queue);
                 break;
@@ -143,12 +150,11 @@ async fn run(
             if !consumer.try_acquire() {
                 break;
             }
-            let Some(entry) = buffer.pop_front() else {
+            let Some((entry, properties)) = buffer.pop_front() else {
                 break;
             };
-            cursor = entry.offset + 1;
             progress = true;
-            let msg = with_offset(entry);
+            let msg = with_offset(entry, properties);
             consumer.flow.added(msg.msg.body.len());
             let event = ConsumerEvent::Deliver {
                 consumer: consumer.clone(),
@@ -177,9 +183,8 @@ async fn run(
 
 /// The delivery of a stream entry: its properties gain the `x-stream-offset` header,
 /// as RabbitMQ adds it to every message a stream delivers.
-fn with_offset(entry: StreamEntry) -> QueueEntry {
+fn with_offset(entry: StreamEntry, mut properties: BasicProperties) -> QueueEntry {
     let mut msg = entry.message;
-    let mut properties = msg.properties();
     let mut headers = properties.headers().clone().unwrap_or_default();
     headers.insert(
         "x-stream-offset".into(),
