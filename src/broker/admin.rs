@@ -151,8 +151,12 @@ pub fn get(broker: &Broker, queue: &Arc<Queue>, count: usize, mode: AckMode) -> 
         };
         broker
             .metrics
-            .message_delivered(true, no_ack, entry.redelivered);
-        queue.stats.delivered(true, no_ack, entry.redelivered);
+            .deliveries
+            .count(true, no_ack, entry.redelivered);
+        queue
+            .stats
+            .deliveries
+            .count(true, no_ack, entry.redelivered);
         got.push(Got {
             entry,
             message_count,

@@ -42,27 +42,27 @@ pub fn render(t: &mut Text, m: &Counters, consumers: u64) {
         (
             "rabbitmq_channel_get_ack_total",
             "Total number of messages fetched with basic.get in manual acknowledgement mode",
-            get(&m.delivered_get_manual_ack),
+            get(&m.deliveries.get_manual_ack),
         ),
         (
             "rabbitmq_channel_get_total",
             "Total number of messages fetched with basic.get in automatic acknowledgement mode",
-            get(&m.delivered_get_auto_ack),
+            get(&m.deliveries.get_auto_ack),
         ),
         (
             "rabbitmq_channel_messages_delivered_ack_total",
             "Total number of messages delivered to consumers in manual acknowledgement mode",
-            get(&m.delivered_consume_manual_ack),
+            get(&m.deliveries.consume_manual_ack),
         ),
         (
             "rabbitmq_channel_messages_delivered_total",
             "Total number of messages delivered to consumers in automatic acknowledgement mode",
-            get(&m.delivered_consume_auto_ack),
+            get(&m.deliveries.consume_auto_ack),
         ),
         (
             "rabbitmq_channel_messages_redelivered_total",
             "Total number of messages redelivered to consumers",
-            get(&m.redelivered),
+            get(&m.deliveries.redelivered),
         ),
         (
             "rabbitmq_channel_messages_acked_total",

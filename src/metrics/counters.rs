@@ -16,6 +16,42 @@ pub const SIZE_BUCKETS: [u64; 8] = [
     100_000_000,
 ];
 
+/// Deliveries, split the four ways RabbitMQ counts them (basic.consume or basic.get,
+/// manual or automatic acknowledgement), and redeliveries: the broker, each channel
+/// and each queue keep one set, bumped together at each delivery.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    pub consume_manual_ack: AtomicU64,
+    pub consume_auto_ack: AtomicU64,
+    pub get_manual_ack: AtomicU64,
+    pub get_auto_ack: AtomicU64,
+    pub redelivered: AtomicU64,
+}
+
+impl Deliveries {
+    /// A message was written to a client.
+    #[inline]
+    pub fn count(&self, get: bool, no_ack: bool, redelivered: bool) {
+        inc(match (get, no_ack) {
+            (false, false) => &self.consume_manual_ack,
+            (false, true) => &self.consume_auto_ack,
+            (true, false) => &self.get_manual_ack,
+            (true, true) => &self.get_auto_ack,
+        });
+        if redelivered {
+            inc(&self.redelivered);
+        }
+    }
+
+    /// Every delivery, whichever way it went.
+    pub fn total(&self) -> u64 {
+        get(&self.consume_manual_ack)
+            + get(&self.consume_auto_ack)
+            + get(&self.get_manual_ack)
+            + get(&self.get_auto_ack)
+    }
+}
+
 /// Counts since the broker started, as RabbitMQ's rabbit_global_counters and
 /// rabbit_core_metrics keep them for AMQP 0-9-1.
 #[derive(Default)]
@@ -33,12 +69,8 @@ pub struct Counters {
     pub unroutable_dropped: AtomicU64,
     pub unroutable_returned: AtomicU64,
     pub confirmed: AtomicU64,
-    pub delivered_consume_manual_ack: AtomicU64,
-    pub delivered_consume_auto_ack: AtomicU64,
-    pub delivered_get_manual_ack: AtomicU64,
-    pub delivered_get_auto_ack: AtomicU64,
+    pub deliveries: Deliveries,
     pub get_empty: AtomicU64,
-    pub redelivered: AtomicU64,
     pub acknowledged: AtomicU64,
     /// Channels that have published (RabbitMQ's `rabbitmq_global_publishers`).
     pub publishers: AtomicI64,
@@ -84,27 +116,9 @@ impl Counters {
         add(&self.size_sum, size);
     }
 
-    /// A message was written to a client: by basic.consume or basic.get, with or
-    /// without manual acknowledgement.
-    #[inline]
-    pub fn message_delivered(&self, get: bool, no_ack: bool, redelivered: bool) {
-        inc(match (get, no_ack) {
-            (false, false) => &self.delivered_consume_manual_ack,
-            (false, true) => &self.delivered_consume_auto_ack,
-            (true, false) => &self.delivered_get_manual_ack,
-            (true, true) => &self.delivered_get_auto_ack,
-        });
-        if redelivered {
-            inc(&self.redelivered);
-        }
-    }
-
     /// Every delivery, whichever way it went.
     pub fn delivered(&self) -> u64 {
-        get(&self.delivered_consume_manual_ack)
-            + get(&self.delivered_consume_auto_ack)
-            + get(&self.delivered_get_manual_ack)
-            + get(&self.delivered_get_auto_ack)
+        self.deliveries.total()
     }
 
     /// The message size histogram: cumulative counts per bucket (the last one is
@@ -125,15 +139,15 @@ impl Counters {
         [
             ("ack", get(&self.acknowledged)),
             ("confirm", get(&self.confirmed)),
-            ("deliver", get(&self.delivered_consume_manual_ack)),
+            ("deliver", get(&self.deliveries.consume_manual_ack)),
             ("deliver_get", self.delivered()),
-            ("deliver_no_ack", get(&self.delivered_consume_auto_ack)),
+            ("deliver_no_ack", get(&self.deliveries.consume_auto_ack)),
             ("drop_unroutable", get(&self.unroutable_dropped)),
-            ("get", get(&self.delivered_get_manual_ack)),
+            ("get", get(&self.deliveries.get_manual_ack)),
             ("get_empty", get(&self.get_empty)),
-            ("get_no_ack", get(&self.delivered_get_auto_ack)),
+            ("get_no_ack", get(&self.deliveries.get_auto_ack)),
             ("publish", get(&self.received)),
-            ("redeliver", get(&self.redelivered)),
+            ("redeliver", get(&self.deliveries.redelivered)),
             ("return_unroutable", get(&self.unroutable_returned)),
         ]
     }

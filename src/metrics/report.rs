@@ -361,22 +361,22 @@ impl Exporter {
             (
                 "delivered_consume_auto_ack",
                 "Total number of messages delivered to consumers using basic.consume with automatic acknowledgment",
-                get(&m.delivered_consume_auto_ack),
+                get(&m.deliveries.consume_auto_ack),
             ),
             (
                 "delivered_consume_manual_ack",
                 "Total number of messages delivered to consumers using basic.consume with manual acknowledgment",
-                get(&m.delivered_consume_manual_ack),
+                get(&m.deliveries.consume_manual_ack),
             ),
             (
                 "delivered_get_auto_ack",
                 "Total number of messages delivered to consumers using basic.get with automatic acknowledgment",
-                get(&m.delivered_get_auto_ack),
+                get(&m.deliveries.get_auto_ack),
             ),
             (
                 "delivered_get_manual_ack",
                 "Total number of messages delivered to consumers using basic.get with manual acknowledgment",
-                get(&m.delivered_get_manual_ack),
+                get(&m.deliveries.get_manual_ack),
             ),
             (
                 "delivered",
@@ -401,7 +401,7 @@ impl Exporter {
             (
                 "redelivered",
                 "Total number of messages redelivered to consumers",
-                get(&m.redelivered),
+                get(&m.deliveries.redelivered),
             ),
             (
                 "routed",

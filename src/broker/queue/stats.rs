@@ -3,6 +3,7 @@
 //! never a lock or an allocation on the message path. Rates come from sampling the
 //! counters when someone reads them ([`crate::metrics::rates::Rate`]).
 
+use crate::metrics::counters::Deliveries;
 use crate::metrics::rates::{Rate, details};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,16 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct QueueStats {
     /// Messages the queue took.
     pub publish: AtomicU64,
-    /// Deliveries to consumers awaiting an ack.
-    pub deliver: AtomicU64,
-    /// Deliveries to no-ack consumers.
-    pub deliver_no_ack: AtomicU64,
-    /// basic.get deliveries awaiting an ack.
-    pub get: AtomicU64,
-    /// basic.get deliveries without ack.
-    pub get_no_ack: AtomicU64,
-    /// Deliveries of messages delivered before.
-    pub redeliver: AtomicU64,
+    /// Deliveries by basic.consume and basic.get, and redeliveries.
+    pub deliveries: Deliveries,
     /// Acknowledged deliveries.
     pub ack: AtomicU64,
     /// When the queue was made (ms since the epoch).
@@ -67,20 +60,6 @@ impl QueueStats {
         bump(&self.publish);
     }
 
-    /// A delivery (to a consumer, or by basic.get), with or without ack.
-    #[inline]
-    pub fn delivered(&self, get: bool, no_ack: bool, redelivered: bool) {
-        bump(match (get, no_ack) {
-            (false, false) => &self.deliver,
-            (false, true) => &self.deliver_no_ack,
-            (true, false) => &self.get,
-            (true, true) => &self.get_no_ack,
-        });
-        if redelivered {
-            bump(&self.redeliver);
-        }
-    }
-
     #[inline]
     pub fn acked(&self, n: u64) {
         self.ack.fetch_add(n, Ordering::Relaxed);
@@ -90,9 +69,10 @@ impl QueueStats {
     /// and `deliver_get`, the sum of the four ways out.
     pub fn message_stats(&self) -> Value {
         let r = &self.rates;
-        let (deliver, deliver_no_ack) = (load(&self.deliver), load(&self.deliver_no_ack));
-        let (get, get_no_ack) = (load(&self.get), load(&self.get_no_ack));
-        let deliver_get = deliver + deliver_no_ack + get + get_no_ack;
+        let d = &self.deliveries;
+        let (deliver, deliver_no_ack) = (load(&d.consume_manual_ack), load(&d.consume_auto_ack));
+        let (get, get_no_ack) = (load(&d.get_manual_ack), load(&d.get_auto_ack));
+        let deliver_get = d.total();
         let mut out = Map::new();
         for (name, value, rate) in [
             ("publish", load(&self.publish), &r.publish),
@@ -101,7 +81,7 @@ impl QueueStats {
             ("get", get, &r.get),
             ("get_no_ack", get_no_ack, &r.get_no_ack),
             ("deliver_get", deliver_get, &r.deliver_get),
-            ("redeliver", load(&self.redeliver), &r.redeliver),
+            ("redeliver", load(&d.redelivered), &r.redeliver),
             ("ack", load(&self.ack), &r.ack),
         ] {
             out.insert(name.to_owned(), Value::from(value));

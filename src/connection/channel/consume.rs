@@ -134,14 +134,7 @@ impl Channel {
                 )
             }
             Some((entry, message_count)) => {
-                s.metrics
-                    .message_delivered(true, g.no_ack, entry.redelivered);
-                let st = self.stats();
-                ChannelStats::inc(if g.no_ack { &st.got_no_ack } else { &st.got });
-                if entry.redelivered {
-                    ChannelStats::inc(&st.redelivered);
-                }
-                queue.stats.delivered(true, g.no_ack, entry.redelivered);
+                self.count_delivery(s, &queue, true, g.no_ack, entry.redelivered);
                 let tag = self.next_tag;
                 self.next_tag += 1;
                 let get_ok = basic::GetOk {
@@ -215,20 +208,7 @@ impl Channel {
             &msg.body,
             s.frame_max,
         );
-        s.metrics
-            .message_delivered(false, consumer.no_ack, entry.redelivered);
-        let st = self.stats();
-        ChannelStats::inc(if consumer.no_ack {
-            &st.delivered_no_ack
-        } else {
-            &st.delivered
-        });
-        if entry.redelivered {
-            ChannelStats::inc(&st.redelivered);
-        }
-        queue
-            .stats
-            .delivered(false, consumer.no_ack, entry.redelivered);
+        self.count_delivery(s, &queue, false, consumer.no_ack, entry.redelivered);
         if consumer.no_ack {
             // Written: the message has left the queue for good.
             queue.remove_stored(&entry);
@@ -241,6 +221,22 @@ impl Channel {
                 consumer: Some(consumer.clone()),
             });
         }
+    }
+
+    /// Counts a delivery where the broker, this channel and the queue keep their
+    /// figures.
+    #[inline]
+    fn count_delivery(
+        &self,
+        s: &Session,
+        queue: &Queue,
+        get: bool,
+        no_ack: bool,
+        redelivered: bool,
+    ) {
+        s.metrics.deliveries.count(get, no_ack, redelivered);
+        self.stats().deliveries.count(get, no_ack, redelivered);
+        queue.stats.deliveries.count(get, no_ack, redelivered);
     }
 
     /// A queue cancelled one of our consumers (it was deleted).
