@@ -21,18 +21,30 @@ pub fn routes() -> Router<Api> {
             "/api/users/{user}",
             get(show_user).put(put_user).delete(delete_user),
         )
-        .route("/api/users/{user}/permissions", get(user_permissions))
-        .route("/api/users/{user}/topic-permissions", get(user_topic))
-        .route("/api/permissions", get(all_permissions))
+        .route(
+            "/api/users/{user}/permissions",
+            get(user_permissions::<false>),
+        )
+        .route(
+            "/api/users/{user}/topic-permissions",
+            get(user_permissions::<true>),
+        )
+        .route("/api/permissions", get(all_permissions::<false>))
         .route(
             "/api/permissions/{vhost}/{user}",
             get(show_permission)
                 .put(put_permission)
                 .delete(delete_permission),
         )
-        .route("/api/vhosts/{vhost}/permissions", get(vhost_permissions))
-        .route("/api/vhosts/{vhost}/topic-permissions", get(vhost_topic))
-        .route("/api/topic-permissions", get(all_topic))
+        .route(
+            "/api/vhosts/{vhost}/permissions",
+            get(vhost_permissions::<false>),
+        )
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(vhost_permissions::<true>),
+        )
+        .route("/api/topic-permissions", get(all_permissions::<true>))
         .route(
             "/api/topic-permissions/{vhost}/{user}",
             get(show_topic).put(put_topic).delete(delete_topic),
@@ -216,25 +228,18 @@ fn known_vhost(api: &Api, vhost: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn all_permissions(
+// Each listing serves permissions (TOPIC = false) and topic permissions (true).
+
+async fn all_permissions<const TOPIC: bool>(
     State(api): State<Api>,
     caller: Caller,
     Query(p): Query<ListParams>,
 ) -> ApiResult<Response> {
     caller.admin()?;
-    permissions_listing(&api, false, |_, _| true, &p)
+    permissions_listing(&api, TOPIC, |_, _| true, &p)
 }
 
-async fn all_topic(
-    State(api): State<Api>,
-    caller: Caller,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    caller.admin()?;
-    permissions_listing(&api, true, |_, _| true, &p)
-}
-
-async fn user_permissions(
+async fn user_permissions<const TOPIC: bool>(
     State(api): State<Api>,
     caller: Caller,
     Path(user): Path<String>,
@@ -242,21 +247,10 @@ async fn user_permissions(
 ) -> ApiResult<Response> {
     caller.admin()?;
     known_user(&api, &user)?;
-    permissions_listing(&api, false, |_, u| u == user, &p)
+    permissions_listing(&api, TOPIC, |_, u| u == user, &p)
 }
 
-async fn user_topic(
-    State(api): State<Api>,
-    caller: Caller,
-    Path(user): Path<String>,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    caller.admin()?;
-    known_user(&api, &user)?;
-    permissions_listing(&api, true, |_, u| u == user, &p)
-}
-
-async fn vhost_permissions(
+async fn vhost_permissions<const TOPIC: bool>(
     State(api): State<Api>,
     caller: Caller,
     Path(vhost): Path<String>,
@@ -264,18 +258,7 @@ async fn vhost_permissions(
 ) -> ApiResult<Response> {
     caller.admin()?;
     known_vhost(&api, &vhost)?;
-    permissions_listing(&api, false, |v, _| v == vhost, &p)
-}
-
-async fn vhost_topic(
-    State(api): State<Api>,
-    caller: Caller,
-    Path(vhost): Path<String>,
-    Query(p): Query<ListParams>,
-) -> ApiResult<Response> {
-    caller.admin()?;
-    known_vhost(&api, &vhost)?;
-    permissions_listing(&api, true, |v, _| v == vhost, &p)
+    permissions_listing(&api, TOPIC, |v, _| v == vhost, &p)
 }
 
 async fn show_permission(
