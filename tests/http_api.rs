@@ -259,3 +259,52 @@ async fn tags_decide_what_a_user_may_see_and_do() {
     assert_eq!(pm.put("/api/policies/b/p", policy).await.status, 401);
     assert_eq!(mgr.get("/api/policies").await.json()[0]["name"], "p");
 }
+
+#[tokio::test]
+async fn topic_permissions_are_listed_apart_from_permissions() {
+    let broker = TestBroker::start().await;
+    let api = broker.api();
+    let user = common::unique("topical");
+    assert_eq!(
+        api.put(
+            &format!("/api/users/{user}"),
+            json!({"password": "p", "tags": ""})
+        )
+        .await
+        .status,
+        201
+    );
+    let perms = json!({"configure": "", "write": ".*", "read": ".*"});
+    api.put(&format!("/api/permissions/%2F/{user}"), perms)
+        .await;
+    let topic = json!({"exchange": "amq.topic", "write": "^a", "read": "^b"});
+    let put = api
+        .put(&format!("/api/topic-permissions/%2F/{user}"), topic)
+        .await;
+    assert!(put.status == 201 || put.status == 204, "{}", put.status);
+    let expected =
+        json!({"user": user, "vhost": "/", "exchange": "amq.topic", "write": "^a", "read": "^b"});
+    for path in [
+        "/api/topic-permissions".to_owned(),
+        format!("/api/users/{user}/topic-permissions"),
+        "/api/vhosts/%2F/topic-permissions".to_owned(),
+    ] {
+        let list = api.get(&path).await.json();
+        let mine: Vec<&Value> = list
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|p| p["user"] == user.as_str())
+            .collect();
+        assert_eq!(mine, [&expected], "{path}");
+    }
+    // The plain permission listings hold the user's permissions, not the topic ones.
+    let plain = api
+        .get(&format!("/api/users/{user}/permissions"))
+        .await
+        .json();
+    assert_eq!(plain.as_array().map(Vec::len), Some(1));
+    assert!(plain[0].get("exchange").is_none(), "{plain}");
+    assert_eq!(plain[0]["write"], ".*");
+    assert_eq!(api.delete(&format!("/api/users/{user}")).await.status, 204);
+}
