@@ -68,6 +68,31 @@ fn string(v: &AMQPValue) -> Option<String> {
     }
 }
 
+/// Milliseconds in a max-age or interval string (`x-max-age`, the `max-age` policy
+/// key, an `x-stream-offset` interval), as `rabbit_amqqueue:check_max_age/1` reads it:
+/// a positive number and one unit of Y (365 days), M (30 days), D, h, m, s; None if it
+/// is not one.
+pub fn parse_age(s: &[u8]) -> Option<u64> {
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = std::str::from_utf8(n).ok()?.parse().ok()?;
+    if n == 0 {
+        return None;
+    }
+    let day = 24 * 3600 * 1000;
+    let unit = match unit {
+        b"Y" => 365 * day,
+        b"M" => 30 * day,
+        b"D" => day,
+        b"h" => 3600 * 1000,
+        b"m" => 60 * 1000,
+        b"s" => 1000,
+        _ => return None,
+    };
+    // RabbitMQ's integers have no upper bound: saturate rather than refuse.
+    Some(n.saturating_mul(unit))
+}
+
 /// An argument check failure, printed as RabbitMQ prints the Erlang term.
 type Check<T> = Result<T, String>;
 

@@ -191,7 +191,7 @@ fn check_value(key: &str, v: &Value) -> Option<Result<(), &'static str>> {
         ),
         "delivery-limit" => int.map(|_| ()).ok_or("delivery limit"),
         "max-age" => match v.as_str() {
-            Some(s) if valid_max_age(s) => Ok(()),
+            Some(s) if crate::broker::args::parse_age(s.as_bytes()).is_some() => Ok(()),
             _ => Err("max age"),
         },
         "queue-leader-locator" => one_of(
@@ -210,13 +210,6 @@ fn check_value(key: &str, v: &Value) -> Option<Result<(), &'static str>> {
         },
         _ => return None,
     })
-}
-
-/// `rabbit_amqqueue:check_max_age/1`: a positive number and a unit of Y M D h m s.
-fn valid_max_age(s: &str) -> bool {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (n, unit) = s.split_at(digits);
-    n.parse::<u64>().is_ok_and(|n| n > 0) && ["Y", "M", "D", "h", "m", "s"].contains(&unit)
 }
 
 /// A JSON value as Erlang prints the term it decodes to (`~tp`).

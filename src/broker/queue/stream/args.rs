@@ -1,7 +1,7 @@
 //! A stream's declare arguments, validated as RabbitMQ's stream queue type does: its
 //! own arguments checked for type and value, other queue types' arguments refused.
 
-use crate::broker::args::integer;
+use crate::broker::args::{integer, parse_age};
 use crate::model::fields::type_name;
 use crate::model::{BrokerError, BrokerResult};
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -57,28 +57,6 @@ impl Default for StreamArgs {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
         }
     }
-}
-
-/// Milliseconds in a `x-max-age` / interval string: digits and one unit of Y (365
-/// days), M (30 days), D, h, m, s; None if it is not one.
-pub fn parse_age(s: &[u8]) -> Option<u64> {
-    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    let (n, unit) = s.split_at(digits);
-    let n: u64 = std::str::from_utf8(n).ok()?.parse().ok()?;
-    if n == 0 {
-        return None;
-    }
-    let day = 24 * 3600 * 1000;
-    let unit = match unit {
-        b"Y" => 365 * day,
-        b"M" => 30 * day,
-        b"D" => day,
-        b"h" => 3600 * 1000,
-        b"m" => 60 * 1000,
-        b"s" => 1000,
-        _ => return None,
-    };
-    n.checked_mul(unit)
 }
 
 impl StreamArgs {

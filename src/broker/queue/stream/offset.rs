@@ -1,8 +1,7 @@
 //! Where a stream consumer starts (`x-stream-offset`) and which messages it wants
 //! (`x-stream-filter`, `x-stream-match-unfiltered`).
 
-use super::args::parse_age;
-use crate::broker::args::integer;
+use crate::broker::args::{integer, parse_age};
 use crate::model::{BrokerError, BrokerResult, now_ms};
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldTable};
