@@ -6,6 +6,7 @@
 use super::Broker;
 use super::policy::{self, APPLY_TO, PolicySet};
 use crate::access::Policy;
+use crate::broker::queue::stream::args::MAX_SEGMENT_BYTES;
 use crate::model::{BrokerError, BrokerResult};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -205,7 +206,7 @@ fn check_value(key: &str, v: &Value) -> Option<Result<(), &'static str>> {
         "initial-cluster-size" => at_least(0, "cluster size"),
         "target-group-size" => at_least(1, "qq target count value"),
         "stream-max-segment-size-bytes" => match int {
-            Some(n) if (0..=3_000_000_000).contains(&n) => Ok(()),
+            Some(n) if u64::try_from(n).is_ok_and(|n| n <= MAX_SEGMENT_BYTES) => Ok(()),
             _ => Err("segment size"),
         },
         _ => return None,

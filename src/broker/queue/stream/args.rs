@@ -9,7 +9,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 /// Default `x-stream-max-segment-size-bytes`.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 500_000_000;
 /// Largest `x-stream-max-segment-size-bytes` RabbitMQ accepts.
-const MAX_SEGMENT_BYTES: u64 = 3_000_000_000;
+pub const MAX_SEGMENT_BYTES: u64 = 3_000_000_000;
 
 /// Arguments of other queue types, refused on a stream (RabbitMQ: every queue type's
 /// arguments less the stream's own).
