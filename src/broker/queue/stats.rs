@@ -4,7 +4,7 @@
 //! counters when someone reads them ([`crate::metrics::rates::Rate`]).
 
 use crate::metrics::counters::Deliveries;
-use crate::metrics::rates::{Rate, details};
+use crate::metrics::rates::{Rate, RateSet, details};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,22 +20,7 @@ pub struct QueueStats {
     /// When the queue was made (ms since the epoch).
     pub created: u64,
     /// The rates, sampled at reads.
-    rates: Rates,
-}
-
-#[derive(Default)]
-struct Rates {
-    publish: Rate,
-    deliver: Rate,
-    deliver_no_ack: Rate,
-    get: Rate,
-    get_no_ack: Rate,
-    deliver_get: Rate,
-    redeliver: Rate,
-    ack: Rate,
-    messages: Rate,
-    ready: Rate,
-    unacked: Rate,
+    rates: RateSet,
 }
 
 #[inline]
@@ -68,36 +53,31 @@ impl QueueStats {
     /// `message_stats` as RabbitMQ shows it: each counter with its `_details{rate}`,
     /// and `deliver_get`, the sum of the four ways out.
     pub fn message_stats(&self) -> Value {
-        let r = &self.rates;
         let d = &self.deliveries;
-        let (deliver, deliver_no_ack) = (load(&d.consume_manual_ack), load(&d.consume_auto_ack));
-        let (get, get_no_ack) = (load(&d.get_manual_ack), load(&d.get_auto_ack));
-        let deliver_get = d.total();
         let mut out = Map::new();
-        for (name, value, rate) in [
-            ("publish", load(&self.publish), &r.publish),
-            ("deliver", deliver, &r.deliver),
-            ("deliver_no_ack", deliver_no_ack, &r.deliver_no_ack),
-            ("get", get, &r.get),
-            ("get_no_ack", get_no_ack, &r.get_no_ack),
-            ("deliver_get", deliver_get, &r.deliver_get),
-            ("redeliver", load(&d.redelivered), &r.redeliver),
-            ("ack", load(&self.ack), &r.ack),
+        for (name, value) in [
+            ("publish", load(&self.publish)),
+            ("deliver", load(&d.consume_manual_ack)),
+            ("deliver_no_ack", load(&d.consume_auto_ack)),
+            ("get", load(&d.get_manual_ack)),
+            ("get_no_ack", load(&d.get_auto_ack)),
+            ("deliver_get", d.total()),
+            ("redeliver", load(&d.redelivered)),
+            ("ack", load(&self.ack)),
         ] {
-            out.insert(name.to_owned(), Value::from(value));
-            out.insert(format!("{name}_details"), details(rate.per_second(value)));
+            self.rates.counter_into(&mut out, name, value);
         }
         Value::Object(out)
     }
 
-    /// The `*_details` of the message counts (change per second of a gauge, as
-    /// RabbitMQ reports them; a falling count reads as 0).
+    /// The `*_details` of the message counts: the change per second of each gauge,
+    /// negative while the queue drains, as RabbitMQ reports them.
     pub fn count_details(&self, messages: u64, ready: u64, unacked: u64) -> [Value; 3] {
         let r = &self.rates;
         [
-            details(r.messages.per_second(messages)),
-            details(r.ready.per_second(ready)),
-            details(r.unacked.per_second(unacked)),
+            details(r.gauge_per_second("messages", messages)),
+            details(r.gauge_per_second("messages_ready", ready)),
+            details(r.gauge_per_second("messages_unacknowledged", unacked)),
         ]
     }
 }
