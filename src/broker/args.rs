@@ -42,6 +42,9 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     /// `x-queue-type` was `quorum`: served as a durable classic queue.
     pub quorum: bool,
+    /// `x-consumer-timeout`: how long a delivery from this queue may stay
+    /// unacknowledged, in milliseconds, instead of the broker's `consumer_timeout`.
+    pub consumer_timeout: Option<u64>,
     /// `x-queue-type` was `stream`: the stream's own settings.
     pub stream: Option<crate::broker::queue::stream::args::StreamArgs>,
 }
@@ -191,6 +194,10 @@ impl QueueArgs {
                     out.max_length_bytes = Some(non_neg_int(v)?);
                     Ok(())
                 })())?,
+                "x-consumer-timeout" => check((|| {
+                    out.consumer_timeout = Some(non_neg_int(v)?);
+                    Ok(())
+                })())?,
                 "x-max-priority" => check((|| {
                     let n = non_neg_int(v)?;
                     if n > MAX_PRIORITY as u64 {
@@ -259,6 +266,7 @@ impl QueueArgs {
         out.expires = lower(self.expires, num("expires").filter(|&n| n > 0));
         out.max_length = lower(self.max_length, num("max-length"));
         out.max_length_bytes = lower(self.max_length_bytes, num("max-length-bytes"));
+        out.consumer_timeout = lower(self.consumer_timeout, num("consumer-timeout"));
         if out.dead_letter_exchange.is_none() {
             out.dead_letter_exchange = text("dead-letter-exchange");
         }

@@ -139,7 +139,9 @@ pub struct Config {
     /// instead of `disk_free_limit_bytes` when set.
     pub disk_free_limit_relative: Option<f64>,
     /// Milliseconds a consumer may hold an unacknowledged delivery (RabbitMQ:
-    /// `consumer_timeout`); none means no limit. No effect yet.
+    /// `consumer_timeout`): past it the delivery's channel is closed with 406 and
+    /// the delivery requeued. `false` in the file: no limit.
+    #[serde(deserialize_with = "millis_or_false")]
     pub consumer_timeout_ms: Option<u64>,
     /// Definitions file (RabbitMQ's JSON), or a directory of `.json` files, imported at
     /// boot without replacing what exists (RabbitMQ: `load_definitions`). A new data
@@ -486,4 +488,37 @@ fn additional_files(pattern: &str) -> Result<Vec<PathBuf>, ConfigError> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// A number of milliseconds, or `false` for none.
+fn millis_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum MillisOrFalse {
+        Millis(u64),
+        Off(bool),
+    }
+    match MillisOrFalse::deserialize(d)? {
+        MillisOrFalse::Millis(ms) => Ok(Some(ms)),
+        MillisOrFalse::Off(false) => Ok(None),
+        MillisOrFalse::Off(true) => Err(serde::de::Error::custom(
+            "expected a number of milliseconds or false",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn consumer_timeout_takes_milliseconds_or_false() {
+        let c: Config = toml::from_str("consumer_timeout_ms = 5000").expect("parses");
+        assert_eq!(c.consumer_timeout_ms, Some(5000));
+        let c: Config = toml::from_str("consumer_timeout_ms = false").expect("parses");
+        assert_eq!(c.consumer_timeout_ms, None);
+        assert!(toml::from_str::<Config>("consumer_timeout_ms = true").is_err());
+        let c: Config = toml::from_str("").expect("parses");
+        assert_eq!(c.consumer_timeout_ms, Some(1_800_000));
+    }
 }

@@ -7,6 +7,7 @@ mod dispatch;
 mod events;
 mod handshake;
 mod served;
+mod timeouts;
 mod writer;
 
 use crate::access::{Perm, Permissions, Resource};
@@ -69,6 +70,9 @@ pub(crate) struct Session {
     pub perms: Arc<Permissions>,
     /// The broker's event counters.
     pub metrics: Arc<crate::metrics::Counters>,
+    /// The shortest consumer timeout this connection's deliveries may have: the
+    /// broker's, or a queue's lower one (see [`timeouts`]).
+    pub consumer_timeout: Option<u64>,
 }
 
 impl Session {
@@ -225,6 +229,7 @@ pub async fn serve(
             throttle: None,
             store_wait: false,
             metrics: ctx.broker.metrics.clone(),
+            consumer_timeout: ctx.config.consumer_timeout_ms,
             perms: ctx
                 .broker
                 .access()
@@ -308,6 +313,7 @@ impl Connection {
         let mut told_blocked = false;
         let mut last_read = Instant::now();
         let timeout = Duration::from_secs(u64::from(self.heartbeat) * 2);
+        let mut timeout_check = timeouts::Check::new(self.session.consumer_timeout);
         let mut ticker = tokio::time::interval(if self.heartbeat == 0 {
             Duration::from_secs(3600)
         } else {
@@ -402,6 +408,7 @@ impl Connection {
                     // Queues that stopped because this connection was full go on.
                     self.session.flow.resume_stalled();
                 }
+                _ = timeout_check.tick() => self.check_consumer_timeouts(),
                 _ = ticker.tick() => {
                     if (blocked && self.session.publisher) || self.session.store_wait {
                         // Not reading while blocked: the peer's heartbeats wait unread.
@@ -429,6 +436,7 @@ impl Connection {
             if let Some(e) = self.flush_confirms() {
                 return self.close_with(reader, &e).await;
             }
+            timeout_check.follow(self.session.consumer_timeout);
             self.registration.set_channels(self.channels.len());
             self.registration
                 .set_traffic(reader.received, self.outbox.sent());

@@ -2,6 +2,7 @@
 //! the wire see it, its memory charge, the broker's error type, and the few field
 //! helpers they all need. This module imports no other Warren module.
 
+pub mod clock;
 pub mod error;
 pub mod fields;
 pub mod memory;

@@ -53,6 +53,13 @@ impl Queue {
         self.finish(state);
     }
 
+    /// How long a delivery from this queue may stay unacknowledged, in
+    /// milliseconds, when its arguments or policy say (the lower of the two, as
+    /// RabbitMQ's channel looks it up); None: the broker's `consumer_timeout`.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        self.lock().settings.consumer_timeout
+    }
+
     /// The policy and operator policy applied now.
     pub fn applied_policy(&self) -> Option<Arc<Applied>> {
         self.lock().policy.clone()

@@ -14,6 +14,8 @@ pub(super) struct Unacked {
     pub(super) entry: QueueEntry,
     /// None for basic.get deliveries, which use no prefetch credit.
     pub(super) consumer: Option<Arc<Consumer>>,
+    /// When it was delivered, on the coarse clock (for the consumer timeout).
+    pub(super) at: u64,
 }
 
 /// How settled deliveries end.

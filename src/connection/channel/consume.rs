@@ -53,6 +53,7 @@ impl Channel {
         } else {
             s.vhost.queue(name.as_str(), s.id)?
         };
+        s.note_consumer_timeout(queue.consumer_timeout());
         let stream = match queue.stream() {
             Some(_) => Some(queue.check_stream_consume(
                 &c.arguments,
@@ -123,6 +124,9 @@ impl Channel {
         s.check(Perm::Read, Resource::Queue, name.as_str())?;
         let queue = s.vhost.queue(name.as_str(), s.id)?;
         queue.refuse_on_stream("basic.get")?;
+        if !g.no_ack {
+            s.note_consumer_timeout(queue.consumer_timeout());
+        }
         match queue.get() {
             None => {
                 crate::metrics::inc(&s.metrics.get_empty);
@@ -154,6 +158,7 @@ impl Channel {
                         queue,
                         entry,
                         consumer: None,
+                        at: crate::model::clock::coarse_ms(),
                     });
                 }
             }
@@ -219,6 +224,7 @@ impl Channel {
                 queue,
                 entry,
                 consumer: Some(consumer.clone()),
+                at: crate::model::clock::coarse_ms(),
             });
         }
     }

@@ -11,6 +11,7 @@ mod content;
 mod declare;
 mod publish;
 mod reply;
+mod timeout;
 mod tx;
 
 use crate::broker::channels::{ChannelSlot, ChannelState, ChannelStats};
