@@ -1,5 +1,7 @@
 //! Exchanges, their bindings, and the four routing algorithms.
 
+mod bindings;
+
 use crate::broker::Queue;
 use crate::broker::policy::Applied;
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -88,7 +90,7 @@ pub struct Exchange {
     alternate: RwLock<Option<String>>,
     /// The policy and operator policy applied to this exchange.
     policy: RwLock<Option<Arc<Applied>>>,
-    bindings: RwLock<Vec<Binding>>,
+    bindings: RwLock<bindings::Bindings>,
     /// Messages in and routed out, for the management API.
     pub stats: crate::broker::queue::ExchangeStats,
 }
@@ -117,7 +119,7 @@ impl Exchange {
             declared_alternate: alternate.clone(),
             alternate: RwLock::new(alternate),
             policy: RwLock::new(None),
-            bindings: RwLock::new(Vec::new()),
+            bindings: RwLock::new(bindings::Bindings::default()),
             stats: Default::default(),
         }
     }
@@ -154,49 +156,42 @@ impl Exchange {
             .clone()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Binding>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the binding
-        // list itself is always left consistent (single push/retain calls).
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, bindings::Bindings> {
+        // A poisoned lock only means a panic elsewhere while holding it; the bindings
+        // are always left consistent (each change completes before it returns).
         self.bindings.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Binding>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, bindings::Bindings> {
         self.bindings.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Adds a binding; binding twice is a no-op, as in AMQP.
     pub fn bind(&self, binding: Binding) {
-        let mut bindings = self.write();
-        if !bindings.iter().any(|b| b.same(&binding)) {
-            bindings.push(binding);
-        }
+        self.write().add(self.kind, binding);
     }
 
     /// Removes a binding; returns whether the exchange has no bindings left after
     /// having had this one.
     pub fn unbind(&self, binding: &Binding) -> bool {
         let mut bindings = self.write();
-        let before = bindings.len();
-        bindings.retain(|b| !b.same(binding));
-        before != bindings.len() && bindings.is_empty()
+        bindings.remove_where(self.kind, |b| b.same(binding)) > 0 && bindings.list().is_empty()
     }
 
     /// Removes every binding to `pred`-matching destinations; returns whether this
     /// left the exchange without bindings when it had some.
     pub fn unbind_where(&self, pred: impl Fn(&Destination) -> bool) -> bool {
         let mut bindings = self.write();
-        let before = bindings.len();
-        bindings.retain(|b| !pred(&b.destination));
-        before != bindings.len() && bindings.is_empty()
+        bindings.remove_where(self.kind, |b| pred(&b.destination)) > 0 && bindings.list().is_empty()
     }
 
     /// A copy of the bindings (for listings and definitions export).
     pub fn bindings(&self) -> Vec<Binding> {
-        self.read().clone()
+        self.read().list().to_vec()
     }
 
     pub fn has_bindings(&self) -> bool {
-        !self.read().is_empty()
+        !self.read().list().is_empty()
     }
 
     /// Calls `found` with every destination this exchange routes the message to.
@@ -208,65 +203,17 @@ impl Exchange {
     ) {
         let bindings = self.read();
         match self.kind {
-            ExchangeKind::Fanout => bindings.iter().for_each(|b| found(&b.destination)),
-            ExchangeKind::Direct => bindings
-                .iter()
-                .filter(|b| b.routing_key == routing_key)
-                .for_each(|b| found(&b.destination)),
-            ExchangeKind::Topic => bindings
-                .iter()
-                .filter(|b| topic_matches(&b.routing_key, routing_key))
-                .for_each(|b| found(&b.destination)),
+            ExchangeKind::Fanout => bindings.list().iter().for_each(|b| found(&b.destination)),
+            ExchangeKind::Direct | ExchangeKind::Topic => {
+                bindings.matching(self.kind, routing_key, &mut found);
+            }
             ExchangeKind::Headers => bindings
+                .list()
                 .iter()
                 .filter(|b| headers_match(&b.arguments, headers))
                 .for_each(|b| found(&b.destination)),
         }
     }
-}
-
-/// Splits a topic key into words; the empty key has no words at all.
-fn words(key: &str) -> Vec<&str> {
-    if key.is_empty() {
-        Vec::new()
-    } else {
-        key.split('.').collect()
-    }
-}
-
-/// Topic matching as RabbitMQ does it: `*` is exactly one word (possibly empty),
-/// `#` is zero or more words.
-pub fn topic_matches(pattern: &str, key: &str) -> bool {
-    if !pattern.contains(['*', '#']) {
-        return pattern == key;
-    }
-    let p = words(pattern);
-    let k = words(key);
-    // reachable[j]: the pattern prefix processed so far can consume exactly k[..j].
-    let mut reachable = vec![false; k.len() + 1];
-    reachable[0] = true;
-    for word in &p {
-        let mut next = vec![false; k.len() + 1];
-        match *word {
-            "#" => {
-                let mut any = false;
-                for j in 0..=k.len() {
-                    any |= reachable[j];
-                    next[j] = any;
-                }
-            }
-            "*" => {
-                next[1..].copy_from_slice(&reachable[..k.len()]);
-            }
-            literal => {
-                for j in 0..k.len() {
-                    next[j + 1] = reachable[j] && k[j] == literal;
-                }
-            }
-        }
-        reachable = next;
-    }
-    reachable[k.len()]
 }
 
 /// A header value as RabbitMQ compares it: by value, whatever the wire type.
@@ -347,7 +294,155 @@ pub fn validate_headers_binding(arguments: &FieldTable) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::topic_matches;
+    use super::bindings::Bindings;
+    use super::{Binding, Destination, ExchangeKind};
+    use amq_protocol::types::FieldTable;
+
+    /// Splits a topic key into words; the empty key has no words at all.
+    fn words(key: &str) -> Vec<&str> {
+        if key.is_empty() {
+            Vec::new()
+        } else {
+            key.split('.').collect()
+        }
+    }
+
+    /// Topic matching as RabbitMQ does it: `*` is exactly one word (possibly empty),
+    /// `#` is zero or more words.
+    fn topic_matches(pattern: &str, key: &str) -> bool {
+        if !pattern.contains(['*', '#']) {
+            return pattern == key;
+        }
+        let p = words(pattern);
+        let k = words(key);
+        // reachable[j]: the pattern prefix processed so far can consume exactly k[..j].
+        let mut reachable = vec![false; k.len() + 1];
+        reachable[0] = true;
+        for word in &p {
+            let mut next = vec![false; k.len() + 1];
+            match *word {
+                "#" => {
+                    let mut any = false;
+                    for j in 0..=k.len() {
+                        any |= reachable[j];
+                        next[j] = any;
+                    }
+                }
+                "*" => {
+                    next[1..].copy_from_slice(&reachable[..k.len()]);
+                }
+                literal => {
+                    for j in 0..k.len() {
+                        next[j + 1] = reachable[j] && k[j] == literal;
+                    }
+                }
+            }
+            reachable = next;
+        }
+        reachable[k.len()]
+    }
+
+    /// The trie routes as matching every pattern against the key one by one does.
+    #[test]
+    fn the_topic_trie_agrees_with_pattern_matching() {
+        let words = ["a", "b", "", "*", "#"];
+        let mut patterns = vec![String::new()];
+        for len in 1..=4 {
+            let mut n = 1;
+            for _ in 0..len {
+                n *= words.len();
+            }
+            for mut i in 0..n {
+                let mut p = Vec::new();
+                for _ in 0..len {
+                    p.push(words[i % words.len()]);
+                    i /= words.len();
+                }
+                patterns.push(p.join("."));
+            }
+        }
+        patterns.sort();
+        patterns.dedup();
+        let mut index = Bindings::default();
+        for p in &patterns {
+            index.add(
+                ExchangeKind::Topic,
+                Binding {
+                    destination: Destination::Exchange(p.clone()),
+                    routing_key: p.clone(),
+                    arguments: FieldTable::default(),
+                },
+            );
+        }
+        // Keys: the patterns' literal forms, plus longer ones.
+        let mut keys: Vec<String> = patterns
+            .iter()
+            .filter(|p| !p.contains(['*', '#']))
+            .cloned()
+            .collect();
+        keys.extend([
+            "a.b.a.b.a".to_owned(),
+            "x.a.b".to_owned(),
+            "a..b.".to_owned(),
+        ]);
+        for key in &keys {
+            let mut found: Vec<String> = Vec::new();
+            index.matching(ExchangeKind::Topic, key, &mut |d| {
+                if let Destination::Exchange(name) = d
+                    && !found.contains(name)
+                {
+                    found.push(name.clone());
+                }
+            });
+            found.sort();
+            let mut expected: Vec<String> = patterns
+                .iter()
+                .filter(|p| topic_matches(p, key))
+                .cloned()
+                .collect();
+            expected.sort();
+            assert_eq!(found, expected, "key {key:?}");
+        }
+        // Unbinding prunes: nothing matches once every pattern is gone.
+        let removed = index.remove_where(ExchangeKind::Topic, |_| true);
+        assert_eq!(removed, patterns.len());
+        index.matching(ExchangeKind::Topic, "a.b", &mut |d| {
+            panic!(
+                "still routed: {}",
+                match d {
+                    Destination::Exchange(n) => n.as_str(),
+                    Destination::Queue(_) => "a queue",
+                }
+            )
+        });
+    }
+
+    #[test]
+    fn binding_twice_is_one_binding_and_arguments_tell_bindings_apart() {
+        let mut index = Bindings::default();
+        let b = |args: FieldTable| Binding {
+            destination: Destination::Exchange("x".into()),
+            routing_key: "k".into(),
+            arguments: args,
+        };
+        assert!(index.add(ExchangeKind::Direct, b(FieldTable::default())));
+        assert!(!index.add(ExchangeKind::Direct, b(FieldTable::default())));
+        let mut other = FieldTable::default();
+        other.insert("a".into(), amq_protocol::types::AMQPValue::Boolean(true));
+        assert!(index.add(ExchangeKind::Direct, b(other.clone())));
+        assert_eq!(index.list().len(), 2);
+        let same = b(other);
+        assert_eq!(
+            index.remove_where(ExchangeKind::Direct, |x| x
+                .destination
+                .same(&same.destination)
+                && x.arguments == same.arguments),
+            1
+        );
+        let mut n = 0;
+        index.matching(ExchangeKind::Direct, "k", &mut |_| n += 1);
+        assert_eq!(n, 1);
+    }
 
     #[test]
     fn topic_edge_cases() {

@@ -41,7 +41,16 @@ impl VHost {
         }
         let mut visited: Vec<&str> = Vec::new();
         let before = out.len();
-        Self::route_from(&exchanges, x, routing_key, headers, out, &mut visited);
+        let mut seen = Seen::default();
+        Self::route_from(
+            &exchanges,
+            x,
+            routing_key,
+            headers,
+            out,
+            &mut visited,
+            &mut seen,
+        );
         x.stats.routed(out.len() > before);
         Ok(())
     }
@@ -78,6 +87,7 @@ impl VHost {
         headers: Option<&FieldTable>,
         out: &mut Vec<Arc<Queue>>,
         visited: &mut Vec<&'a str>,
+        seen: &mut Seen,
     ) {
         if visited.contains(&x.name.as_str()) {
             return;
@@ -88,11 +98,7 @@ impl VHost {
         x.route(routing_key, headers, |d| {
             matched = true;
             match d {
-                Destination::Queue(q) => {
-                    if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
-                        out.push(q.clone());
-                    }
-                }
+                Destination::Queue(q) => seen.push(out, q),
                 Destination::Exchange(name) => {
                     if let Some(e) = exchanges.get(name) {
                         next.push(e);
@@ -101,10 +107,10 @@ impl VHost {
             }
         });
         for e in next {
-            Self::route_from(exchanges, e, routing_key, headers, out, visited);
+            Self::route_from(exchanges, e, routing_key, headers, out, visited, seen);
         }
         if !matched && let Some(alt) = x.alternate().and_then(|a| exchanges.get(&a)) {
-            Self::route_from(exchanges, alt, routing_key, headers, out, visited);
+            Self::route_from(exchanges, alt, routing_key, headers, out, visited, seen);
         }
     }
 
@@ -165,5 +171,35 @@ impl VHost {
         }
         msg.store_id = publish::store_id(self.store.as_ref(), msg.is_persistent(), targets);
         publish::enqueue(self.store.as_ref(), targets, &Arc::new(msg));
+    }
+}
+
+/// The queues a message was routed to so far, for keeping each once: a scan of the
+/// few found, or a set once they are many (a fanout to thousands of queues).
+#[derive(Default)]
+pub(super) struct Seen(Option<std::collections::HashSet<usize>>);
+
+impl Seen {
+    /// Beyond this many queues, a scan costs more than the set.
+    const SCAN: usize = 16;
+
+    fn push(&mut self, out: &mut Vec<Arc<Queue>>, q: &Arc<Queue>) {
+        let key = Arc::as_ptr(q) as usize;
+        match &mut self.0 {
+            Some(set) => {
+                if set.insert(key) {
+                    out.push(q.clone());
+                }
+            }
+            None => {
+                if out.iter().any(|o| Arc::ptr_eq(o, q)) {
+                    return;
+                }
+                out.push(q.clone());
+                if out.len() > Self::SCAN {
+                    self.0 = Some(out.iter().map(|o| Arc::as_ptr(o) as usize).collect());
+                }
+            }
+        }
     }
 }
