@@ -554,3 +554,15 @@ fn warren_toml_tls_table_keeps_rabbitmq_conf_keys_it_leaves_out() {
         Some(std::path::Path::new("/from/toml.key"))
     );
 }
+
+#[tokio::test]
+async fn a_silent_peer_on_the_tls_port_is_closed_after_the_handshake_timeout() {
+    let pki = Pki::new();
+    let b = start(&pki, |c| c.handshake_timeout_secs = 1).await;
+    let mut silent = tokio::net::TcpStream::connect(b.amqps).await.expect("tcp");
+    let mut buf = Vec::new();
+    // The broker closes the socket (read_to_end returns); the bound is generous.
+    let closed = tokio::time::timeout(Duration::from_secs(30), silent.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the silent peer's socket stays open");
+    assert!(buf.is_empty());
+}
