@@ -566,3 +566,19 @@ async fn a_silent_peer_on_the_tls_port_is_closed_after_the_handshake_timeout() {
     assert!(closed.is_ok(), "the silent peer's socket stays open");
     assert!(buf.is_empty());
 }
+
+#[test]
+fn the_tls_example_config_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tls.example.toml");
+    let config = Config::from_file(&path).expect("config/tls.example.toml loads");
+    assert_eq!(config.auth_mechanisms, ["PLAIN", "AMQPLAIN", "EXTERNAL"]);
+    assert_eq!(config.tls.listen.len(), 2);
+    assert!(config.tls.verify_peer && !config.tls.fail_if_no_peer_cert);
+    assert_eq!(
+        config.tls.cert_login_from,
+        warren::tls::CertLogin::CommonName
+    );
+    assert!(config.tls.management_listen.is_some());
+    // The rest keeps Warren's defaults.
+    assert_eq!(config.listen, Config::default().listen);
+}
