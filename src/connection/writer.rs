@@ -176,8 +176,9 @@ pub async fn run(outbox: Arc<Outbox>, mut tls: Option<TlsWriteHalf>) {
         if close {
             // Dropping the last handle of the write half shuts the socket down; TLS
             // sends its close_notify first.
+            // Bounded: a peer that reads nothing must not hold the task.
             if let Some(tls) = &mut tls {
-                let _ = tls.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), tls.shutdown()).await;
             }
             return;
         }
