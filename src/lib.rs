@@ -18,3 +18,4 @@ pub mod server;
 pub use config::Config;
 pub use server::Server;
 pub mod store;
+pub mod tls;

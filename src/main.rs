@@ -25,6 +25,11 @@ struct Cli {
     /// or a bare port for every interface (both families). Default: both loopbacks.
     #[arg(long, value_parser = parse_listen)]
     listen: Vec<Vec<SocketAddr>>,
+    /// Address of an amqps (AMQP over TLS) listener; may be given several times, forms
+    /// as --listen (RabbitMQ's port: 5671). Needs tls.cert_file and tls.key_file in
+    /// the configuration (or ssl_options.certfile/keyfile in rabbitmq.conf).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    listen_tls: Vec<Vec<SocketAddr>>,
     /// Directory for the broker's data files.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -43,6 +48,10 @@ struct Cli {
     /// Default: 127.0.0.1:15672.
     #[arg(long, value_name = "ADDR", value_parser = parse_optional_addr)]
     management_listen: Option<OptionalAddr>,
+    /// Address of the management API over HTTPS, IP:PORT, or none (the default). Uses
+    /// tls.management_cert_file/key_file, or else tls.cert_file/key_file.
+    #[arg(long, value_name = "ADDR", value_parser = parse_optional_addr)]
+    management_listen_tls: Option<OptionalAddr>,
     /// Address of the Prometheus endpoint (/metrics), IP:PORT, or none to turn it
     /// off. Default: 127.0.0.1:15692.
     #[arg(long, value_name = "ADDR", value_parser = parse_optional_addr)]
@@ -73,6 +82,12 @@ fn main() -> ExitCode {
     };
     if !cli.listen.is_empty() {
         config.listen = cli.listen.into_iter().flatten().collect();
+    }
+    if !cli.listen_tls.is_empty() {
+        config.tls.listen = cli.listen_tls.into_iter().flatten().collect();
+    }
+    if let Some(v) = cli.management_listen_tls {
+        config.tls.management_listen = v.0;
     }
     if let Some(v) = cli.data_dir {
         config.data_dir = v;

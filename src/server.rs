@@ -11,6 +11,7 @@
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection::{self, ServerContext};
+use crate::tls::TlsAcceptor;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,8 +31,16 @@ pub struct Server {
     prometheus: Option<(TcpListener, SocketAddr)>,
     /// The management HTTP API's listener, if configured.
     management: Option<(TcpListener, SocketAddr)>,
+    /// The amqps listeners and their acceptor.
+    tls_listeners: Vec<(TcpListener, SocketAddr)>,
+    amqp_tls: Option<TlsAcceptor>,
+    /// The management API's HTTPS listener and its acceptor.
+    management_tls: Option<(TcpListener, SocketAddr, TlsAcceptor)>,
     ctx: Arc<ServerContext>,
 }
+
+/// An accepted socket, with the acceptor of an amqps listener.
+type Accepted = (TcpStream, SocketAddr, Option<TlsAcceptor>);
 
 impl Server {
     /// Binds the listener. Port 0 picks a free port (see [`Server::local_addr`]).
@@ -39,6 +48,11 @@ impl Server {
         config
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // Certificates and keys are read before anything else: a bad file stops the
+        // boot before the store is touched.
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let amqp_tls = config.tls.amqp_acceptor().map_err(invalid)?;
+        let management_acceptor = config.tls.management_acceptor().map_err(invalid)?;
         let started = std::time::Instant::now();
         let watermark = config.memory_watermark_bytes();
         let memory = crate::model::memory::MemoryGauge::new(watermark);
@@ -125,10 +139,37 @@ impl Server {
                 ));
             }
         };
+        let tls_listeners = if config.tls.listen.is_empty() {
+            Vec::new()
+        } else {
+            match bind_all(&config.tls.listen) {
+                Ok(l) => l,
+                Err(e) => {
+                    broker.close();
+                    return Err(e);
+                }
+            }
+        };
+        let management_tls = match (config.tls.management_listen, management_acceptor) {
+            (Some(addr), Some(acceptor)) => match bind_http(addr) {
+                Ok((listener, local)) => Some((listener, local, acceptor)),
+                Err(e) => {
+                    broker.close();
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen for the management API over HTTPS: {e}"),
+                    ));
+                }
+            },
+            _ => None,
+        };
         Ok(Server {
             listeners,
             prometheus,
             management,
+            tls_listeners,
+            amqp_tls,
+            management_tls,
             ctx: Arc::new(ServerContext { broker, config }),
         })
     }
@@ -148,6 +189,16 @@ impl Server {
         self.listeners.iter().map(|(_, addr)| *addr).collect()
     }
 
+    /// Every amqps listener's address (port 0 resolved), in configuration order.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls_listeners.iter().map(|(_, addr)| *addr).collect()
+    }
+
+    /// The management API's HTTPS address (port 0 resolved), if it listens.
+    pub fn management_tls_addr(&self) -> Option<SocketAddr> {
+        self.management_tls.as_ref().map(|(_, a, _)| *a)
+    }
+
     /// The management HTTP API's address (port 0 resolved), if it listens.
     pub fn management_addr(&self) -> Option<SocketAddr> {
         self.management.as_ref().map(|(_, a)| *a)
@@ -165,14 +216,33 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
         let mut connections = JoinSet::new();
         let mut next_id: u64 = 1;
-        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(64);
         let mut acceptors = JoinSet::new();
         let amqp_addrs: Vec<SocketAddr> = self.listeners.iter().map(|(_, a)| *a).collect();
         for (listener, addr) in self.listeners {
             tracing::info!(%addr, "listening for AMQP 0-9-1 connections");
-            acceptors.spawn(accept_loop(listener, accepted_tx.clone()));
+            acceptors.spawn(accept_loop(listener, None, accepted_tx.clone()));
+        }
+        for (listener, addr) in self.tls_listeners {
+            tracing::info!(%addr, "listening for AMQP 0-9-1 connections over TLS");
+            acceptors.spawn(accept_loop(
+                listener,
+                self.amqp_tls.clone(),
+                accepted_tx.clone(),
+            ));
         }
         drop(accepted_tx);
+        let management_tls = self.management_tls.map(|(listener, addr, acceptor)| {
+            tracing::info!(%addr, "listening for management API requests over HTTPS");
+            let api = crate::http::Api {
+                ctx: self.ctx.clone(),
+                amqp: Arc::new(amqp_addrs.clone()),
+                management: addr,
+            };
+            let timeout = Duration::from_secs(self.ctx.config.handshake_timeout_secs);
+            let listener = crate::tls::listener::TlsListener::new(listener, acceptor, timeout);
+            tokio::spawn(crate::http::serve(listener, api, stop_rx.clone()))
+        });
         let management = self.management.map(|(listener, addr)| {
             tracing::info!(%addr, "listening for management API requests");
             let api = crate::http::Api {
@@ -205,7 +275,7 @@ impl Server {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = accepted_rx.recv() => {
-                    let Some((socket, peer)) = accepted else { break };
+                    let Some((socket, peer, tls)) = accepted else { break };
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         tracing::warn!(
                             %peer,
@@ -220,7 +290,7 @@ impl Server {
                     let ctx = self.ctx.clone();
                     let stop = stop_rx.clone();
                     connections.spawn(async move {
-                        connection::serve(socket, peer, id, ctx, stop).await;
+                        connection::serve(socket, peer, id, ctx, stop, tls).await;
                         drop(permit);
                     });
                 }
@@ -244,12 +314,13 @@ impl Server {
         if let Some(p) = prometheus {
             p.abort();
         }
-        if let Some(task) = management
-            && tokio::time::timeout(Duration::from_secs(2), task)
+        for task in [management, management_tls].into_iter().flatten() {
+            if tokio::time::timeout(Duration::from_secs(2), task)
                 .await
                 .is_err()
-        {
-            tracing::warn!("management API did not stop in time");
+            {
+                tracing::warn!("management API did not stop in time");
+            }
         }
         self.ctx.broker.close();
         tracing::info!("stopped");
@@ -257,12 +328,17 @@ impl Server {
     }
 }
 
-/// Accepts on one listener and hands each connection to the server loop.
-async fn accept_loop(listener: TcpListener, to_server: mpsc::Sender<(TcpStream, SocketAddr)>) {
+/// Accepts on one listener and hands each connection to the server loop, with the
+/// listener's TLS acceptor if it is an amqps listener.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    to_server: mpsc::Sender<Accepted>,
+) {
     loop {
         match listener.accept().await {
-            Ok(accepted) => {
-                if to_server.send(accepted).await.is_err() {
+            Ok((socket, peer)) => {
+                if to_server.send((socket, peer, tls.clone())).await.is_err() {
                     return;
                 }
             }

@@ -18,6 +18,7 @@
 
 pub mod listen;
 pub mod rabbitmq_conf;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -181,8 +182,13 @@ pub struct Config {
     pub cluster_queue_limit: usize,
     /// Seconds a closing connection waits for the peer's close-ok.
     pub close_timeout_secs: u64,
-    /// Seconds a client has to complete the handshake.
+    /// Seconds a client has to complete the handshake (the TLS handshake included).
     pub handshake_timeout_secs: u64,
+    /// SASL mechanisms offered, of PLAIN, AMQPLAIN and EXTERNAL (RabbitMQ:
+    /// `auth_mechanisms.N`); EXTERNAL is offered on TLS connections only.
+    pub auth_mechanisms: Vec<String>,
+    /// amqps and HTTPS listeners, certificates, client certificates.
+    pub tls: tls::TlsConfig,
 }
 
 impl Default for Config {
@@ -226,6 +232,8 @@ impl Default for Config {
             cluster_queue_limit: 0,
             close_timeout_secs: 3,
             handshake_timeout_secs: 10,
+            auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
+            tls: tls::TlsConfig::default(),
         }
     }
 }
@@ -293,7 +301,15 @@ impl Config {
             toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e))?;
         let mut merged = toml::Table::try_from(&*self)
             .map_err(|e| ConfigError::Invalid(format!("cannot merge {}: {e}", path.display())))?;
-        merged.extend(file);
+        for (key, value) in file {
+            // A table ([tls]) keeps the keys the file leaves out.
+            match (merged.get_mut(&key), value) {
+                (Some(toml::Value::Table(old)), toml::Value::Table(new)) => old.extend(new),
+                (_, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
         *self = merged
             .try_into()
             .map_err(|e| ConfigError::Parse(path.to_owned(), e))?;
@@ -425,6 +441,7 @@ impl Config {
                 "store_backlog_mb must be at least 1".into(),
             ));
         }
+        tls::check_mechanisms(&self.auth_mechanisms).map_err(ConfigError::Invalid)?;
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "max_connections must be at least 1".into(),

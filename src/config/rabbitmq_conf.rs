@@ -18,11 +18,13 @@ pub struct Pending {
     listeners: Vec<(String, Vec<SocketAddr>)>,
     listeners_set: bool,
     console_level_set: bool,
+    tls: super::tls::PendingTls,
 }
 
 impl Pending {
     /// Replaces the configured listeners if any file named one.
     pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
+        self.tls.apply(config);
         if !self.listeners_set {
             return Ok(());
         }
@@ -224,6 +226,7 @@ fn apply_key(
             boolean(value)?;
         }
         "management.tcp.port" => {
+            pending.tls.management_tcp_set = true;
             let port = integer(value)?;
             config.management_listen = Some(match config.management_listen {
                 Some(addr) => SocketAddr::new(addr.ip(), port),
@@ -231,6 +234,7 @@ fn apply_key(
             });
         }
         "management.tcp.ip" => {
+            pending.tls.management_tcp_set = true;
             let ip = ip(value)?.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
             let port = config
                 .management_listen
@@ -278,7 +282,7 @@ fn apply_key(
                 _ => return Err("expected json or plaintext".into()),
             }
         }
-        _ => return Ok(false),
+        _ => return super::tls::apply_conf_key(config, &mut pending.tls, key, value),
     }
     if matches!(key, "log.console.level" | "log.default.level") {
         pending.console_level_set = true;

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::identity;
 use crate::protocol::codec::FrameReader;
 use crate::protocol::{Exception, Frame, ProtocolError};
+use crate::tls::PeerCert;
 use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use std::net::SocketAddr;
@@ -192,13 +193,22 @@ pub async fn negotiate(
     broker: &Broker,
     config: &Config,
     peer: SocketAddr,
+    tls: Option<&PeerCert>,
 ) -> Result<Negotiated, HandshakeError> {
+    // As RabbitMQ: the configured mechanisms, EXTERNAL only on TLS connections
+    // (with or without a client certificate: without one it is refused, and says so).
+    let offered: Vec<&str> = config
+        .auth_mechanisms
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != "EXTERNAL" || tls.is_some())
+        .collect();
     send(AMQPClass::Connection(connection::AMQPMethod::Start(
         connection::Start {
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: LongString::from("PLAIN AMQPLAIN"),
+            mechanisms: LongString::from(offered.join(" ")),
             locales: LongString::from("en_US"),
         },
     )));
@@ -207,7 +217,7 @@ pub async fn negotiate(
         other => return Err(unexpected("start_ok", &other)),
     };
     let mechanism = start_ok.mechanism.as_str();
-    if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
+    if !offered.contains(&mechanism) {
         // RabbitMQ answers an unknown mechanism with silence and a reset, whatever
         // the client's capabilities.
         tracing::warn!(%peer, mechanism, "unsupported authentication mechanism");
@@ -216,15 +226,22 @@ pub async fn negotiate(
         )));
     }
     let refuse_close = capability(&start_ok.client_properties, "authentication_failure_close");
-    let (user, pass) = credentials(mechanism, start_ok.response.as_bytes()).unwrap_or_default();
+    let (user, why) = if mechanism == "EXTERNAL" {
+        external_user(broker, tls)
+    } else {
+        let (user, pass) = credentials(mechanism, start_ok.response.as_bytes()).unwrap_or_default();
+        let why = (!broker.authenticate(&user, &pass))
+            .then(|| format!("user '{user}' - invalid credentials"));
+        (user, why)
+    };
     let guest_remote = user == "guest" && config.guest_loopback_only && !peer.ip().is_loopback();
-    let refusal = (!broker.authenticate(&user, &pass) || guest_remote).then(|| {
-        format!(
+    let why = why
+        .or_else(|| guest_remote.then(|| format!("user '{user}' can only connect via localhost")));
+    if let Some(why) = why {
+        let reason = format!(
             "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-        )
-    });
-    if let Some(reason) = refusal {
-        tracing::warn!(%peer, user, "authentication failed");
+        );
+        tracing::warn!(%peer, user, "{mechanism} login refused: {why}");
         return Err(if refuse_close {
             // RabbitMQ sends class-id 0, method-id 0 with this refusal.
             HandshakeError::Close(Exception::access_refused(reason))
@@ -299,6 +316,22 @@ pub async fn negotiate(
         auth_mechanism: start_ok.mechanism.to_string(),
         client_properties: start_ok.client_properties,
     })
+}
+
+/// The user an EXTERNAL login stands for (the client certificate's name; the user
+/// must exist, no password is checked), or the reason it is refused.
+fn external_user(broker: &Broker, tls: Option<&PeerCert>) -> (String, Option<String>) {
+    let refuse = |why: &str| (String::new(), Some(why.to_string()));
+    match tls {
+        None => refuse("not a TLS-enabled connection"),
+        Some(PeerCert::Missing) => refuse("connection peer presented no TLS (x.509) certificate"),
+        Some(PeerCert::Unnamed) => refuse("no name found"),
+        Some(PeerCert::Named(name)) => {
+            let exists = broker.access().read(|s| s.user(name).is_some());
+            let why = (!exists).then(|| format!("user '{name}' - invalid credentials"));
+            (name.clone(), why)
+        }
+    }
 }
 
 /// connection.open: RabbitMQ's checks in its order: the vhost exists (its connection

@@ -1,6 +1,7 @@
 //! One client connection: the protocol header, the handshake, then a loop that reads
 //! frames, receives deliveries from queues, and hands encoded frames to the writer.
 
+mod accept;
 mod channel;
 mod closing;
 mod dispatch;
@@ -15,8 +16,10 @@ use crate::broker::registry::{NewConnection, Registration};
 use crate::broker::{Broker, ConsumerEvent, Flow, VHost};
 use crate::config::Config;
 use crate::model::BrokerError;
-use crate::protocol::codec::{FrameReader, PROTOCOL_HEADER, write_method};
+use crate::protocol::codec::{FrameReader, write_method};
 use crate::protocol::{Exception, ProtocolError};
+use crate::tls::TlsAcceptor;
+use crate::tls::stream::WriteHalf;
 use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::ShortString;
 use channel::Channel;
@@ -28,7 +31,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use writer::Outbox;
@@ -115,36 +117,31 @@ enum Ending {
     CloseRequested,
 }
 
-/// Serves one accepted socket until it closes.
+/// Serves one accepted socket until it closes; `tls` is the listener's TLS
+/// acceptor for an amqps listener.
 pub async fn serve(
-    mut socket: TcpStream,
+    socket: TcpStream,
     peer: SocketAddr,
     id: u64,
     ctx: Arc<ServerContext>,
     shutdown: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
 ) {
     // Dropped last, once everything the connection held is freed.
     let _served = Served::new();
     let _ = socket.set_nodelay(true);
     let handshake_timeout = Duration::from_secs(ctx.config.handshake_timeout_secs);
-    let mut header = [0u8; 8];
-    match tokio::time::timeout(handshake_timeout, socket.read_exact(&mut header)).await {
-        Ok(Ok(_)) if &header == PROTOCOL_HEADER => {}
-        Ok(Ok(_)) => {
-            tracing::info!(%peer, header = ?header, "unsupported protocol header, closing");
-            let _ = socket.write_all(PROTOCOL_HEADER).await;
-            let _ = socket.shutdown().await;
-            return;
-        }
-        _ => {
-            tracing::debug!(%peer, "no protocol header, closing");
-            return;
-        }
-    }
     let local = socket.local_addr().unwrap_or(peer);
-    let (read_half, write_half) = socket.into_split();
-    let outbox = Arc::new(Outbox::new(write_half));
-    let writer = tokio::spawn(writer::run(outbox.clone()));
+    let Some((socket, peer_cert)) = accept::open(socket, peer, &ctx, tls).await else {
+        return;
+    };
+    let (read_half, write_half) = socket.split();
+    let (plain, tls_half) = match write_half {
+        WriteHalf::Tcp(w) => (Some(w), None),
+        WriteHalf::Tls(w) => (None, Some(w)),
+    };
+    let outbox = Arc::new(Outbox::new(plain));
+    let writer = tokio::spawn(writer::run(outbox.clone(), tls_half));
     // Until tune-ok, frames are limited to the AMQP minimum, as in RabbitMQ.
     let mut reader = FrameReader::new(read_half, 4096);
     let mut out = Vec::new();
@@ -156,7 +153,14 @@ pub async fn serve(
         };
         tokio::time::timeout(
             handshake_timeout,
-            handshake::negotiate(&mut reader, &mut send, &ctx.broker, &ctx.config, peer),
+            handshake::negotiate(
+                &mut reader,
+                &mut send,
+                &ctx.broker,
+                &ctx.config,
+                peer,
+                peer_cert.as_ref(),
+            ),
         )
         .await
     };

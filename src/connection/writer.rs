@@ -6,11 +6,16 @@
 //! task switch); whatever the socket does not take goes to the writer task, which
 //! waits for the socket and writes the rest in order. When nothing has been written
 //! for a heartbeat interval, the writer sends a heartbeat frame.
+//!
+//! A TLS connection has no non-blocking write: its outbox holds no socket, every
+//! buffer goes to the writer task, which owns the TLS write half.
 
 use crate::protocol::codec::write_heartbeat;
+use crate::tls::stream::TlsWriteHalf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
@@ -29,7 +34,8 @@ pub struct Outbox {
     notify: Notify,
     /// Signalled each time the writer task finished writing a buffer.
     written: Notify,
-    socket: OwnedWriteHalf,
+    /// The plain-TCP socket (none for TLS: the writer task owns that one).
+    socket: Option<OwnedWriteHalf>,
     /// Seconds of write silence before a heartbeat is sent (0: never).
     heartbeat: AtomicU32,
     /// Bytes handed to the writer since the connection opened.
@@ -37,7 +43,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(socket: OwnedWriteHalf) -> Outbox {
+    pub fn new(socket: Option<OwnedWriteHalf>) -> Outbox {
         Outbox {
             pending: Mutex::new(Pending::default()),
             notify: Notify::new(),
@@ -63,10 +69,14 @@ impl Outbox {
         self.sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
         {
             let mut p = self.lock();
-            if p.buf.is_empty() && !p.writing && !p.close {
+            if p.buf.is_empty()
+                && !p.writing
+                && !p.close
+                && let Some(socket) = &self.socket
+            {
                 // Nothing queued: try the socket now, under the lock so that nothing
                 // can be queued meanwhile and overtake these bytes.
-                let written = match self.socket.try_write(frames) {
+                let written = match socket.try_write(frames) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
                     // The writer task finds the same error and ends the connection.
@@ -115,7 +125,9 @@ impl Outbox {
     /// Gives up the write half without shutting it down (no FIN): the socket closes
     /// when the read half goes.
     pub fn forget(self) {
-        self.socket.forget();
+        if let Some(socket) = self.socket {
+            socket.forget();
+        }
     }
 
     /// Asks the writer to flush what is pending, then close the socket.
@@ -130,8 +142,9 @@ impl Outbox {
     }
 }
 
-/// Runs until the outbox is closed or the socket fails.
-pub async fn run(outbox: Arc<Outbox>) {
+/// Runs until the outbox is closed or the socket fails; `tls` is the socket of a TLS
+/// connection (the outbox holds a plain one).
+pub async fn run(outbox: Arc<Outbox>, mut tls: Option<TlsWriteHalf>) {
     let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         let (close, wrote) = {
@@ -144,7 +157,12 @@ pub async fn run(outbox: Arc<Outbox>) {
             outbox.written.notify_waiters();
         }
         if wrote {
-            if let Err(error) = write_all(&outbox.socket, &spare).await {
+            let result = match (&mut tls, &outbox.socket) {
+                (Some(tls), _) => write_tls(tls, &spare).await,
+                (None, Some(socket)) => write_all(socket, &spare).await,
+                (None, None) => Err(std::io::ErrorKind::NotConnected.into()),
+            };
+            if let Err(error) = result {
                 tracing::debug!(%error, "socket write failed");
                 return;
             }
@@ -156,7 +174,12 @@ pub async fn run(outbox: Arc<Outbox>) {
             continue;
         }
         if close {
-            // Dropping the last handle of the write half shuts the socket down.
+            // Dropping the last handle of the write half shuts the socket down; TLS
+            // sends its close_notify first.
+            // Bounded: a peer that reads nothing must not hold the task.
+            if let Some(tls) = &mut tls {
+                let _ = tokio::time::timeout(Duration::from_secs(5), tls.shutdown()).await;
+            }
             return;
         }
         let heartbeat = outbox.heartbeat.load(Ordering::Relaxed);
@@ -187,4 +210,10 @@ async fn write_all(socket: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<(
         }
     }
     Ok(())
+}
+
+/// Writes a whole buffer through TLS and flushes the records out.
+async fn write_tls(socket: &mut TlsWriteHalf, buf: &[u8]) -> std::io::Result<()> {
+    socket.write_all(buf).await?;
+    socket.flush().await
 }

@@ -33,7 +33,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use auth::Caller;
@@ -67,8 +66,12 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Serves the API on `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, api: Api, mut stop: watch::Receiver<bool>) {
+/// Serves the API on `listener` (plain TCP, or TLS for HTTPS) until `stop` turns true.
+pub async fn serve<L>(listener: L, api: Api, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
     let app = router(api);
     let shutdown = async move {
         while !*stop.borrow() {
@@ -77,8 +80,9 @@ pub async fn serve(listener: TcpListener, api: Api, mut stop: watch::Receiver<bo
             }
         }
     };
+    // tap_io: the peer address reaches handlers for either kind of listener.
     if let Err(error) = axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

@@ -308,7 +308,7 @@ pub fn write_heartbeat(out: &mut Vec<u8>) {
 /// can sit in a `select!`; `next_buffered` drains frames already received without
 /// touching the socket, which lets the connection handle a burst before flushing.
 pub struct FrameReader {
-    socket: tokio::net::tcp::OwnedReadHalf,
+    socket: crate::tls::stream::ReadHalf,
     buf: BytesMut,
     pub decoder: FrameDecoder,
     /// Bytes read from the socket so far.
@@ -316,7 +316,7 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    pub fn new(socket: tokio::net::tcp::OwnedReadHalf, frame_max: u32) -> FrameReader {
+    pub fn new(socket: crate::tls::stream::ReadHalf, frame_max: u32) -> FrameReader {
         FrameReader {
             socket,
             buf: BytesMut::with_capacity(64 * 1024),
@@ -345,8 +345,7 @@ impl FrameReader {
 
     /// Makes the coming close of the socket a reset (RST) rather than a normal close.
     pub fn reset_on_close(&self) {
-        let stream: &tokio::net::TcpStream = self.socket.as_ref();
-        let _ = stream.set_zero_linger();
+        self.socket.reset_on_close();
     }
 
     /// Reads and drops raw bytes until the peer closes the socket (or it fails): for
