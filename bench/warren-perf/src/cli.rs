@@ -69,6 +69,9 @@ pub struct ConnectionsArgs {
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 100)]
     pub parallel: usize,
+    /// Accepted for symmetry with the other subcommands (the output is always JSON).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -88,6 +91,9 @@ pub struct DeclareArgs {
     /// Durable queues and exchange.
     #[arg(long)]
     pub durable: bool,
+    /// Accepted for symmetry with the other subcommands (the output is always JSON).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
