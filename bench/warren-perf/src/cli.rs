@@ -52,6 +52,48 @@ pub enum Command {
     Startup(StartupArgs),
     /// Wait until a queue holds at least N messages and one is gettable; report the time.
     WaitQueue(WaitQueueArgs),
+    /// Open N idle connections (raw client), print a JSON line, hold them until stdin ends.
+    Connections(ConnectionsArgs),
+    /// Declare N queues, each bound to one direct exchange (pipelined); print the time.
+    Declare(DeclareArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionsArgs {
+    /// Broker URI.
+    #[arg(long)]
+    pub uri: String,
+    /// Number of connections.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 100)]
+    pub parallel: usize,
+    /// Accepted for symmetry with the other subcommands (the output is always JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DeclareArgs {
+    /// Broker URI.
+    #[arg(long)]
+    pub uri: String,
+    /// Number of queues.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: usize,
+    /// Queue names are PREFIX-1 .. PREFIX-N, the exchange PREFIX-x.
+    #[arg(long, default_value = "scale")]
+    pub prefix: String,
+    /// Queues (with their bindings) declared but not yet confirmed at once.
+    #[arg(long, default_value_t = 100)]
+    pub window: usize,
+    /// Durable queues and exchange.
+    #[arg(long)]
+    pub durable: bool,
+    /// Accepted for symmetry with the other subcommands (the output is always JSON).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,6 +177,17 @@ pub struct LoadArgs {
     /// Append the JSON summary line to this file too.
     #[arg(long)]
     pub summary_file: Option<PathBuf>,
+    /// With --client raw: pin the producers' thread to CPU 0 and the consumers' to CPU 1.
+    #[arg(long)]
+    pub pin: bool,
+    /// Measure this process and its descendants as the broker (CPU per message in the
+    /// summary); repeatable.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Vec<u32>,
+    /// Add N-1 bindings that match nothing to the exchange (topic routing cost: with
+    /// `--exchange-type topic`, half `kI.*`, half `*.kI.#`, all to one extra queue).
+    #[arg(long, value_name = "N")]
+    pub extra_bindings: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -136,6 +136,8 @@ impl Publisher {
     }
 }
 
+// Few values, long-lived: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Consumer {
     Amqprs(amqprs_client::Consumer),
     Lapin(lapin_client::Consumer),
@@ -180,6 +182,7 @@ impl Consumer {
 }
 
 /// A connection with one channel for declaring and inspecting topology.
+#[allow(clippy::large_enum_variant)]
 pub enum Admin {
     Amqprs(amqprs_client::Admin),
     Lapin(lapin_client::Admin),

@@ -14,7 +14,9 @@ mod cli;
 mod client;
 mod lapin_client;
 mod raw_client;
+mod roles;
 mod run;
+mod scale;
 mod stats;
 mod tools;
 
@@ -39,6 +41,8 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::Startup(args)) => tools::startup(cli.client, args).await,
             Some(Command::WaitQueue(args)) => tools::wait_queue(cli.client, args).await,
+            Some(Command::Connections(args)) => scale::connections(args).await,
+            Some(Command::Declare(args)) => scale::declare(args).await,
             None => run::run(cli.client, cli.load).await,
         }
     });

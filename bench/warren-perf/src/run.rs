@@ -5,6 +5,8 @@ use crate::cli::{ClientKind, ExchangeType, LoadArgs};
 use crate::client::{
     Admin, ConfirmWindow, Consumer, ConsumerOptions, Publisher, PublisherOptions, Route,
 };
+use crate::raw_client;
+use crate::roles::{Role, processes_cpu};
 use crate::stats::{Reporter, Stats, cpu_time, unix_nanos};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -30,6 +32,8 @@ struct Topology {
     durable: bool,
     /// Queues are streams (`--stream`).
     stream: bool,
+    /// Queue holding the non-matching extra bindings (`--extra-bindings`), and their number.
+    sink: Option<(String, usize)>,
 }
 
 impl Topology {
@@ -71,6 +75,10 @@ impl Topology {
             copies,
             durable: args.persistent || args.durable || args.stream.is_some(),
             stream: args.stream.is_some(),
+            sink: args
+                .extra_bindings
+                .filter(|n| *n > 1)
+                .map(|n| (format!("{prefix}-sink"), n - 1)),
         })
     }
 
@@ -105,11 +113,22 @@ impl Topology {
                 admin.purge_queue(q).await?;
             }
         }
+        if let (Some((x, kind)), Some((sink, n))) = (&self.exchange, &self.sink) {
+            admin.declare_queue(sink, self.durable).await?;
+            for i in 0..*n {
+                let key = match (kind, i % 2) {
+                    (ExchangeType::Topic, 0) => format!("k{i}.*"),
+                    (ExchangeType::Topic, _) => format!("*.k{i}.#"),
+                    _ => format!("k{i}"),
+                };
+                admin.bind_queue(sink, x, &key).await?;
+            }
+        }
         Ok(())
     }
 
     async fn delete(&self, admin: &mut Admin) -> Result<()> {
-        for q in &self.queues {
+        for q in self.queues.iter().chain(self.sink.as_ref().map(|(q, _)| q)) {
             admin.delete_queue(q).await?;
         }
         if let Some((x, _)) = &self.exchange {
@@ -132,7 +151,57 @@ struct ProducerTask {
 }
 
 impl ProducerTask {
-    async fn run(mut self) -> Result<()> {
+    async fn run(self) -> Result<()> {
+        match self.publisher {
+            Publisher::Raw(_) if self.confirms.is_none() => self.run_raw().await,
+            _ => self.run_each().await,
+        }
+    }
+
+    /// The raw producer: as many messages as are due (at most a write batch) per write.
+    async fn run_raw(self) -> Result<()> {
+        let Publisher::Raw(mut p) = self.publisher else {
+            bail!("not a raw publisher");
+        };
+        let batch = raw_client::Publisher::batch_for(self.size);
+        let start = Instant::now();
+        let mut sent = 0u64;
+        loop {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            let mut n = batch;
+            if let Some(c) = self.count {
+                n = n.min(c - sent);
+                if n == 0 {
+                    break;
+                }
+            }
+            if let Some(r) = self.rate {
+                let due = (start.elapsed().as_secs_f64() * r) as u64 + 1;
+                if sent >= due {
+                    let next = start + Duration::from_secs_f64(sent as f64 / r);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next.into()) => {}
+                        _ = self.cancel.cancelled() => break,
+                    }
+                    continue;
+                }
+                n = n.min(due - sent);
+            }
+            let stamp = if self.size >= 8 { unix_nanos() } else { 0 };
+            tokio::select! {
+                r = p.publish_batch(n, self.size, stamp) => r?,
+                _ = self.cancel.cancelled() => break,
+            }
+            self.stats.add_published(n);
+            sent += n;
+        }
+        p.close().await;
+        Ok(())
+    }
+
+    async fn run_each(mut self) -> Result<()> {
         let template = vec![0u8; self.size];
         let start = Instant::now();
         let mut sent = 0u64;
@@ -191,7 +260,53 @@ struct ConsumerTask {
 }
 
 impl ConsumerTask {
-    async fn run(mut self) -> Result<()> {
+    async fn run(self) -> Result<()> {
+        match self.consumer {
+            Consumer::Raw(_) => self.run_raw().await,
+            _ => self.run_each().await,
+        }
+    }
+
+    /// The raw consumer: every delivery in the read buffer per wake-up, acks in one write.
+    async fn run_raw(self) -> Result<()> {
+        let Consumer::Raw(mut c) = self.consumer else {
+            bail!("not a raw consumer");
+        };
+        if !self.auto_ack {
+            c.ack_every(self.multi_ack_every);
+        }
+        let recorder = self.stats.latency_recorder();
+        let mut received = 0u64;
+        loop {
+            if self.count.is_some_and(|n| received >= n) {
+                break;
+            }
+            // One clock read per batch, once its first delivery is complete.
+            let mut now = 0;
+            let record = |head: &[u8]| {
+                if now == 0 {
+                    now = unix_nanos();
+                }
+                recorder.record_body(head, now);
+            };
+            let n = tokio::select! {
+                n = c.read_batch(record) => n,
+                _ = self.cancel.cancelled() => break,
+            };
+            match n {
+                Ok(n) => {
+                    self.stats.add_delivered(n);
+                    received += n;
+                }
+                Err(_) if self.cancel.is_cancelled() => break,
+                Err(e) => return Err(e.context("consumer ended")),
+            }
+        }
+        c.close().await;
+        Ok(())
+    }
+
+    async fn run_each(mut self) -> Result<()> {
         let recorder = self.stats.latency_recorder();
         let mut received = 0u64;
         let every = self.multi_ack_every.max(1);
@@ -243,10 +358,29 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         auto_ack: args.auto_ack,
         stream_offset: args.stream.clone(),
     };
+    // The raw client runs producers and consumers on a thread each (current-thread
+    // runtimes), which also gives each role's CPU time; the others share the main runtime.
+    let roles = if kind == ClientKind::Raw {
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Some((
+            Role::start("producers", args.pin.then_some(0))?,
+            Role::start("consumers", args.pin.then_some(1 % ncpu))?,
+        ))
+    } else {
+        None
+    };
+    let main_rt = tokio::runtime::Handle::current();
+    let (producer_rt, consumer_rt) = match &roles {
+        Some((p, c)) => (p.handle().clone(), c.handle().clone()),
+        None => (main_rt.clone(), main_rt),
+    };
     let mut connecting = JoinSet::new();
     for i in 0..args.consumers {
         let (uri, opts) = (args.uri.clone(), consumer_opts(i));
-        connecting.spawn(async move { Consumer::connect(kind, &uri, opts).await });
+        connecting.spawn_on(
+            async move { Consumer::connect(kind, &uri, opts).await },
+            &consumer_rt,
+        );
     }
     let mut consumers = Vec::new();
     while let Some(r) = connecting.join_next().await {
@@ -263,9 +397,12 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
             confirms: confirms.clone(),
         };
         let uri = args.uri.clone();
-        connecting.spawn(async move {
-            Ok::<_, anyhow::Error>((Publisher::connect(kind, &uri, opts).await?, confirms))
-        });
+        connecting.spawn_on(
+            async move {
+                Ok::<_, anyhow::Error>((Publisher::connect(kind, &uri, opts).await?, confirms))
+            },
+            &producer_rt,
+        );
     }
     let mut producers = Vec::new();
     while let Some(r) = connecting.join_next().await {
@@ -273,8 +410,21 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
     }
 
     let cancel = CancellationToken::new();
-    let mut reporter = Reporter::new(stats.clone(), args.json, args.quiet);
+    let mut reporter = Reporter::new(
+        stats.clone(),
+        args.json,
+        args.quiet,
+        args.broker_pid.clone(),
+    );
     let start = reporter.start();
+    let role_cpu = || {
+        roles
+            .as_ref()
+            .map(|(p, c)| (p.cpu(), c.cpu()))
+            .unwrap_or_default()
+    };
+    let roles_at_start = role_cpu();
+    let broker_at_start = processes_cpu(&args.broker_pid);
 
     let consumers_left = Arc::new(AtomicUsize::new(consumers.len()));
     let mut consumer_tasks = JoinSet::new();
@@ -289,12 +439,15 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         };
         let left = consumers_left.clone();
         let stats = stats.clone();
-        consumer_tasks.spawn(async move {
-            if let Err(e) = task.run().await {
-                stats.error(format!("consumer: {e:#}"));
-            }
-            left.fetch_sub(1, Ordering::Relaxed);
-        });
+        consumer_tasks.spawn_on(
+            async move {
+                if let Err(e) = task.run().await {
+                    stats.error(format!("consumer: {e:#}"));
+                }
+                left.fetch_sub(1, Ordering::Relaxed);
+            },
+            &consumer_rt,
+        );
     }
     let rate = args
         .rate
@@ -314,12 +467,15 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         };
         let left = producers_left.clone();
         let stats = stats.clone();
-        producer_tasks.spawn(async move {
-            if let Err(e) = task.run().await {
-                stats.error(format!("producer: {e:#}"));
-            }
-            left.fetch_sub(1, Ordering::Relaxed);
-        });
+        producer_tasks.spawn_on(
+            async move {
+                if let Err(e) = task.run().await {
+                    stats.error(format!("producer: {e:#}"));
+                }
+                left.fetch_sub(1, Ordering::Relaxed);
+            },
+            &producer_rt,
+        );
     }
 
     // Wait for the end of the run.
@@ -356,11 +512,11 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         }
         let consumers_done = consumers_left.load(Ordering::Relaxed) == 0;
         let fixed_count = args.pmessages.is_some() || args.cmessages.is_some();
-        if !fixed_count && !(producers_done && consumers_done) {
-            continue;
-        }
         if producers_done && consumers_done {
             break;
+        }
+        if !fixed_count {
+            continue;
         }
         if producers_done && args.consumers == 0 {
             break;
@@ -385,6 +541,8 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
     }
     let end = Instant::now();
     let cpu_at_end = cpu_time();
+    let roles_at_end = role_cpu();
+    let broker_at_end = processes_cpu(&args.broker_pid);
     cancel.cancel();
     // Producers close their connections (waiting for in-flight writes); don't hang on it.
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -400,7 +558,29 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         producers_done_at.unwrap_or(end)
     };
     let deliver_end = if timed { end } else { last_delivery_at };
-    let extra = json!({
+    // CPU per message: per published message for the producers, per delivery for the
+    // consumers and the broker (and per published message for the broker as well).
+    let (published, delivered) = (stats.published(), stats.delivered());
+    let us_per = |cpu: Duration, n: u64| (n > 0).then(|| cpu.as_secs_f64() * 1e6 / n as f64);
+    let producer_cpu = roles_at_end.0.saturating_sub(roles_at_start.0);
+    let consumer_cpu = roles_at_end.1.saturating_sub(roles_at_start.1);
+    let client_cpu = cpu_at_end.saturating_sub(reporter.cpu_start());
+    let broker_cpu = broker_at_end.saturating_sub(broker_at_start);
+    let mut cost = json!({
+        "client_us_per_msg": us_per(client_cpu, published.max(delivered)),
+    });
+    if roles.is_some() {
+        cost["producer_cpu_s"] = json!(producer_cpu.as_secs_f64());
+        cost["consumer_cpu_s"] = json!(consumer_cpu.as_secs_f64());
+        cost["producer_us_per_msg"] = json!(us_per(producer_cpu, published));
+        cost["consumer_us_per_msg"] = json!(us_per(consumer_cpu, delivered));
+    }
+    if !args.broker_pid.is_empty() {
+        cost["broker_cpu_s"] = json!(broker_cpu.as_secs_f64());
+        cost["broker_us_per_delivery"] = json!(us_per(broker_cpu, delivered));
+        cost["broker_us_per_publish"] = json!(us_per(broker_cpu, published));
+    }
+    let mut extra = json!({
         "client": format!("{kind:?}").to_lowercase(),
         "producers": args.producers,
         "consumers": args.consumers,
@@ -408,6 +588,9 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         "size": args.size,
         "interrupted": interrupted,
     });
+    if let (serde_json::Value::Object(e), serde_json::Value::Object(c)) = (&mut extra, cost) {
+        e.extend(c);
+    }
     let summary = reporter.summary(
         end,
         cpu_at_end,
@@ -423,12 +606,13 @@ pub async fn run(kind: ClientKind, args: LoadArgs) -> Result<()> {
         writeln!(f, "{summary}")?;
     }
 
-    if !args.keep {
-        if let Err(e) = topo.delete(&mut admin).await {
-            eprintln!("warren-perf: cleanup: {e:#}");
-        }
+    if !args.keep
+        && let Err(e) = topo.delete(&mut admin).await
+    {
+        eprintln!("warren-perf: cleanup: {e:#}");
     }
     admin.close().await;
+    drop(roles);
     let errors = stats.errors();
     if !errors.is_empty() {
         bail!("{} error(s) during the run", errors.len());

@@ -174,12 +174,15 @@ pub struct Reporter {
     last_cpu: Duration,
     tick: u64,
     total: Histogram<u64>,
+    broker_pids: Vec<u32>,
+    last_broker_cpu: Duration,
 }
 
 impl Reporter {
-    pub fn new(stats: Arc<Stats>, json: bool, quiet: bool) -> Self {
+    pub fn new(stats: Arc<Stats>, json: bool, quiet: bool, broker_pids: Vec<u32>) -> Self {
         let now = Instant::now();
         let cpu = cpu_time();
+        let last_broker_cpu = crate::roles::processes_cpu(&broker_pids);
         Reporter {
             stats,
             json,
@@ -191,11 +194,18 @@ impl Reporter {
             last_cpu: cpu,
             tick: 0,
             total: new_histogram(),
+            broker_pids,
+            last_broker_cpu,
         }
     }
 
     pub fn start(&self) -> Instant {
         self.start
+    }
+
+    /// This process's CPU time when the run started.
+    pub fn cpu_start(&self) -> Duration {
+        self.cpu_start
     }
 
     /// Prints one interval line (rates since the previous one).
@@ -209,6 +219,15 @@ impl Reporter {
         let dt = now.duration_since(self.last_at).as_secs_f64().max(1e-9);
         let rate = |a: u64, b: u64| (a - b) as f64 / dt;
         let cpu_pct = (cpu - self.last_cpu).as_secs_f64() / dt * 100.0;
+        let broker_cpu = crate::roles::processes_cpu(&self.broker_pids);
+        let broker_pct = (!self.broker_pids.is_empty()).then(|| {
+            broker_cpu
+                .saturating_sub(self.last_broker_cpu)
+                .as_secs_f64()
+                / dt
+                * 100.0
+        });
+        self.last_broker_cpu = broker_cpu;
         self.tick += 1;
         if !self.quiet {
             let elapsed = now.duration_since(self.start).as_secs_f64();
@@ -222,11 +241,13 @@ impl Reporter {
                     "delivered_rate": rate(counts.delivered, self.last.delivered),
                     "latency": latency_json(&interval),
                     "cpu_pct": cpu_pct,
+                    "broker_cpu_pct": broker_pct,
                 });
                 println!("{v}");
             } else {
+                let broker = broker_pct.map_or(String::new(), |b| format!("  broker cpu {b:.0}%"));
                 println!(
-                    "[{elapsed:6.1}s] published {:>9.0}/s  confirmed {:>9.0}/s  delivered {:>9.0}/s  {}  cpu {cpu_pct:.0}%",
+                    "[{elapsed:6.1}s] published {:>9.0}/s  confirmed {:>9.0}/s  delivered {:>9.0}/s  {}  cpu {cpu_pct:.0}%{broker}",
                     rate(counts.published, self.last.published),
                     rate(counts.confirmed, self.last.confirmed),
                     rate(counts.delivered, self.last.delivered),

@@ -146,9 +146,7 @@ pub async fn startup(kind: ClientKind, args: StartupArgs) -> Result<()> {
 pub async fn wait_queue(kind: ClientKind, args: WaitQueueArgs) -> Result<()> {
     let began = Instant::now();
     // Time origin: the caller's instant (e.g. when it restarted the broker), or now.
-    let origin_ns = args
-        .since_ns
-        .map_or_else(|| u128::from(unix_nanos()), |n| n);
+    let origin_ns = args.since_ns.unwrap_or_else(|| u128::from(unix_nanos()));
     let deadline = began + Duration::from_secs_f64(args.timeout);
     let since = |at_ns: u64| (u128::from(at_ns).saturating_sub(origin_ns)) as f64 / 1e6;
     let mut admin: Option<Admin> = None;
