@@ -236,6 +236,9 @@ async fn publish_and_consume_over_amqps() {
     .await
     .expect("plain amqp");
     round_trip(&plain).await;
+    let listed = b.ctx.broker.connections().list();
+    let encrypted = listed.iter().filter(|c| c.tls.is_some()).count();
+    assert_eq!((listed.len(), encrypted), (2, 1), "one of the two is TLS");
 }
 
 #[tokio::test]
@@ -263,8 +266,13 @@ async fn external_login_with_a_client_certificate() {
         .connections()
         .list()
         .into_iter()
-        .any(|c| c.user == dn && c.auth_mechanism == "EXTERNAL");
-    assert!(listed, "the connection runs as the certificate's user");
+        .find(|c| c.user == dn && c.auth_mechanism == "EXTERNAL")
+        .expect("the connection runs as the certificate's user");
+    // What the management API shows as ssl, ssl_protocol and peer_cert_subject.
+    let tls = listed.tls.expect("listed as a TLS connection");
+    assert_eq!(tls.protocol, "tlsv1.3");
+    assert!(tls.cipher.starts_with("TLS13_"), "{}", tls.cipher);
+    assert_eq!(tls.peer_subject.as_deref(), Some(dn));
 
     // A certificate whose user does not exist is refused.
     let err = connect(&uri, tls_config(&pki, Some(pki.client("nobody"))))

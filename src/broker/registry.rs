@@ -63,6 +63,20 @@ pub struct NewConnection {
     pub frame_max: u32,
     /// The negotiated heartbeat, in seconds.
     pub heartbeat: u16,
+    /// How the connection is encrypted; None: plain TCP.
+    pub tls: Option<TlsInfo>,
+}
+
+/// What the management API shows of a TLS connection (RabbitMQ's `ssl_*` and
+/// `peer_cert_subject` fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `tlsv1.3` or `tlsv1.2`, as RabbitMQ names the versions.
+    pub protocol: String,
+    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// The client certificate's subject, when it presented one.
+    pub peer_subject: Option<String>,
 }
 
 /// One open connection, as the registry lists it.
@@ -80,6 +94,7 @@ pub struct ConnectionInfo {
     pub heartbeat: u16,
     pub connected_at: SystemTime,
     pub channels: usize,
+    pub tls: Option<TlsInfo>,
 }
 
 impl ConnectionInfo {
@@ -142,6 +157,7 @@ impl ConnectionEntry {
             heartbeat: self.info.heartbeat,
             connected_at: self.connected_at,
             channels: self.channels.load(Ordering::Relaxed),
+            tls: self.info.tls.clone(),
         }
     }
 
@@ -355,6 +371,7 @@ mod tests {
             channel_max: 2047,
             frame_max: 131072,
             heartbeat: 60,
+            tls: None,
         }
     }
 

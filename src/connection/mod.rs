@@ -132,7 +132,7 @@ pub async fn serve(
     let _ = socket.set_nodelay(true);
     let handshake_timeout = Duration::from_secs(ctx.config.handshake_timeout_secs);
     let local = socket.local_addr().unwrap_or(peer);
-    let Some((socket, peer_cert)) = accept::open(socket, peer, &ctx, tls).await else {
+    let Some((socket, peer_cert, tls_info)) = accept::open(socket, peer, &ctx, tls).await else {
         return;
     };
     let (read_half, write_half) = socket.split();
@@ -214,6 +214,7 @@ pub async fn serve(
         channel_max: negotiated.channel_max,
         frame_max: negotiated.frame_max,
         heartbeat: negotiated.heartbeat,
+        tls: tls_info,
     });
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let mut conn = Connection {

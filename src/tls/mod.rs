@@ -11,6 +11,7 @@ pub mod dn;
 pub mod listener;
 pub mod stream;
 
+use crate::broker::registry::TlsInfo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
@@ -146,5 +147,29 @@ impl PeerCert {
                 None => PeerCert::Unnamed,
             },
         }
+    }
+}
+
+/// What the management API shows of an accepted TLS stream.
+pub fn describe(stream: &stream::TlsStream) -> TlsInfo {
+    let (_, session) = stream.get_ref();
+    let protocol = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "tlsv1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "tlsv1.2".to_owned(),
+        Some(other) => format!("{other:?}").to_lowercase(),
+        None => String::new(),
+    };
+    let cipher = session
+        .negotiated_cipher_suite()
+        .map(|c| format!("{:?}", c.suite()))
+        .unwrap_or_default();
+    let peer_subject = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|cert| dn::login_name(cert.as_ref(), CertLogin::DistinguishedName));
+    TlsInfo {
+        protocol,
+        cipher,
+        peer_subject,
     }
 }
