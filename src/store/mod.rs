@@ -21,7 +21,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::watch;
 use writer::Writer;
 
-pub use recovery::{Recovered, RecoveredBinding, RecoveredExchange, RecoveredQueue};
+pub use recovery::{
+    Recovered, RecoveredBinding, RecoveredExchange, RecoveredMessage, RecoveredMessages,
+    RecoveredQueue,
+};
 
 /// Version of the layout below, recorded in the file. 2 added the `config` table
 /// (users, vhosts, permissions, policies), 3 the stream tables ([`stream`]); an
@@ -120,6 +123,11 @@ enum Op {
         queue: u64,
         seq: u64,
         msg: u64,
+    },
+    /// Removes a run of paged-out messages (a purge), kept in its compact form.
+    RemoveRun {
+        queue: u64,
+        run: crate::model::paged::PagedRun,
     },
     SetRedelivered {
         queue: u64,
@@ -338,6 +346,22 @@ impl Store {
         reached && !self.failed(ticket, ticket)
     }
 
+    /// Blocks the calling thread (one allowed to block) until `ticket` is committed
+    /// or the store is closed.
+    pub fn wait_committed_blocking(&self, ticket: u64) {
+        while self.committed_now() < ticket {
+            if self
+                .sender
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// A receiver of the highest committed ticket.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
@@ -446,6 +470,11 @@ impl Store {
 
     pub fn remove(&self, queue: u64, seq: u64, msg: u64) -> u64 {
         self.send(Op::Remove { queue, seq, msg })
+    }
+
+    /// Forgets the stored copies of a run of paged-out messages.
+    pub fn remove_run(&self, queue: u64, run: crate::model::paged::PagedRun) -> u64 {
+        self.send(Op::RemoveRun { queue, run })
     }
 
     pub fn set_redelivered(&self, queue: u64, seq: u64) {
