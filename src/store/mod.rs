@@ -507,7 +507,13 @@ impl Store {
     }
 }
 
+/// What a stored message waiting for its commit costs in memory beyond its body and
+/// properties: the message itself, the operations that store and enqueue it, and the
+/// share of the connection's read buffer its body is a slice of. Measured: about
+/// 700 bytes in all for a 100-byte message published without confirms.
+const BACKLOG_OVERHEAD: usize = 600;
+
 /// What a stored message counts for in the store's backlog.
 fn backlog_size(msg: &Message) -> usize {
-    msg.body.len() + msg.raw_properties.len() + 64
+    msg.body.len() + msg.raw_properties.len() + BACKLOG_OVERHEAD
 }
