@@ -7,6 +7,7 @@
 //! thousands of messages, and when idle a single publish is committed at once.
 
 pub mod codec;
+mod error;
 mod recovery;
 pub mod stream;
 mod writer;
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::watch;
 use writer::Writer;
 
+pub use error::StoreError;
 pub use recovery::{
     Recovered, RecoveredBinding, RecoveredExchange, RecoveredMessage, RecoveredMessages,
     RecoveredQueue,
@@ -42,26 +44,6 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 /// (queue id, position) -> (message id, redelivered, expiry in ms since the epoch or 0).
 const INDEX: TableDefinition<(u64, u64), (u64, bool, u64)> = TableDefinition::new("index");
-
-/// Why the store failed.
-#[derive(Debug)]
-pub enum StoreError {
-    Open(PathBuf, String),
-    Io(PathBuf, String),
-    Format(PathBuf, String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Open(p, e) => write!(f, "cannot open store {}: {e}", p.display()),
-            StoreError::Io(p, e) => write!(f, "store {} failed: {e}", p.display()),
-            StoreError::Format(p, e) => write!(f, "store {} is unusable: {e}", p.display()),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 /// A durable binding as stored: both ends durable.
 #[derive(Debug, Clone, PartialEq)]

@@ -474,3 +474,7 @@ fn pop_level(level: &mut Level, l: usize) -> Option<ReadyEntry> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ready_tests.rs"]
+mod tests;
