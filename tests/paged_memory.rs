@@ -473,3 +473,31 @@ async fn paged_priority_messages_survive_a_restart_and_requeue_to_their_position
     );
     assert!(all[7..].iter().all(|(_, r)| !r), "the others are not");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_and_expired_paged_messages_leave_the_store() {
+    let Some(broker) = small_budget().await else {
+        return;
+    };
+    let (purged, expired) = (unique("paged-purge"), unique("paged-expire"));
+    {
+        let (conn, ch) = broker.channel().await;
+        declare(&ch, &purged, &[]).await;
+        declare(&ch, &expired, &[("x-message-ttl", AMQPValue::LongInt(200))]).await;
+        publish_all(&ch, &purged, 500, |_| 0).await;
+        publish_all(&ch, &expired, 500, |_| 0).await;
+        let n = ch
+            .queue_purge(purged.as_str().into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge");
+        assert_eq!(n, 500);
+        assert_eq!(wait_for(&conn, &expired, 0).await, 0, "all expired");
+        // One more after them, to see that the queues still work.
+        publish_all(&ch, &purged, 1, |_| 0).await;
+        conn.close(200, "bye".into()).await.expect("close");
+    }
+    let broker = broker.restart().await;
+    let (conn, ch) = broker.channel().await;
+    assert_eq!(common::ready(&conn, &expired).await, 0);
+    assert_eq!(get_numbers(&ch, &purged).await, vec![(0, false)]);
+}

@@ -6,6 +6,7 @@ use super::ready::ReadyEntry;
 use super::{Enqueued, Published, Queue, QueueEntry, QueueState};
 use crate::broker::args::Overflow;
 use crate::broker::deadletter::Reason;
+use crate::model::paged::PagedRun;
 use crate::model::{Message, Slot, now_ms};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
@@ -127,7 +128,11 @@ impl Queue {
     /// Ends a change of state: drops expired heads, arms the timers, releases the
     /// lock, then dead-letters what died meanwhile.
     pub(super) fn finish(self: &Arc<Self>, mut state: MutexGuard<'_, QueueState>) {
-        if let Some(next) = state.ready.next_expiry() {
+        // While earlier dead letters still wait to be read back, expiry waits too:
+        // their task comes back here after each batch.
+        if let Some(next) = state.ready.next_expiry()
+            && self.dead_letter_backlog() < 2
+        {
             let now = now_ms();
             if next <= now {
                 let mut dead = std::mem::take(&mut state.dead);
@@ -147,9 +152,7 @@ impl Queue {
     /// Dead-letters messages through the queue's dead-letter exchange, or drops them.
     pub(super) fn dead_letter(self: &Arc<Self>, dead: Vec<(ReadyEntry, Reason)>) {
         if !self.has_dead_letter_exchange() {
-            for (entry, _) in &dead {
-                self.remove_stored_id(entry.seq, entry.store_id());
-            }
+            self.forget_dropped(dead);
             return;
         }
         if dead.iter().any(|(e, _)| e.is_paged()) || self.dead_letters_waiting() {
@@ -157,6 +160,39 @@ impl Queue {
             return;
         }
         self.publish_dead_letters(dead, &mut HashMap::new());
+    }
+
+    /// Forgets the stored copies of dropped messages; those paged out go to the
+    /// store as runs, so that millions expiring cost little while they wait for it.
+    fn forget_dropped(&self, dead: Vec<(ReadyEntry, Reason)>) {
+        let Some((store, id)) = &self.stored else {
+            return;
+        };
+        let mut run = PagedRun::new();
+        for (e, _) in dead {
+            let paged = match e.slot {
+                Slot::Paged {
+                    store_id, body_len, ..
+                } => crate::model::paged::PagedEntry {
+                    seq: e.seq,
+                    store_id,
+                    expires: e.expires,
+                    body_len,
+                    redelivered: e.redelivered,
+                },
+                Slot::Loaded(m) => {
+                    self.remove_stored_id(e.seq, m.store_id);
+                    continue;
+                }
+            };
+            if !run.push(paged, 0) {
+                store.remove_run(*id, std::mem::replace(&mut run, PagedRun::new()));
+                run.push(paged, 0);
+            }
+        }
+        if !run.is_empty() {
+            store.remove_run(*id, run);
+        }
     }
 
     /// Publishes dead letters to the dead-letter exchange (paged-out ones with their

@@ -208,6 +208,9 @@ impl Queue {
                     }
                 }
                 q.publish_dead_letters(dead, &mut found);
+                // Expiry held back while these waited: let it go on.
+                let state = q.lock();
+                q.finish(state);
             }
         });
     }
@@ -220,6 +223,15 @@ impl Queue {
             dl.running = false;
         }
         next
+    }
+
+    /// How many batches of dead letters wait for their messages to be read back.
+    pub(super) fn dead_letter_backlog(&self) -> usize {
+        self.dead_letters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending
+            .len()
     }
 
     /// Whether dead letters wait for their messages to be read back.
