@@ -56,27 +56,23 @@ impl Queue {
     pub(super) fn pop_for_dispatch(self: &Arc<Self>, state: &mut QueueState) -> Option<QueueEntry> {
         loop {
             let head = state.ready.head()?;
-            let runtime = tokio::runtime::Handle::try_current();
             if head.paged != 0 {
-                match &runtime {
-                    Ok(runtime) => {
-                        self.start_page_in(state, runtime);
-                        return None;
-                    }
-                    Err(_) => {
-                        // No runtime to read on (a caller outside the server): read here.
-                        let (ids, ticket) = state.ready.paged_ahead(PAGE_IN_BATCH);
-                        let mut found = self.read_paged(&ids, ticket);
-                        self.fill_paged(state, &mut found, head.paged);
-                        continue;
-                    }
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    self.start_page_in(state, &runtime);
+                    return None;
                 }
+                // No runtime to read on (a caller outside the server): read here.
+                let (ids, ticket) = state.ready.paged_ahead(PAGE_IN_BATCH);
+                let mut found = self.read_paged(&ids, ticket);
+                self.fill_paged(state, &mut found, head.paged);
+                continue;
             }
             let e = state.ready.pop_front()?;
-            if let Ok(runtime) = &runtime
+            if !state.paging
                 && state.ready.paged_soon(READ_AHEAD)
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
             {
-                self.start_page_in(state, runtime);
+                self.start_page_in(state, &runtime);
             }
             return handed_out(e);
         }
