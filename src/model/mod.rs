@@ -7,6 +7,7 @@ pub mod error;
 pub mod fields;
 pub mod memory;
 pub mod message;
+pub mod paged;
 
 pub use error::{BrokerError, BrokerResult};
 pub use message::{Message, Slot};

@@ -7,6 +7,7 @@
 //! thousands of messages, and when idle a single publish is committed at once.
 
 pub mod codec;
+mod error;
 mod recovery;
 pub mod stream;
 mod writer;
@@ -21,7 +22,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::watch;
 use writer::Writer;
 
-pub use recovery::{Recovered, RecoveredBinding, RecoveredExchange, RecoveredQueue};
+pub use error::StoreError;
+pub use recovery::{
+    Recovered, RecoveredBinding, RecoveredExchange, RecoveredMessage, RecoveredMessages,
+    RecoveredQueue,
+};
 
 /// Version of the layout below, recorded in the file. 2 added the `config` table
 /// (users, vhosts, permissions, policies), 3 the stream tables ([`stream`]); an
@@ -39,26 +44,6 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 /// (queue id, position) -> (message id, redelivered, expiry in ms since the epoch or 0).
 const INDEX: TableDefinition<(u64, u64), (u64, bool, u64)> = TableDefinition::new("index");
-
-/// Why the store failed.
-#[derive(Debug)]
-pub enum StoreError {
-    Open(PathBuf, String),
-    Io(PathBuf, String),
-    Format(PathBuf, String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Open(p, e) => write!(f, "cannot open store {}: {e}", p.display()),
-            StoreError::Io(p, e) => write!(f, "store {} failed: {e}", p.display()),
-            StoreError::Format(p, e) => write!(f, "store {} is unusable: {e}", p.display()),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 /// A durable binding as stored: both ends durable.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +105,11 @@ enum Op {
         queue: u64,
         seq: u64,
         msg: u64,
+    },
+    /// Removes a run of paged-out messages (a purge), kept in its compact form.
+    RemoveRun {
+        queue: u64,
+        run: crate::model::paged::PagedRun,
     },
     SetRedelivered {
         queue: u64,
@@ -338,6 +328,22 @@ impl Store {
         reached && !self.failed(ticket, ticket)
     }
 
+    /// Blocks the calling thread (one allowed to block) until `ticket` is committed
+    /// or the store is closed.
+    pub fn wait_committed_blocking(&self, ticket: u64) {
+        while self.committed_now() < ticket {
+            if self
+                .sender
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// A receiver of the highest committed ticket.
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.clone()
@@ -448,6 +454,11 @@ impl Store {
         self.send(Op::Remove { queue, seq, msg })
     }
 
+    /// Forgets the stored copies of a run of paged-out messages.
+    pub fn remove_run(&self, queue: u64, run: crate::model::paged::PagedRun) -> u64 {
+        self.send(Op::RemoveRun { queue, run })
+    }
+
     pub fn set_redelivered(&self, queue: u64, seq: u64) {
         self.send(Op::SetRedelivered { queue, seq });
     }
@@ -478,7 +489,13 @@ impl Store {
     }
 }
 
+/// What a stored message waiting for its commit costs in memory beyond its body and
+/// properties: the message itself, the operations that store and enqueue it, and the
+/// share of the connection's read buffer its body is a slice of. Measured: about
+/// 700 bytes in all for a 100-byte message published without confirms.
+const BACKLOG_OVERHEAD: usize = 600;
+
 /// What a stored message counts for in the store's backlog.
 fn backlog_size(msg: &Message) -> usize {
-    msg.body.len() + msg.raw_properties.len() + 64
+    msg.body.len() + msg.raw_properties.len() + BACKLOG_OVERHEAD
 }

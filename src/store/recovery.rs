@@ -8,6 +8,7 @@ use super::{
     StoreError,
 };
 use crate::model::memory::MemoryGauge;
+use crate::model::paged::{PagedEntry, PagedRun};
 use crate::model::{Message, Slot};
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;
@@ -31,13 +32,89 @@ pub struct RecoveredQueue {
     pub id: u64,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// (position, message, redelivered, expiry in ms since the epoch or 0).
-    pub messages: Vec<(u64, Slot, bool, u64)>,
+    /// The queue's messages in position order.
+    pub messages: RecoveredMessages,
     /// A stream's log (`x-queue-type` = `stream`); its messages stay on disk.
     pub stream: Option<StreamLog>,
 }
 
 pub type RecoveredBinding = BindingKey;
+
+/// A recovered message, or a run of paged-out ones.
+pub enum RecoveredMessage {
+    One {
+        seq: u64,
+        slot: Slot,
+        redelivered: bool,
+        /// Expiry in ms since the epoch; 0: never.
+        expires: u64,
+    },
+    /// Paged-out messages of one priority, in position order.
+    Run { priority: u8, run: PagedRun },
+}
+
+/// A queue's recovered messages in position order: those read back whole and, past
+/// the in-memory budget, compact runs of paged-out ones (per priority).
+#[derive(Default)]
+pub struct RecoveredMessages {
+    pub items: Vec<RecoveredMessage>,
+    count: usize,
+}
+
+impl RecoveredMessages {
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn push_one(&mut self, seq: u64, slot: Slot, redelivered: bool, expires: u64) {
+        self.count += 1;
+        self.items.push(RecoveredMessage::One {
+            seq,
+            slot,
+            redelivered,
+            expires,
+        });
+    }
+
+    /// Appends a paged-out message to the latest run of its priority, when nothing
+    /// of that priority came after it, or to a new run. `last`: per priority, the
+    /// index of its latest item.
+    fn push_paged(&mut self, priority: u8, e: PagedEntry, last: &mut HashMap<u8, usize>) {
+        self.count += 1;
+        if let Some(&i) = last.get(&priority)
+            && let Some(RecoveredMessage::Run { run, .. }) = self.items.get_mut(i)
+            && run.push(e, 0)
+        {
+            return;
+        }
+        let mut run = PagedRun::new();
+        run.push(e, 0);
+        last.insert(priority, self.items.len());
+        self.items.push(RecoveredMessage::Run { priority, run });
+    }
+}
+
+/// A queue's `x-max-priority`, as far as recovery needs it: which priorities share
+/// a level (None: no priorities).
+fn max_priority(arguments: &FieldTable) -> Option<u8> {
+    use amq_protocol::types::AMQPValue as V;
+    let n: i64 = match arguments.inner().get("x-max-priority")? {
+        V::ShortShortInt(n) => (*n).into(),
+        V::ShortShortUInt(n) => (*n).into(),
+        V::ShortInt(n) => (*n).into(),
+        V::ShortUInt(n) => (*n).into(),
+        V::LongInt(n) => (*n).into(),
+        V::LongUInt(n) => (*n).into(),
+        V::LongLongInt(n) => *n,
+        _ => 0,
+    };
+    Some(n.clamp(0, 255) as u8)
+}
 
 /// Everything durable, as found at start.
 pub struct Recovered {
@@ -302,13 +379,16 @@ pub fn recover(
                 id,
                 auto_delete,
                 arguments,
-                messages: Vec::new(),
+                messages: RecoveredMessages::default(),
                 stream: Some(log),
             });
             continue;
         }
-        let prioritized = arguments.contains_key("x-max-priority");
-        let mut msgs = Vec::new();
+        let max_priority = max_priority(&arguments);
+        let prioritized = max_priority.is_some();
+        let mut msgs = RecoveredMessages::default();
+        // Per priority level, the index of its latest item in `msgs`.
+        let mut last: HashMap<u8, usize> = HashMap::new();
         for entry in index
             .range((id, 0)..=(id, u64::MAX))
             .map_err(|e| io(e.into()))?
@@ -324,12 +404,15 @@ pub fn recover(
                 };
                 let (body_len, priority) =
                     peek_message(data.value(), prioritized).ok_or_else(|| corrupt("message"))?;
-                let slot = Slot::Paged {
+                let entry = PagedEntry {
+                    seq,
                     store_id: msg_id,
+                    expires,
                     body_len,
-                    priority,
+                    redelivered: redelivered || !clean,
                 };
-                msgs.push((seq, slot, redelivered || !clean, expires));
+                let level = priority.min(max_priority.unwrap_or(0));
+                msgs.push_paged(level, entry, &mut last);
                 continue;
             }
             let msg = match loaded.get(&msg_id) {
@@ -351,8 +434,9 @@ pub fn recover(
                     m
                 }
             };
-            let msg = Slot::Loaded(msg);
-            msgs.push((seq, msg, redelivered || !clean, expires));
+            let level = msg.priority().min(max_priority.unwrap_or(0));
+            last.remove(&level);
+            msgs.push_one(seq, Slot::Loaded(msg), redelivered || !clean, expires);
         }
         queues.push(RecoveredQueue {
             vhost,

@@ -200,6 +200,13 @@ pub(super) fn apply(
                         release(&mut messages, &mut refs, *msg)?;
                     }
                 }
+                Op::RemoveRun { queue, run } => {
+                    for e in run.iter() {
+                        if index.remove((*queue, e.seq))?.is_some() {
+                            release(&mut messages, &mut refs, e.store_id)?;
+                        }
+                    }
+                }
                 Op::SetRedelivered { queue, seq } => {
                     let current = index.get((*queue, *seq))?.map(|v| v.value());
                     if let Some((msg, _, expires)) = current {

@@ -106,7 +106,9 @@ impl Queue {
                 let now = now_ms().saturating_sub(1);
                 if state.ready.next_expiry().is_some_and(|t| t <= now) {
                     let mut dead = std::mem::take(&mut state.dead);
-                    state.ready.drop_expired(now, &mut dead);
+                    state
+                        .ready
+                        .drop_expired(now, &mut dead, super::classic::EXPIRE_BATCH);
                     state.dead = dead;
                 }
             }

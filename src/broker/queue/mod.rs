@@ -23,11 +23,10 @@ use crate::broker::VHost;
 use crate::broker::args::QueueArgs;
 use crate::broker::deadletter::Reason;
 use crate::broker::policy::Applied;
-use crate::model::{BrokerError, BrokerResult, Message, Slot};
-use crate::store::Store;
+use crate::model::{BrokerError, BrokerResult, Message};
+use crate::store::{RecoveredMessage as Recovered, RecoveredMessages, Store};
 use amq_protocol::types::{FieldTable, ShortString};
 use ready::{Ready, ReadyEntry};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub use consumer::Consumer;
@@ -132,6 +131,8 @@ pub struct Queue {
     stream: Option<Arc<stream::Stream>>,
     /// Message counters for the management API (relaxed atomics).
     pub stats: QueueStats,
+    /// Dead letters waiting for their paged-out messages to be read back.
+    dead_letters: Mutex<paging::DeadLetters>,
 }
 
 struct QueueState {
@@ -153,9 +154,6 @@ struct QueueState {
     dead: Vec<(ReadyEntry, Reason)>,
     /// A consumer connection that the last dispatch found congested.
     congested: Option<Arc<Flow>>,
-    /// Paged-out messages whose store write may not be committed yet, so they
-    /// cannot be read back from the store: (store ticket, message).
-    recent: VecDeque<(u64, Arc<Message>)>,
     /// A batch of paged-out messages is being read back in the background.
     paging: bool,
     /// When the pending expiry timer fires (ms since the epoch); 0: none pending.
@@ -184,7 +182,6 @@ impl Queue {
             deleted: false,
             dead: Vec::new(),
             congested: None,
-            recent: VecDeque::new(),
             paging: false,
             ttl_timer: 0,
             last_used: 0,
@@ -219,6 +216,7 @@ impl Queue {
             state: Mutex::new(state),
             unacked: std::sync::atomic::AtomicI64::new(0),
             stats: QueueStats::new(),
+            dead_letters: Mutex::default(),
         }
     }
 
@@ -250,16 +248,32 @@ impl Queue {
     }
 
     /// Puts recovered messages back, in position order, before any client connects.
-    pub fn restore(&self, messages: Vec<(u64, Slot, bool, u64)>) {
+    pub fn restore(&self, messages: RecoveredMessages) {
         let mut state = self.lock();
-        for (seq, slot, redelivered, expires) in messages {
-            state.next_seq = state.next_seq.max(seq + 1);
-            state.ready.push_back(ReadyEntry {
-                seq,
-                slot,
-                redelivered,
-                expires,
-            });
+        for item in messages.items {
+            match item {
+                Recovered::One {
+                    seq,
+                    slot,
+                    redelivered,
+                    expires,
+                } => {
+                    state.next_seq = state.next_seq.max(seq + 1);
+                    let e = ReadyEntry {
+                        seq,
+                        slot,
+                        redelivered,
+                        expires,
+                    };
+                    state.ready.push_back(e, 0);
+                }
+                Recovered::Run { priority, run } => {
+                    if let Some(t) = run.tail() {
+                        state.next_seq = state.next_seq.max(t.seq + 1);
+                    }
+                    state.ready.push_run(priority, run);
+                }
+            }
         }
     }
 
@@ -282,13 +296,11 @@ impl Queue {
             return;
         };
         let state = self.lock();
-        for e in state
-            .ready
-            .iter()
-            .filter(|e| e.redelivered && e.store_id() != 0)
-        {
-            store.set_redelivered(*id, e.seq);
-        }
+        state.ready.for_each(|seq, store_id, redelivered| {
+            if redelivered && store_id != 0 {
+                store.set_redelivered(*id, seq);
+            }
+        });
     }
 
     pub fn message_count(&self) -> u32 {
@@ -327,13 +339,20 @@ impl Queue {
             return 0;
         }
         let mut state = self.lock();
+        let n = state.ready.len;
         let all = state.ready.take_all();
-        state.recent.clear();
         drop(state);
-        for entry in &all {
-            self.remove_stored_id(entry.seq, entry.store_id());
+        for item in all {
+            match item {
+                ready::Item::One(e) => self.remove_stored_id(e.seq, e.store_id()),
+                ready::Item::Run(run) => {
+                    if let Some((store, id)) = &self.stored {
+                        store.remove_run(*id, *run);
+                    }
+                }
+            }
         }
-        all.len() as u32
+        n as u32
     }
 
     /// Checks queue.delete's if-unused / if-empty conditions.
@@ -377,7 +396,6 @@ impl Queue {
         }
         n += state.ready.len as u32;
         state.ready.take_all();
-        state.recent.clear();
         if let Some((store, id)) = &self.stored {
             store.delete_queue(&self.vhost_name, self.name.as_str(), *id);
         }
