@@ -146,6 +146,7 @@ impl Queue {
                         state.ready.push_front(ReadyEntry::from(entry));
                     }
                     state.consumers.remove(idx);
+                    state.top_priority = top_priority(&state.consumers);
                 }
             }
         }
@@ -189,6 +190,7 @@ impl Queue {
             )));
         }
         state.consumers.push(consumer);
+        state.top_priority = top_priority(&state.consumers);
         state.had_consumer = true;
         self.dispatch_locked(&mut state);
         self.finish(state);
@@ -205,6 +207,7 @@ impl Queue {
         let mut state = self.lock();
         let before = state.consumers.len();
         state.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
+        state.top_priority = top_priority(&state.consumers);
         let removed = before != state.consumers.len();
         let last = removed && state.consumers.is_empty();
         if removed && state.settings.single_active_consumer {
@@ -222,19 +225,32 @@ impl Queue {
 
 /// The consumer with free credit and the highest priority, scanning round-robin from
 /// where the last delivery went.
-fn pick_consumer(state: &QueueState) -> Option<usize> {
+pub(super) fn pick_consumer(state: &QueueState) -> Option<usize> {
     if state.settings.single_active_consumer {
         // Only the first consumer in line receives.
         return state.consumers.first().filter(|c| c.has_room()).map(|_| 0);
     }
+    // Round-robin from where the last delivery went, taking the highest priority
+    // with room: the first consumer of the top priority with room ends the search
+    // (with many consumers, usually the first one looked at), and one that cannot
+    // beat the best found is not asked about its room (atomics other threads write).
     let n = state.consumers.len();
-    let mut best: Option<usize> = None;
+    let mut best: Option<(usize, i32)> = None;
     for i in 0..n {
         let idx = (state.next_consumer + i) % n;
         let c = &state.consumers[idx];
-        if c.has_room() && best.is_none_or(|b| c.priority > state.consumers[b].priority) {
-            best = Some(idx);
+        if best.is_some_and(|(_, p)| c.priority <= p) || !c.has_room() {
+            continue;
         }
+        if c.priority >= state.top_priority {
+            return Some(idx);
+        }
+        best = Some((idx, c.priority));
     }
-    best
+    best.map(|(idx, _)| idx)
+}
+
+/// The highest priority among `consumers` (0 when there are none).
+fn top_priority(consumers: &[Arc<Consumer>]) -> i32 {
+    consumers.iter().map(|c| c.priority).max().unwrap_or(0)
 }

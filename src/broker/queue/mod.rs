@@ -148,6 +148,8 @@ struct QueueState {
     consumers: Vec<Arc<Consumer>>,
     /// Where the next round-robin scan starts.
     next_consumer: usize,
+    /// The highest priority among the consumers (see [`consumer::pick_consumer`]).
+    top_priority: i32,
     had_consumer: bool,
     deleted: bool,
     /// Messages to dead-letter (or drop) once the lock is released.
@@ -178,6 +180,7 @@ impl Queue {
             next_seq: 0,
             consumers: Vec::new(),
             next_consumer: 0,
+            top_priority: 0,
             had_consumer: false,
             deleted: false,
             dead: Vec::new(),
