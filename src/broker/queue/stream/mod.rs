@@ -9,6 +9,8 @@ pub mod args;
 pub mod offset;
 mod reader;
 
+pub use reader::Position;
+
 use crate::broker::queue::{Consumer, Queue};
 use crate::model::{BrokerError, BrokerResult, Message, now_ms};
 use crate::store::Store;
@@ -180,6 +182,17 @@ impl Stream {
             .collect()
     }
 
+    /// Each consumer and where it is, in the order they subscribed.
+    pub fn positions(&self) -> Vec<(Arc<Consumer>, Position)> {
+        let readable = self.readable();
+        let st = self.lock();
+        let first = st.log.first();
+        st.readers
+            .iter()
+            .map(|r| (r.consumer().clone(), r.position(first, readable)))
+            .collect()
+    }
+
     pub fn consumer_count(&self) -> usize {
         self.lock().readers.len()
     }
@@ -223,7 +236,11 @@ impl Stream {
             Some(next) => self.start(OffsetSpec::At(next)),
             None => self.start(how.spec),
         };
-        let r = Arc::new(Reader::new(consumer, how.tracking));
+        let from = match start {
+            reader::Start::At(n) => n,
+            reader::Start::Time { from, .. } => from,
+        };
+        let r = Arc::new(Reader::new(consumer, how.tracking, from));
         self.lock().readers.push(r.clone());
         reader::spawn(self.clone(), queue.clone(), r, start, how.filter);
     }

@@ -11,7 +11,7 @@ use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::AMQPValue;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Most entries read from the store at once.
 const BATCH: usize = 256;
@@ -34,14 +34,44 @@ pub(super) struct Reader {
     stopped: AtomicBool,
     /// The broker remembers where this consumer got to (by its tag).
     tracking: bool,
+    /// The offset of the next delivery: where it starts, then one past the last
+    /// delivered (for the management API).
+    next: AtomicU64,
+    /// Messages delivered.
+    consumed: AtomicU64,
+}
+
+/// Where a consumer is in its stream, as the management API shows it (the names
+/// of RabbitMQ's stream consumer listing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The offset of the last message delivered, or where it starts before any.
+    pub offset: u64,
+    /// Messages stored after that offset, not delivered yet.
+    pub offset_lag: u64,
+    /// Messages delivered.
+    pub consumed: u64,
 }
 
 impl Reader {
-    pub(super) fn new(consumer: Arc<Consumer>, tracking: bool) -> Reader {
+    pub(super) fn new(consumer: Arc<Consumer>, tracking: bool, start: u64) -> Reader {
         Reader {
             consumer,
             stopped: AtomicBool::new(false),
             tracking,
+            next: AtomicU64::new(start),
+            consumed: AtomicU64::new(0),
+        }
+    }
+
+    /// Where the reader is, given the stream's first stored and committed end offsets.
+    pub(super) fn position(&self, first: u64, readable: u64) -> Position {
+        let next = self.next.load(Ordering::Relaxed).max(first);
+        let consumed = self.consumed.load(Ordering::Relaxed);
+        Position {
+            offset: if consumed > 0 { next - 1 } else { next },
+            offset_lag: readable.saturating_sub(next),
+            consumed,
         }
     }
 
@@ -96,6 +126,7 @@ async fn run(
             found.unwrap_or_else(|| stream.lock().log.next())
         }
     };
+    reader.next.store(cursor, Ordering::Relaxed);
     // Entries read and admitted by the filter, waiting for credit.
     let mut buffer: VecDeque<(StreamEntry, BasicProperties)> = VecDeque::new();
     loop {
@@ -154,6 +185,8 @@ async fn run(
                 break;
             };
             progress = true;
+            reader.next.store(entry.offset + 1, Ordering::Relaxed);
+            reader.consumed.fetch_add(1, Ordering::Relaxed);
             let msg = with_offset(entry, properties);
             consumer.flow.added(msg.msg.body.len());
             let event = ConsumerEvent::Deliver {
