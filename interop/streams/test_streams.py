@@ -472,6 +472,32 @@ def test_retention_by_size_drops_whole_old_segments():
     delete(s)
 
 
+@since("4.0", "RabbitMQ 3.10.8 may empty an idle age-limited stream, then fail consumes on it (541)")
+def test_retention_by_age_waits_for_a_segment_to_roll_over():
+    s = name("age")
+    c = conn()
+    declare(c.channel(), s, **{"x-stream-max-segment-size-bytes": 1200, "x-max-age": "2s"})
+    publish(c, s, [f"{i:0100}" for i in range(30)])
+    time.sleep(2.5)
+    # Past the age, but retention waits for a roll-over (RabbitMQ 4's rule: osiris evaluates
+    # it when a segment rolls over or the retention changes).
+    assert consume(c, s, 1, "first", settle=0)[0][0] == f"{0:0100}"
+    publish(c, s, [f"{i:0100}" for i in range(30, 45)])
+    first = 0
+    for _ in range(100):   # RabbitMQ evaluates retention in the background
+        cc = conn()
+        first = int(consume(cc, s, 1, "first", settle=0)[0][0])
+        cc.close()
+        if first > 0:
+            break
+        time.sleep(0.1)
+    assert first > 0, "age retention removed nothing"
+    if BROKER.name == "warren":
+        assert 16 <= first <= 30, first
+    c.close()
+    delete(s)
+
+
 # --- filters ------------------------------------------------------------------------------------
 
 @since("3.13", "stream filtering")

@@ -297,10 +297,15 @@ impl Stream {
         readers.iter().map(|r| r.consumer().clone()).collect()
     }
 
-    /// New retention settings (a policy changed); they apply from the next segment
-    /// roll-over, as RabbitMQ applies retention.
+    /// New retention settings (a policy changed): retention is evaluated with them
+    /// at once, as RabbitMQ does when a stream's retention changes; from then on at
+    /// each segment roll-over.
     pub fn set_settings(&self, settings: StreamArgs) {
-        self.lock().settings = settings;
+        let mut st = self.lock();
+        st.settings = settings;
+        if !st.deleted {
+            self.apply_retention(&mut st, now_ms());
+        }
     }
 
     /// Wakes the readers to look at their credit and the log again.
