@@ -6,6 +6,8 @@
 //! with the stream's length, and a slow consumer holds back nobody else.
 
 pub mod args;
+mod cache;
+mod header;
 pub mod offset;
 mod reader;
 
@@ -31,6 +33,8 @@ pub struct Stream {
     state: Mutex<StreamState>,
     /// Wakes the readers: credit came back, a connection drained, a reader stops.
     wake: Notify,
+    /// Recently read blocks of entries, shared by the readers.
+    blocks: Mutex<cache::Blocks>,
 }
 
 struct StreamState {
@@ -73,7 +77,13 @@ impl Stream {
                 deleted: false,
             }),
             wake: Notify::new(),
+            blocks: Mutex::new(cache::Blocks::default()),
         }
+    }
+
+    fn blocks(&self) -> MutexGuard<'_, cache::Blocks> {
+        // Held only to look up or add a block: never poisoned by a panic inside.
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, StreamState> {
