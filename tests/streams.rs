@@ -519,6 +519,145 @@ async fn a_policy_sets_the_retention_of_a_stream() {
     broker.stop().await;
 }
 
+/// The first offset a consumer from `first` gets, once it is past `above`: retention
+/// runs in the background on RabbitMQ, so this asks again until it is (or gives up
+/// and returns what it saw). RabbitMQ 3.10 fails a consume now and then (541) while
+/// it deletes segments: against it, such an attempt is retried on a new connection.
+async fn first_offset_once_above(broker: &TestBroker, stream: &str, above: i64) -> i64 {
+    let mut seen = 0;
+    for _ in 0..100 {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.basic_qos(1, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let consumer = ch
+            .basic_consume(
+                stream.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                table(&[("x-stream-offset", text("first"))]),
+            )
+            .await;
+        match consumer {
+            Ok(mut consumer) => seen = offset_of(&next(&mut consumer).await),
+            Err(e) if external() => eprintln!("consume failed: {e}"),
+            Err(e) => panic!("consume: {e}"),
+        }
+        conn.close(200, "done".into()).await.ok();
+        if seen > above {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+async fn publish_sized(conn: &Connection, stream: &str, range: std::ops::Range<u32>) {
+    let confirm = confirm_channel(conn).await;
+    for i in range {
+        let body = format!("{i:0100}");
+        publish_confirmed(
+            &confirm,
+            "",
+            stream,
+            body.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_policy_applies_its_retention_at_once() {
+    let broker = TestBroker::start().await;
+    let api = broker.api();
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let s = unique("rstream");
+    // About ten segments of about ten messages, no limit yet.
+    declare_stream(
+        &ch,
+        &s,
+        &[("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1_200))],
+    )
+    .await;
+    publish_sized(&conn, &s, 0..100).await;
+    let (c, mut consumer) = consume_from(&conn, &s, 1, Some(text("first"))).await;
+    assert_eq!(offset_of(&next(&mut consumer).await), 0);
+    c.close(200, "done".into()).await.ok();
+    // A policy limiting the size: old segments go without another publish.
+    let policy = format!("/api/policies/%2F/{s}");
+    let reply = api
+        .put(
+            &policy,
+            serde_json::json!({
+                "pattern": format!("^{s}$"),
+                "apply-to": "queues",
+                "definition": {"max-length-bytes": 3000}
+            }),
+        )
+        .await;
+    assert!(
+        reply.status == 201 || reply.status == 204,
+        "{}",
+        reply.status
+    );
+    let first = first_offset_once_above(&broker, &s, 0).await;
+    assert!(first > 0, "the new policy's retention removed nothing");
+    if !external() {
+        assert!(first >= 60, "retention kept more than it should: {first}");
+        let q = passive_declare(&ch, &s).await.expect("stream");
+        assert_eq!(i64::from(q.message_count()), 100 - first);
+    }
+    api.delete(&policy).await;
+    conn.close(200, "done".into()).await.ok();
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn retention_by_age_drops_old_segments_when_one_rolls_over() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    let s = unique("astream");
+    declare_stream(
+        &ch,
+        &s,
+        &[
+            ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(1_200)),
+            ("x-max-age", text("2s")),
+        ],
+    )
+    .await;
+    publish_sized(&conn, &s, 0..30).await;
+    // Older than the age now, but nothing rolls over while the stream is idle:
+    // retention waits (RabbitMQ 4's rule: osiris evaluates it when a segment rolls
+    // over or the retention changes). RabbitMQ 3.10.8 is erratic here: it sometimes
+    // empties the idle stream and fails consumes on it (541), so it is not checked.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    if !external() {
+        let (c, mut consumer) = consume_from(&conn, &s, 1, Some(text("first"))).await;
+        assert_eq!(
+            offset_of(&next(&mut consumer).await),
+            0,
+            "retention ran on an idle stream"
+        );
+        c.close(200, "done".into()).await.ok();
+    }
+    // New segments: the old ones, past their age, go.
+    publish_sized(&conn, &s, 30..45).await;
+    let first = first_offset_once_above(&broker, &s, 0).await;
+    assert!(first > 0, "age retention removed nothing");
+    if !external() {
+        // Every segment holding only the first thirty messages is past its age
+        // (segments of about eight); the one the new messages joined is not.
+        assert!((16..=30).contains(&first), "first offset {first}");
+    }
+    conn.close(200, "done".into()).await.ok();
+    broker.stop().await;
+}
+
 /// A consumer with tag `tag` that asks the broker to track its offset.
 async fn tracking_consumer(
     conn: &Connection,

@@ -4,6 +4,7 @@
 
 use super::listing::{self, ListParams};
 use super::{Api, ApiResult, Caller, node_name, ok_json};
+use crate::broker::queue::Queue;
 use crate::broker::queue::listing::ConsumerInfo;
 use crate::broker::registry::{ConnectionInfo, host};
 use axum::Router;
@@ -57,7 +58,7 @@ pub(super) fn of_vhost(api: &Api, vhost: Option<&str>) -> Vec<(ConsumerInfo, Que
 /// A consumer as the management API shows it.
 pub(super) fn consumer_json(c: &ConsumerInfo, queue: &QueueRef, conn: &ConnectionInfo) -> Value {
     let connection = conn.name();
-    json!({
+    let mut value = json!({
         "consumer_tag": c.tag.as_str(),
         "active": c.active,
         "activity_status": c.activity_status,
@@ -75,10 +76,39 @@ pub(super) fn consumer_json(c: &ConsumerInfo, queue: &QueueRef, conn: &Connectio
             "node": node_name(),
         },
         "queue": {"name": queue.name, "vhost": queue.vhost},
-    })
+    });
+    // A stream consumer's place, with the names of RabbitMQ's stream consumer listing.
+    if let (Some(p), Value::Object(m)) = (c.stream, &mut value) {
+        m.insert("offset".into(), json!(p.offset));
+        m.insert("offset_lag".into(), json!(p.offset_lag));
+        m.insert("consumed".into(), json!(p.consumed));
+    }
+    value
 }
 
 fn visible(api: &Api, caller: &Caller, vhost: Option<&str>) -> Vec<Value> {
+    shown(api, caller, &of_vhost(api, vhost))
+}
+
+/// A queue's consumers as its `consumer_details` lists them: the entries of
+/// `/api/consumers` for that queue.
+pub(super) fn of_queue(api: &Api, caller: &Caller, q: &Queue) -> Vec<Value> {
+    let consumers: Vec<_> = q
+        .consumer_infos()
+        .into_iter()
+        .map(|c| {
+            let queue = QueueRef {
+                name: q.name.to_string(),
+                vhost: q.vhost_name.to_string(),
+            };
+            (c, queue)
+        })
+        .collect();
+    shown(api, caller, &consumers)
+}
+
+/// The consumers the caller may see, as JSON.
+fn shown(api: &Api, caller: &Caller, consumers: &[(ConsumerInfo, QueueRef)]) -> Vec<Value> {
     let connections: HashMap<u64, ConnectionInfo> = api
         .ctx
         .broker
@@ -87,7 +117,7 @@ fn visible(api: &Api, caller: &Caller, vhost: Option<&str>) -> Vec<Value> {
         .into_iter()
         .map(|c| (c.id, c))
         .collect();
-    of_vhost(api, vhost)
+    consumers
         .iter()
         .filter_map(|(c, q)| {
             // A consumer whose connection is closing is no longer listed.

@@ -143,7 +143,8 @@ async fn show(
     let q = find(&api, &caller, &vhost, &name)?;
     let mut value = queue_json(&q);
     if let Value::Object(m) = &mut value {
-        m.insert("consumer_details".into(), json!([]));
+        let consumers = super::consumers::of_queue(&api, &caller, &q);
+        m.insert("consumer_details".into(), Value::Array(consumers));
         m.insert("deliveries".into(), json!([]));
         m.insert("incoming".into(), json!([]));
     }

@@ -256,11 +256,17 @@ impl Exporter {
         let broker = &self.ctx.broker;
         // (vhost, queue, ready, unacked, consumers)
         let mut rows: Vec<(Arc<str>, String, u64, u64, u64)> = Vec::new();
+        // (vhost, stream, the highest offset lag of its consumers), streams with consumers.
+        let mut lags: Vec<(Arc<str>, String, u64)> = Vec::new();
         for name in broker.vhost_names() {
             let Some(vhost) = broker.vhost(&name) else {
                 continue;
             };
             for q in vhost.queues() {
+                let stream_lags = q.stream().map(|s| s.positions()).unwrap_or_default();
+                if let Some(lag) = stream_lags.iter().map(|(_, p)| p.offset_lag).max() {
+                    lags.push((q.vhost_name.clone(), q.name.to_string(), lag));
+                }
                 rows.push((
                     q.vhost_name.clone(),
                     q.name.to_string(),
@@ -298,6 +304,19 @@ impl Exporter {
                     for row in &rows {
                         t.sample(name, &[("vhost", &row.0), ("queue", &row.1)], pick(row));
                     }
+                }
+            }
+        }
+        lags.sort();
+        let name = "rabbitmq_stream_consumer_max_offset_lag";
+        t.family(name, Kind::Gauge, "Highest consumer offset lag");
+        match endpoint {
+            Endpoint::Aggregated => {
+                t.sample(name, &[], lags.iter().map(|l| l.2).max().unwrap_or(0))
+            }
+            Endpoint::PerObject | Endpoint::Detailed => {
+                for (vhost, queue, lag) in &lags {
+                    t.sample(name, &[("vhost", vhost), ("queue", queue)], *lag);
                 }
             }
         }

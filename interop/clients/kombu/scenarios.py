@@ -183,9 +183,61 @@ def vhost_user():
     check(obs.get("root_code") == 530 and obs.get("root_text") == TEXT_530, "vhost / not refused with 530", obs)
     return check_vhost_user(obs)
 
+def stream_consume(c, s, offset, n, publish=None):
+    """A kombu Consumer (prefetch 2, acking each) from offset; publish goes out once it is
+    subscribed. Returns [body, x-stream-offset] for what arrives (n expected, then 0.3 s)."""
+    args = {} if offset is None else {"x-stream-offset": offset}
+    q = Queue(s, durable=True, queue_arguments={"x-queue-type": "stream"}, consumer_arguments=args, no_declare=True)
+    got = []
+    def cb(body, m):
+        got.append([dec(m.body), (m.headers or {}).get("x-stream-offset")]); m.ack()
+    cch = c.channel()
+    with Consumer(cch, [q], callbacks=[cb], prefetch_count=2, accept=None):
+        if publish:
+            pch = c.channel(); pch.confirm_select()
+            Producer(pch).publish(publish.encode(), routing_key=s); pch.close()
+        end = time.time() + 10
+        while len(got) < n and time.time() < end:
+            try: c.drain_events(timeout=0.1)
+            except socket.timeout: pass
+        try: c.drain_events(timeout=0.3)
+        except socket.timeout: pass
+    cch.close()
+    return got
+
+def stream():
+    s = f"{P}.stream"
+    with Connection(KURL) as c:
+        ch = c.channel()
+        ch.queue_delete(s)
+        Queue(s, channel=ch, durable=True, queue_arguments={"x-queue-type": "stream"}).declare()
+        ch.confirm_select()
+        for i in range(5): Producer(ch).publish(f"s{i}".encode(), routing_key=s)
+        obs = {"first": stream_consume(c, s, "first", 5), "from3": stream_consume(c, s, 3, 2),
+               "next": stream_consume(c, s, None, 1, publish="s-after")}
+        try:   # no basic.qos: refused on the channel
+            q = Queue(s, durable=True, queue_arguments={"x-queue-type": "stream"}, no_declare=True)
+            with Consumer(c.channel(), [q], callbacks=[lambda b, m: None]):
+                c.drain_events(timeout=0.5)
+            obs["no_qos_code"] = None
+        except socket.timeout:
+            obs["no_qos_code"] = None
+        except amqp.exceptions.AMQPError as e:
+            obs["no_qos_code"], obs["no_qos_text"] = e.code, stream_text_406(e.reply_text)
+        obs["conn_open_after_406"] = c.connection.connected
+    with Connection(KURL) as c2:
+        try:   # basic.get: a connection error
+            Queue(s, channel=c2.channel(), no_declare=True).get(); obs["get_code"] = None
+        except amqp.exceptions.AMQPError as e:
+            obs["get_code"], obs["get_text"] = e.code, e.reply_text
+        obs["conn_open_after_get"] = bool(c2.connected)
+    with Connection(KURL) as c3:
+        c3.channel().queue_delete(s)
+    return check_stream(obs)
+
 for name in ["connect", "declare", "routing", "properties", "consume_prefetch", "get", "nack_requeue", "confirms", "mandatory"]:
     run(name, globals()[name], timeout=20)
 na("competing", "covered by the Celery worker (prefork pool) scenarios")
 na("rpc", "covered by Celery's rpc:// result backend")
-for name in ["large", "err_404", "err_406", "err_403", "vhost_user"]:
+for name in ["large", "err_404", "err_406", "err_403", "vhost_user", "stream"]:
     run(name, globals()[name], timeout=20)

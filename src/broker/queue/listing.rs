@@ -1,6 +1,7 @@
 //! Read-only views of a queue's consumers, for the management API and the metrics.
 
 use super::Queue;
+use super::stream::Position;
 use amq_protocol::types::{FieldTable, ShortString};
 
 /// One consumer of a queue, as the management API lists it.
@@ -21,6 +22,8 @@ pub struct ConsumerInfo {
     /// RabbitMQ's `activity_status`: `up`, or `single_active` / `waiting` with a
     /// single active consumer.
     pub activity_status: &'static str,
+    /// A stream consumer's place in the stream.
+    pub stream: Option<Position>,
 }
 
 impl Queue {
@@ -29,9 +32,9 @@ impl Queue {
         if let Some(s) = self.stream() {
             // A stream's consumers each read at their own pace: all are active.
             return s
-                .consumers()
-                .iter()
-                .map(|c| ConsumerInfo {
+                .positions()
+                .into_iter()
+                .map(|(c, position)| ConsumerInfo {
                     tag: c.tag.clone(),
                     channel: c.channel,
                     connection_id: c.connection_id,
@@ -41,6 +44,7 @@ impl Queue {
                     arguments: c.arguments.clone(),
                     active: true,
                     activity_status: "up",
+                    stream: Some(position),
                 })
                 .collect();
         }
@@ -66,6 +70,7 @@ impl Queue {
                     arguments: c.arguments.clone(),
                     active,
                     activity_status,
+                    stream: None,
                 }
             })
             .collect()

@@ -6,8 +6,12 @@
 //! with the stream's length, and a slow consumer holds back nobody else.
 
 pub mod args;
+mod cache;
+mod header;
 pub mod offset;
 mod reader;
+
+pub use reader::Position;
 
 use crate::broker::queue::{Consumer, Queue};
 use crate::model::{BrokerError, BrokerResult, Message, now_ms};
@@ -29,6 +33,8 @@ pub struct Stream {
     state: Mutex<StreamState>,
     /// Wakes the readers: credit came back, a connection drained, a reader stops.
     wake: Notify,
+    /// Recently read blocks of entries, shared by the readers.
+    blocks: Mutex<cache::Blocks>,
 }
 
 struct StreamState {
@@ -71,7 +77,13 @@ impl Stream {
                 deleted: false,
             }),
             wake: Notify::new(),
+            blocks: Mutex::new(cache::Blocks::default()),
         }
+    }
+
+    fn blocks(&self) -> MutexGuard<'_, cache::Blocks> {
+        // Held only to look up or add a block: never poisoned by a panic inside.
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, StreamState> {
@@ -180,6 +192,17 @@ impl Stream {
             .collect()
     }
 
+    /// Each consumer and where it is, in the order they subscribed.
+    pub fn positions(&self) -> Vec<(Arc<Consumer>, Position)> {
+        let readable = self.readable();
+        let st = self.lock();
+        let first = st.log.first();
+        st.readers
+            .iter()
+            .map(|r| (r.consumer().clone(), r.position(first, readable)))
+            .collect()
+    }
+
     pub fn consumer_count(&self) -> usize {
         self.lock().readers.len()
     }
@@ -223,7 +246,11 @@ impl Stream {
             Some(next) => self.start(OffsetSpec::At(next)),
             None => self.start(how.spec),
         };
-        let r = Arc::new(Reader::new(consumer, how.tracking));
+        let from = match start {
+            reader::Start::At(n) => n,
+            reader::Start::Time { from, .. } => from,
+        };
+        let r = Arc::new(Reader::new(consumer, how.tracking, from));
         self.lock().readers.push(r.clone());
         reader::spawn(self.clone(), queue.clone(), r, start, how.filter);
     }
@@ -280,10 +307,15 @@ impl Stream {
         readers.iter().map(|r| r.consumer().clone()).collect()
     }
 
-    /// New retention settings (a policy changed); they apply from the next segment
-    /// roll-over, as RabbitMQ applies retention.
+    /// New retention settings (a policy changed): retention is evaluated with them
+    /// at once, as RabbitMQ does when a stream's retention changes; from then on at
+    /// each segment roll-over.
     pub fn set_settings(&self, settings: StreamArgs) {
-        self.lock().settings = settings;
+        let mut st = self.lock();
+        st.settings = settings;
+        if !st.deleted {
+            self.apply_retention(&mut st, now_ms());
+        }
     }
 
     /// Wakes the readers to look at their credit and the log again.

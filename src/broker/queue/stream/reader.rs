@@ -5,18 +5,10 @@
 use super::Stream;
 use super::offset::Filter;
 use crate::broker::queue::{Consumer, ConsumerEvent, Queue, QueueEntry};
-use crate::model::fields::encode_properties;
-use crate::store::stream::StreamEntry;
-use amq_protocol::protocol::BasicProperties;
-use amq_protocol::types::AMQPValue;
+use crate::model::Message;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Most entries read from the store at once.
-const BATCH: usize = 256;
-/// About how many bytes one read takes at most.
-const BATCH_BYTES: usize = 4 * 1024 * 1024;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Where a reader starts.
 pub(super) enum Start {
@@ -34,14 +26,44 @@ pub(super) struct Reader {
     stopped: AtomicBool,
     /// The broker remembers where this consumer got to (by its tag).
     tracking: bool,
+    /// The offset of the next delivery: where it starts, then one past the last
+    /// delivered (for the management API).
+    next: AtomicU64,
+    /// Messages delivered.
+    consumed: AtomicU64,
+}
+
+/// Where a consumer is in its stream, as the management API shows it (the names
+/// of RabbitMQ's stream consumer listing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The offset of the last message delivered, or where it starts before any.
+    pub offset: u64,
+    /// Messages stored after that offset, not delivered yet.
+    pub offset_lag: u64,
+    /// Messages delivered.
+    pub consumed: u64,
 }
 
 impl Reader {
-    pub(super) fn new(consumer: Arc<Consumer>, tracking: bool) -> Reader {
+    pub(super) fn new(consumer: Arc<Consumer>, tracking: bool, start: u64) -> Reader {
         Reader {
             consumer,
             stopped: AtomicBool::new(false),
             tracking,
+            next: AtomicU64::new(start),
+            consumed: AtomicU64::new(0),
+        }
+    }
+
+    /// Where the reader is, given the stream's first stored and committed end offsets.
+    pub(super) fn position(&self, first: u64, readable: u64) -> Position {
+        let next = self.next.load(Ordering::Relaxed).max(first);
+        let consumed = self.consumed.load(Ordering::Relaxed);
+        Position {
+            offset: if consumed > 0 { next - 1 } else { next },
+            offset_lag: readable.saturating_sub(next),
+            consumed,
         }
     }
 
@@ -96,8 +118,10 @@ async fn run(
             found.unwrap_or_else(|| stream.lock().log.next())
         }
     };
-    // Entries read and admitted by the filter, waiting for credit.
-    let mut buffer: VecDeque<(StreamEntry, BasicProperties)> = VecDeque::new();
+    reader.next.store(cursor, Ordering::Relaxed);
+    // Entries read (with their offset header) and admitted by the filter, waiting
+    // for credit.
+    let mut buffer: VecDeque<(u64, Arc<Message>)> = VecDeque::new();
     loop {
         let woken = stream.wake.notified();
         tokio::pin!(woken);
@@ -111,34 +135,17 @@ async fn run(
         if cursor < first {
             // Retention removed what this reader had not read yet.
             cursor = first;
-            buffer.retain(|(e, _)| e.offset >= first);
+            buffer.retain(|(o, _)| *o >= first);
         }
         if buffer.is_empty() && cursor < readable && consumer.has_credit() {
-            let (store, id) = (stream.store.clone(), stream.id);
-            let from = cursor;
-            let batch = tokio::task::spawn_blocking(move || {
-                store.stream_read(id, from, BATCH, BATCH_BYTES)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            let batch = stream.batch(cursor, readable).await?;
             // The cursor is where the next read starts: past this batch, or past a
             // gap (a commit that failed), never past what is committed.
-            cursor = batch
-                .last()
-                .map_or(readable, |e| e.offset + 1)
-                .min(readable);
-            // Each entry's properties are parsed once, for the filter and for the
-            // offset header.
+            cursor = batch.last().map_or(readable, |(o, _)| o + 1).min(readable);
             buffer.extend(
                 batch
                     .into_iter()
-                    .filter(|e| e.offset < readable)
-                    .map(|e| {
-                        let properties = e.message.properties();
-                        (e, properties)
-                    })
-                    .filter(|(_, p)| filter.as_ref().is_none_or(|f| f.admits(p))),
+                    .filter(|(_, m)| filter.as_ref().is_none_or(|f| f.admits(&m.properties()))),
             );
         }
         let mut progress = false;
@@ -150,16 +157,22 @@ async fn run(
             if !consumer.try_acquire() {
                 break;
             }
-            let Some((entry, properties)) = buffer.pop_front() else {
+            let Some((offset, msg)) = buffer.pop_front() else {
                 break;
             };
             progress = true;
-            let msg = with_offset(entry, properties);
-            consumer.flow.added(msg.msg.body.len());
+            reader.next.store(offset + 1, Ordering::Relaxed);
+            reader.consumed.fetch_add(1, Ordering::Relaxed);
+            consumer.flow.added(msg.body.len());
             let event = ConsumerEvent::Deliver {
                 consumer: consumer.clone(),
                 queue: queue.clone(),
-                entry: msg,
+                entry: QueueEntry {
+                    seq: offset,
+                    msg,
+                    redelivered: false,
+                    expires: 0,
+                },
             };
             if consumer.events.send(event).is_err() {
                 // The connection is gone; its cleanup removes the consumer.
@@ -178,24 +191,5 @@ async fn run(
                 }
             }
         }
-    }
-}
-
-/// The delivery of a stream entry: its properties gain the `x-stream-offset` header,
-/// as RabbitMQ adds it to every message a stream delivers.
-fn with_offset(entry: StreamEntry, mut properties: BasicProperties) -> QueueEntry {
-    let mut msg = entry.message;
-    let mut headers = properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        "x-stream-offset".into(),
-        AMQPValue::LongLongInt(entry.offset as i64),
-    );
-    properties = properties.with_headers(headers);
-    msg.raw_properties = encode_properties(&properties);
-    QueueEntry {
-        seq: entry.offset,
-        msg: Arc::new(msg),
-        redelivered: false,
-        expires: 0,
     }
 }
