@@ -130,7 +130,7 @@ async fn a_million_paged_messages_and_stalled_consumers_keep_memory_flat() {
             &file,
             format!(
                 "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\n\
-                 queue_memory_messages = 1000\nstore_cache_mb = 8\n",
+                 queue_memory_messages = 1000\nstore_cache_mb = 8\nstore_backlog_mb = 4\n",
                 dir.path().join("data").display()
             ),
         )
