@@ -59,8 +59,19 @@ pub fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Serde: `listen = "127.0.0.1:5672"`, `listen = 5672` or a list of either.
+/// Serde: `listen = "127.0.0.1:5672"`, `listen = 5672` or a list of either; at least one.
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    let out = addresses(d)?;
+    if out.is_empty() {
+        return Err(serde::de::Error::custom(
+            "listen needs at least one address",
+        ));
+    }
+    Ok(out)
+}
+
+/// The addresses of a listener setting, possibly none (`[]`).
+pub fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum One {
@@ -84,12 +95,46 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D
             One::Text(text) => out.extend(parse_listener(&text).map_err(serde::de::Error::custom)?),
         }
     }
-    if out.is_empty() {
-        return Err(serde::de::Error::custom(
-            "listen needs at least one address",
-        ));
-    }
     Ok(out)
+}
+
+/// Listeners named in rabbitmq.conf (`listeners.tcp.NAME`, `listeners.ssl.NAME`), in
+/// the order first named, across files; a later file's `NAME` replaces the earlier.
+#[derive(Default)]
+pub struct NamedListeners {
+    named: Vec<(String, Vec<SocketAddr>)>,
+    /// Some file set them (or turned them off with `none`).
+    pub set: bool,
+}
+
+impl NamedListeners {
+    /// Applies `key = value` if `key` is `prefix` (`listeners.tcp`) or below it;
+    /// `Ok(false)` if it is neither.
+    pub fn apply_key(&mut self, prefix: &str, key: &str, value: &str) -> Result<bool, String> {
+        if key == prefix {
+            if value != "none" {
+                return Err(format!("expected 'none' or {prefix}.NAME = ..."));
+            }
+            self.named.clear();
+            self.set = true;
+            return Ok(true);
+        }
+        let Some(name) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix('.')) else {
+            return Ok(false);
+        };
+        let addrs = parse_listener(value)?;
+        match self.named.iter_mut().find(|(n, _)| n == name) {
+            Some((_, a)) => *a = addrs,
+            None => self.named.push((name.to_string(), addrs)),
+        }
+        self.set = true;
+        Ok(true)
+    }
+
+    /// Every address named.
+    pub fn addresses(self) -> Vec<SocketAddr> {
+        self.named.into_iter().flat_map(|(_, a)| a).collect()
+    }
 }
 
 pub fn serialize<S: Serializer>(addrs: &[SocketAddr], s: S) -> Result<S::Ok, S::Error> {

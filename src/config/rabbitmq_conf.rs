@@ -6,7 +6,6 @@
 //! (RabbitMQ would refuse an unknown key; a drop-in must not refuse what RabbitMQ accepts).
 //! A known key with a value RabbitMQ would refuse stops the boot, naming file, line and key.
 
-use super::listen::parse_listener;
 use super::{Config, ConfigError, LogFormat, Notices};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,8 +14,7 @@ use std::path::{Path, PathBuf};
 /// Warren's default listeners only if some file names one.
 #[derive(Default)]
 pub struct Pending {
-    listeners: Vec<(String, Vec<SocketAddr>)>,
-    listeners_set: bool,
+    listeners: super::listen::NamedListeners,
     console_level_set: bool,
     tls: super::tls::PendingTls,
 }
@@ -25,10 +23,10 @@ impl Pending {
     /// Replaces the configured listeners if any file named one.
     pub fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
         self.tls.apply(config);
-        if !self.listeners_set {
+        if !self.listeners.set {
             return Ok(());
         }
-        let addrs: Vec<SocketAddr> = self.listeners.into_iter().flat_map(|(_, a)| a).collect();
+        let addrs = self.listeners.addresses();
         if addrs.is_empty() {
             return Err(ConfigError::Invalid(
                 "listeners.tcp = none leaves no AMQP listener; Warren needs at least one".into(),
@@ -122,20 +120,7 @@ fn apply_key(
     notices: &mut Notices,
 ) -> Result<bool, String> {
     match key {
-        "listeners.tcp" if value == "none" => {
-            pending.listeners.clear();
-            pending.listeners_set = true;
-        }
-        "listeners.tcp" => return Err("expected 'none' or listeners.tcp.NAME = ...".into()),
-        _ if key.starts_with("listeners.tcp.") => {
-            let name = &key["listeners.tcp.".len()..];
-            let addrs = parse_listener(value)?;
-            match pending.listeners.iter_mut().find(|(n, _)| n == name) {
-                Some((_, a)) => *a = addrs,
-                None => pending.listeners.push((name.to_string(), addrs)),
-            }
-            pending.listeners_set = true;
-        }
+        _ if pending.listeners.apply_key("listeners.tcp", key, value)? => {}
         "default_user" => config.default_user = value.to_string(),
         "default_pass" => config.default_pass = value.to_string(),
         "default_vhost" => config.default_vhost = value.to_string(),

@@ -2,7 +2,6 @@
 //! the same (`listeners.ssl.*`, `ssl_options.*`, `management.ssl.*`,
 //! `ssl_cert_login_from`), plus `auth_mechanisms.*`.
 
-use super::listen::parse_listener;
 use crate::tls::{CertLogin, TlsAcceptor, TlsFiles};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -160,8 +159,7 @@ pub fn check_mechanisms(list: &[String]) -> Result<(), String> {
 /// What rabbitmq.conf's TLS keys add up to across files.
 #[derive(Default)]
 pub struct PendingTls {
-    listeners: Vec<(String, Vec<SocketAddr>)>,
-    listeners_set: bool,
+    listeners: super::listen::NamedListeners,
     mechanisms: Vec<(String, String)>,
     /// management.tcp.* was set: the plain management listener stays.
     pub management_tcp_set: bool,
@@ -170,8 +168,8 @@ pub struct PendingTls {
 
 impl PendingTls {
     pub fn apply(self, config: &mut super::Config) {
-        if self.listeners_set {
-            config.tls.listen = self.listeners.into_iter().flat_map(|(_, a)| a).collect();
+        if self.listeners.set {
+            config.tls.listen = self.listeners.addresses();
         }
         if !self.mechanisms.is_empty() {
             config.auth_mechanisms = self.mechanisms.into_iter().map(|(_, m)| m).collect();
@@ -197,20 +195,7 @@ pub fn apply_conf_key(
         .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
     let tls = &mut config.tls;
     match key {
-        "listeners.ssl" if value == "none" => {
-            pending.listeners.clear();
-            pending.listeners_set = true;
-        }
-        "listeners.ssl" => return Err("expected 'none' or listeners.ssl.NAME = ...".into()),
-        _ if key.starts_with("listeners.ssl.") => {
-            let name = &key["listeners.ssl.".len()..];
-            let addrs = parse_listener(value)?;
-            match pending.listeners.iter_mut().find(|(n, _)| n == name) {
-                Some((_, a)) => *a = addrs,
-                None => pending.listeners.push((name.to_string(), addrs)),
-            }
-            pending.listeners_set = true;
-        }
+        _ if pending.listeners.apply_key("listeners.ssl", key, value)? => {}
         "ssl_options.certfile" => tls.cert_file = Some(PathBuf::from(value)),
         "ssl_options.keyfile" => tls.key_file = Some(PathBuf::from(value)),
         "ssl_options.cacertfile" => tls.ca_file = Some(PathBuf::from(value)),
@@ -279,36 +264,11 @@ fn boolean(value: &str) -> Result<bool, String> {
 
 /// Serde for a list of listeners that may be empty (`[]`: no amqps listener).
 mod addr_list {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
     use std::net::SocketAddr;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum One {
-            Port(u16),
-            Text(String),
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Listen {
-            One(One),
-            Many(Vec<One>),
-        }
-        let items = match Listen::deserialize(d)? {
-            Listen::One(one) => vec![one],
-            Listen::Many(many) => many,
-        };
-        let mut out = Vec::new();
-        for item in items {
-            match item {
-                One::Port(port) => out.extend(super::super::listen::all_interfaces(port)),
-                One::Text(text) => {
-                    out.extend(super::parse_listener(&text).map_err(serde::de::Error::custom)?)
-                }
-            }
-        }
-        Ok(out)
+        super::super::listen::addresses(d)
     }
 
     pub fn serialize<S: Serializer>(addrs: &[SocketAddr], s: S) -> Result<S::Ok, S::Error> {
