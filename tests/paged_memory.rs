@@ -9,7 +9,8 @@ mod common;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, connection};
 use common::binary::{resident, start_warren};
-use common::raw::{Got, Raw, method_frame, publish_frames_with};
+use common::counts::{number, ready, settled, wait_ready};
+use common::raw::{Got, Raw, method_frame};
 use common::{TestBroker, persistent, unique};
 use futures_lite::StreamExt;
 use lapin::options::*;
@@ -17,62 +18,11 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::time::Duration;
 
-/// basic.publish of a persistent message whose body is its number, padded to 100 B.
-fn persistent_publish(routing_key: &str, n: u32) -> Vec<u8> {
-    let mut body = format!("{n:010}").into_bytes();
-    body.resize(100, b'.');
-    // Property flags: delivery-mode only; delivery-mode 2 (persistent).
-    publish_frames_with(1, routing_key, &body, 0x1000, &[2])
-}
-
-fn number(body: &[u8]) -> u32 {
-    std::str::from_utf8(&body[..10])
-        .expect("ascii number")
-        .parse()
-        .expect("a number")
-}
-
-async fn ready(uri: &str, queue: &str) -> u32 {
-    let conn = Connection::connect(uri, ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let n = common::ready(&conn, queue).await;
-    let _ = conn.close(200, "bye".into()).await;
-    n
-}
-
-/// Waits (bounded) until `queue` holds `n` ready messages; returns the last count.
-async fn wait_ready(uri: &str, queue: &str, n: u32) -> u32 {
-    let mut last = 0;
-    for _ in 0..600 {
-        last = ready(uri, queue).await;
-        if last == n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    last
-}
-
-/// Waits until the ready count of `queue` stops moving; returns it.
-async fn settled(uri: &str, queue: &str) -> u32 {
-    let mut last = ready(uri, queue).await;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = ready(uri, queue).await;
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
-
 /// Publishes messages `from..to` (fire and forget), then waits until all are queued.
 async fn fill(uri: &str, publisher: &mut Raw, queue: &str, from: u32, to: u32) {
     let mut batch = Vec::new();
     for n in from..to {
-        batch.extend(persistent_publish(queue, n));
+        batch.extend(common::counts::persistent_publish(1, queue, n));
         if batch.len() > 1 << 20 {
             publisher.send(&batch).await;
             batch.clear();

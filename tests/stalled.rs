@@ -8,49 +8,14 @@ mod common;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, connection};
 use amq_protocol::types::FieldTable;
-use common::raw::{Got, Raw, method_frame, publish_frames_with};
+use common::counts::{number, persistent_publish};
+use common::raw::{Got, Raw, method_frame};
 use common::{TestBroker, unique};
 use futures_lite::StreamExt;
 use std::time::Duration;
 
 /// Messages in each test: far more than a stalled connection may be handed.
 const N: u32 = 100_000;
-
-/// basic.publish of a persistent message whose body is its number, padded to 100 B.
-fn persistent_publish(channel: u16, routing_key: &str, n: u32) -> Vec<u8> {
-    let mut body = format!("{n:010}").into_bytes();
-    body.resize(100, b'.');
-    // Property flags: delivery-mode only; delivery-mode 2 (persistent).
-    publish_frames_with(channel, routing_key, &body, 0x1000, &[2])
-}
-
-fn number(body: &[u8]) -> u32 {
-    std::str::from_utf8(&body[..10])
-        .expect("ascii number")
-        .parse()
-        .expect("a number")
-}
-
-/// How many messages are ready in `queue`, as a passive declare reports it.
-async fn ready(broker: &TestBroker, queue: &str) -> u32 {
-    let conn = broker.connect().await;
-    let n = common::ready(&conn, queue).await;
-    let _ = conn.close(200, "bye".into()).await;
-    n
-}
-
-/// Waits (bounded) until `queue` holds `n` ready messages; returns the last count.
-async fn wait_ready(broker: &TestBroker, queue: &str, n: u32) -> u32 {
-    let mut last = 0;
-    for _ in 0..200 {
-        last = ready(broker, queue).await;
-        if last == n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    last
-}
 
 /// A broker whose durable queues keep 1,000 messages in memory, and a durable queue
 /// holding `N` persistent messages numbered 0..N.
@@ -68,7 +33,11 @@ async fn filled_queue() -> (TestBroker, String) {
         }
     }
     publisher.send(&batch).await;
-    assert_eq!(wait_ready(&broker, &queue, N).await, N, "all published");
+    assert_eq!(
+        common::counts::wait_ready(&broker.uri, &queue, N).await,
+        N,
+        "all published"
+    );
     drop(publisher);
     (broker, queue)
 }
@@ -92,21 +61,6 @@ async fn stalled_consumer(broker: &TestBroker, queue: &str, no_ack: bool) -> Raw
     raw
 }
 
-/// Lets the broker dispatch what it will to a stalled consumer; returns the ready
-/// count once it stopped moving.
-async fn settled(broker: &TestBroker, queue: &str) -> u32 {
-    let mut last = ready(broker, queue).await;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = ready(broker, queue).await;
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
-
 /// Consumes everything left in `queue` with lapin; returns (number, redelivered).
 async fn drain(broker: &TestBroker, queue: &str, expected: u32) -> Vec<(u32, bool)> {
     let (conn, ch) = broker.channel().await;
@@ -128,7 +82,7 @@ async fn drain(broker: &TestBroker, queue: &str, expected: u32) -> Vec<(u32, boo
 async fn a_stalled_no_ack_consumer_is_handed_a_bounded_share_and_loses_nothing_on_close() {
     let (broker, queue) = filled_queue().await;
     let mut stalled = stalled_consumer(&broker, &queue, true).await;
-    let left = settled(&broker, &queue).await;
+    let left = common::counts::settled(&broker.uri, &queue).await;
     // What the socket buffers and the connection's bounded backlog hold: a small
     // part of the queue. Unbounded dispatch would empty it.
     assert!(
@@ -157,7 +111,7 @@ async fn a_stalled_no_ack_consumer_is_handed_a_bounded_share_and_loses_nothing_o
     let k = received.len() as u32;
     assert_eq!(received, (0..k).collect::<Vec<_>>(), "delivered in order");
     assert_eq!(
-        wait_ready(&broker, &queue, N - k).await,
+        common::counts::wait_ready(&broker.uri, &queue, N - k).await,
         N - k,
         "the {} messages the client never received are back in the queue",
         N - k
@@ -174,7 +128,7 @@ async fn a_stalled_no_ack_consumer_is_handed_a_bounded_share_and_loses_nothing_o
 async fn a_stalled_manual_ack_consumer_gives_every_unacked_message_back_when_it_goes() {
     let (broker, queue) = filled_queue().await;
     let stalled = stalled_consumer(&broker, &queue, false).await;
-    let left = settled(&broker, &queue).await;
+    let left = common::counts::settled(&broker.uri, &queue).await;
     assert!(
         left > N / 2,
         "a consumer with no prefetch limit that reads nothing took {} of {N} messages",
@@ -183,7 +137,7 @@ async fn a_stalled_manual_ack_consumer_gives_every_unacked_message_back_when_it_
     // The peer vanishes without a close.
     drop(stalled);
     assert_eq!(
-        wait_ready(&broker, &queue, N).await,
+        common::counts::wait_ready(&broker.uri, &queue, N).await,
         N,
         "every unacked message is back as soon as the connection is gone"
     );
@@ -208,7 +162,7 @@ async fn a_consumer_that_reads_again_gets_the_rest() {
     // The queue resumes a connection that drained: nothing stays stuck behind the bound.
     let (broker, queue) = filled_queue().await;
     let mut slow = stalled_consumer(&broker, &queue, true).await;
-    let left = settled(&broker, &queue).await;
+    let left = common::counts::settled(&broker.uri, &queue).await;
     assert!(left > N / 2, "bounded while stalled");
     let mut seen = 0u32;
     while seen < N {
@@ -221,5 +175,5 @@ async fn a_consumer_that_reads_again_gets_the_rest() {
             Got::Eof => panic!("socket closed"),
         }
     }
-    assert_eq!(ready(&broker, &queue).await, 0);
+    assert_eq!(common::counts::ready(&broker.uri, &queue).await, 0);
 }

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod binary;
+pub mod counts;
 pub mod defs;
 pub mod fixtures;
 pub mod http;
