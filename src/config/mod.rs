@@ -271,7 +271,7 @@ impl Config {
             config.apply_toml_file(&path)?;
             notices.info(format!("read {}", path.display()));
         }
-        config.apply_rabbitmq_conf(&env, &mut notices)?;
+        rabbitmq_conf::apply_where_rabbitmq_looks(&mut config, &env, &mut notices)?;
         let toml_path = warren_toml
             .map(Path::to_owned)
             .or_else(|| env("WARREN_CONFIG").map(PathBuf::from));
@@ -314,42 +314,6 @@ impl Config {
             .try_into()
             .map_err(|e| ConfigError::Parse(path.to_owned(), e))?;
         Ok(())
-    }
-
-    /// Reads rabbitmq.conf and conf.d where RabbitMQ looks for them, if they exist.
-    fn apply_rabbitmq_conf(
-        &mut self,
-        env: &impl Fn(&str) -> Option<String>,
-        notices: &mut Notices,
-    ) -> Result<(), ConfigError> {
-        let mut pending = rabbitmq_conf::Pending::default();
-        let main = match env("RABBITMQ_CONFIG_FILE") {
-            Some(p) => {
-                let mut path = PathBuf::from(p);
-                // RabbitMQ accepts the path without its extension.
-                if path.extension().is_none() {
-                    path.set_extension("conf");
-                }
-                path
-            }
-            None => PathBuf::from(RABBITMQ_CONF),
-        };
-        if main.extension().is_some_and(|e| e == "config") {
-            notices.warn(format!(
-                "{}: the classic Erlang-term config format is not supported by Warren; ignored",
-                main.display()
-            ));
-        } else if main.is_file() {
-            rabbitmq_conf::apply_file(self, &mut pending, &main, notices)?;
-            notices.info(format!("read {}", main.display()));
-        }
-        for file in additional_files(
-            &env("RABBITMQ_CONFIG_FILES").unwrap_or_else(|| RABBITMQ_CONF_D.into()),
-        )? {
-            rabbitmq_conf::apply_file(self, &mut pending, &file, notices)?;
-            notices.info(format!("read {}", file.display()));
-        }
-        pending.apply(self)
     }
 
     /// Applies the user and vhost variables RabbitMQ's images honour.
@@ -462,49 +426,6 @@ pub fn physical_memory() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(4 << 30, |kb| kb * 1024)
-}
-
-/// The files RabbitMQ reads after its main file, in name order: every regular file of a
-/// directory, the files a `dir/prefix*suffix` pattern matches, or one named file.
-fn additional_files(pattern: &str) -> Result<Vec<PathBuf>, ConfigError> {
-    let pattern = PathBuf::from(pattern);
-    let (dir, filter) = if pattern.is_dir() {
-        (pattern, None)
-    } else {
-        let name = pattern
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match name.split_once('*') {
-            Some((prefix, suffix)) => (
-                pattern.parent().map(Path::to_owned).unwrap_or_default(),
-                Some((prefix.to_string(), suffix.to_string())),
-            ),
-            None if pattern.is_file() => return Ok(vec![pattern]),
-            None => return Ok(Vec::new()),
-        }
-    };
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let entries = std::fs::read_dir(&dir).map_err(|e| ConfigError::Read(dir.clone(), e))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            filter.as_ref().is_none_or(|(prefix, suffix)| {
-                name.len() >= prefix.len() + suffix.len()
-                    && name.starts_with(prefix.as_str())
-                    && name.ends_with(suffix.as_str())
-            })
-        })
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 /// A number of milliseconds, or `false` for none.
