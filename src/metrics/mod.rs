@@ -11,6 +11,7 @@ pub mod channel;
 pub mod counters;
 pub mod detailed;
 pub mod http;
+mod process;
 pub mod rates;
 pub mod report;
 pub mod text;

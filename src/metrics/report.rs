@@ -192,7 +192,7 @@ impl Exporter {
     fn process(&self, t: &mut Text) {
         use crate::model::memory::{disk_free, resident_memory};
         let config = &self.ctx.config;
-        if let Some(fds) = open_fds() {
+        if let Some(fds) = super::process::open_fds() {
             t.single(
                 "rabbitmq_process_open_fds",
                 Kind::Gauge,
@@ -219,7 +219,7 @@ impl Exporter {
                 free,
             );
         }
-        if let Some(max) = max_fds() {
+        if let Some(max) = super::process::max_fds() {
             t.single(
                 "rabbitmq_process_max_fds",
                 Kind::Gauge,
@@ -486,24 +486,4 @@ impl Exporter {
 struct Tally {
     queues: u64,
     consumers: u64,
-}
-
-/// Open file descriptors of the process (Linux), if known.
-fn open_fds() -> Option<u64> {
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
-}
-
-/// The process's file descriptor limit, if known.
-fn max_fds() -> Option<u64> {
-    let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
-    // SAFETY: `limit` points to writable memory of the right type; getrlimit fills
-    // it completely when it returns 0.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, limit.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: getrlimit returned 0, so it filled the structure.
-    let limit = unsafe { limit.assume_init() };
-    #[allow(clippy::unnecessary_cast)]
-    Some(limit.rlim_cur as u64)
 }

@@ -8,6 +8,7 @@
 
 pub mod codec;
 mod error;
+mod keys;
 mod recovery;
 pub mod stream;
 mod writer;
@@ -23,6 +24,8 @@ use tokio::sync::watch;
 use writer::Writer;
 
 pub use error::StoreError;
+pub use keys::BindingKey;
+use keys::entity_key;
 pub use recovery::{
     Recovered, RecoveredBinding, RecoveredExchange, RecoveredMessage, RecoveredMessages,
     RecoveredQueue,
@@ -44,35 +47,6 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 /// (queue id, position) -> (message id, redelivered, expiry in ms since the epoch or 0).
 const INDEX: TableDefinition<(u64, u64), (u64, bool, u64)> = TableDefinition::new("index");
-
-/// A durable binding as stored: both ends durable.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BindingKey {
-    pub vhost: String,
-    pub source: String,
-    /// true: the destination is a queue; false: an exchange.
-    pub to_queue: bool,
-    pub destination: String,
-    pub routing_key: String,
-    pub arguments: FieldTable,
-}
-
-impl BindingKey {
-    fn encode(&self) -> Vec<u8> {
-        let mut k = Vec::new();
-        put_bytes(&mut k, self.vhost.as_bytes());
-        put_bytes(&mut k, self.source.as_bytes());
-        k.push(u8::from(self.to_queue));
-        put_bytes(&mut k, self.destination.as_bytes());
-        put_bytes(&mut k, self.routing_key.as_bytes());
-        put_table(&mut k, &self.arguments);
-        k
-    }
-}
-
-fn entity_key(vhost: &str, name: &str) -> String {
-    format!("{vhost}\0{name}")
-}
 
 enum Op {
     PutExchange(String, Vec<u8>),
