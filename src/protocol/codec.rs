@@ -10,8 +10,13 @@ use crate::protocol::error::ProtocolError;
 use crate::protocol::nesting::{method_tables_within_limit, properties_within_limit};
 // The pre-check is part of decoding: its limit and walk are reached through here too.
 pub use crate::protocol::nesting::{MAX_TABLE_DEPTH, TooDeep, table_within_limit};
-use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame, parse_frame};
-use amq_protocol::protocol::{AMQPClass, BasicProperties};
+use amq_protocol::frame::parsing::parse_content_header;
+use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame};
+use amq_protocol::protocol::{AMQPClass, BasicProperties, basic, parse_class};
+use amq_protocol::types::generation::{
+    gen_id, gen_long_long_uint, gen_short_short_uint, gen_short_string,
+};
+use amq_protocol::types::parsing::{parse_short_short_uint, parse_short_string, parse_short_uint};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
@@ -26,6 +31,8 @@ pub const FRAME_OVERHEAD: usize = 8;
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 /// Class id of `basic`, the only class with content.
 const BASIC_CLASS_ID: u16 = 60;
+/// Method id of basic.deliver.
+const BASIC_DELIVER: u16 = 60;
 
 /// A decoded frame.
 #[derive(Debug)]
@@ -125,10 +132,10 @@ impl Decoder for FrameDecoder {
                 Ok(Some(Frame::Heartbeat(channel)))
             }
             FRAME_METHOD => {
-                let frame = src.split_to(total).freeze();
                 if size < 4 {
                     return Err(ProtocolError::Frame("method frame too short".into()));
                 }
+                let frame = &src[..total];
                 let class_id = u16::from_be_bytes([frame[7], frame[8]]);
                 let method_id = u16::from_be_bytes([frame[9], frame[10]]);
                 // basic.qos: amq-protocol drops prefetch-size (the first field), which
@@ -153,19 +160,32 @@ impl Decoder for FrameDecoder {
                         fields_prefix(&frame[11..total - 1]),
                     ));
                 }
-                match parse_frame(&frame[..]) {
-                    Ok((_, AMQPFrame::Method(_, method))) => {
-                        Ok(Some(Frame::Method(channel, Box::new(method))))
-                    }
-                    _ if !is_known_method(class_id, method_id) => {
+                // The frame's envelope is checked above: the payload goes straight to
+                // amq-protocol's method parser, and the bytes are dropped from the
+                // buffer without becoming a `Bytes` of their own.
+                let payload = &frame[7..total - 1];
+                let method = if (class_id, method_id) == (60, 40) {
+                    parse_publish(&payload[4..])
+                } else {
+                    None
+                };
+                let method = method.or_else(|| match parse_class(payload) {
+                    Ok(([], method)) => Some(method),
+                    _ => None,
+                });
+                let result = match method {
+                    Some(method) => Ok(Some(Frame::Method(channel, Box::new(method)))),
+                    None if !is_known_method(class_id, method_id) => {
                         Err(ProtocolError::UnknownMethod(class_id, method_id))
                     }
-                    _ => Err(ProtocolError::Undecodable(
+                    None => Err(ProtocolError::Undecodable(
                         class_id,
                         method_id,
-                        fields_prefix(&frame[11..total - 1]),
+                        fields_prefix(&payload[4..]),
                     )),
-                }
+                };
+                src.advance(total);
+                result
             }
             _ => {
                 let frame = src.split_to(total).freeze();
@@ -175,8 +195,8 @@ impl Decoder for FrameDecoder {
                     tracing::debug!("headers table nested too deeply");
                     return Ok(Some(Frame::MalformedHeader(channel)));
                 }
-                match parse_frame(&frame[..]) {
-                    Ok((_, AMQPFrame::Header(_, header))) => {
+                match parse_content_header(&frame[7..total - 1]) {
+                    Ok(([], header)) => {
                         let raw_properties = frame.slice(7 + 12..total - 1);
                         Ok(Some(Frame::Header(
                             channel,
@@ -198,6 +218,30 @@ impl Decoder for FrameDecoder {
             }
         }
     }
+}
+
+/// basic.publish's fields (after class and method ids), the method every published
+/// message starts with. amq-protocol's generated parser reads its two flags into a
+/// list of named flags (a `Vec` and two `String`s per publish, then a search by
+/// name); this reads the same fields with amq-protocol's own field parsers and the
+/// flags octet as bits. `None` when anything does not parse: the caller then asks
+/// the full parser, which names the error.
+fn parse_publish(fields: &[u8]) -> Option<AMQPClass> {
+    let (fields, _ticket) = parse_short_uint(fields).ok()?;
+    let (fields, exchange) = parse_short_string(fields).ok()?;
+    let (fields, routing_key) = parse_short_string(fields).ok()?;
+    let (fields, flags) = parse_short_short_uint(fields).ok()?;
+    if !fields.is_empty() {
+        return None;
+    }
+    Some(AMQPClass::Basic(basic::AMQPMethod::Publish(
+        basic::Publish {
+            exchange,
+            routing_key,
+            mandatory: flags & 1 != 0,
+            immediate: flags & 2 != 0,
+        },
+    )))
 }
 
 /// A frame payload the way RabbitMQ quotes it in frame errors: `all octets = <<...>>`
@@ -264,6 +308,51 @@ pub fn write_method(out: &mut Vec<u8>, channel: u16, method: AMQPClass) {
             out.truncate(start);
         }
     }
+}
+
+/// Appends a basic.deliver method frame to `out`: the frame every delivery starts
+/// with, written from borrowed names (the consumer's tag, the message's exchange
+/// and routing key) instead of an owned amq-protocol value built per delivery. Each
+/// field is encoded by amq-protocol's field generators; `redelivered`, the method's
+/// only flag, is the low bit of its flags octet. Tests compare the bytes with
+/// amq-protocol's own frame generator.
+pub fn write_deliver(
+    out: &mut Vec<u8>,
+    channel: u16,
+    consumer_tag: &str,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &str,
+    routing_key: &str,
+) {
+    let strings = [consumer_tag, exchange, routing_key];
+    if strings.iter().any(|s| s.len() > usize::from(u8::MAX)) {
+        // Cannot come from the wire (all three arrived as short strings).
+        tracing::error!("cannot encode basic.deliver: a name is over 255 bytes");
+        return;
+    }
+    let start = out.len();
+    out.push(FRAME_METHOD);
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let fields = |ctx| {
+        let ctx = gen_id(BASIC_CLASS_ID)(ctx)?;
+        let ctx = gen_id(BASIC_DELIVER)(ctx)?;
+        let ctx = gen_short_string(consumer_tag)(ctx)?;
+        let ctx = gen_long_long_uint(delivery_tag)(ctx)?;
+        let ctx = gen_short_short_uint(u8::from(redelivered))(ctx)?;
+        let ctx = gen_short_string(exchange)(ctx)?;
+        gen_short_string(routing_key)(ctx)
+    };
+    if let Err(error) = fields(WriteContext::from(&mut *out)) {
+        // Writing into a Vec does not fail; the frame is dropped if it ever does.
+        tracing::error!(%error, "cannot encode basic.deliver");
+        out.truncate(start);
+        return;
+    }
+    let size = (out.len() - start - 7) as u32;
+    out[start + 3..start + 7].copy_from_slice(&size.to_be_bytes());
+    out.push(FRAME_END);
 }
 
 /// Appends a content header and the body frames carrying `body` to `out`, splitting

@@ -251,3 +251,96 @@ fn table_offsets_of_each_method() {
         }
     }
 }
+
+/// The method amq-protocol's full parser reads from a method frame's payload.
+fn full_parse(payload: &[u8]) -> Option<AMQPClass> {
+    match parse_class(payload) {
+        Ok(([], method)) => Some(method),
+        _ => None,
+    }
+}
+
+/// A basic.publish payload: class and method ids, ticket, exchange, routing key,
+/// the flags octet, then `extra` bytes.
+fn publish_payload(exchange: &str, key: &str, flags: u8, extra: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, 60, 0, 40, 0, 0];
+    p.push(exchange.len() as u8);
+    p.extend_from_slice(exchange.as_bytes());
+    p.push(key.len() as u8);
+    p.extend_from_slice(key.as_bytes());
+    p.push(flags);
+    p.extend_from_slice(extra);
+    p
+}
+
+#[test]
+fn publish_reads_as_the_full_parser_reads_it() {
+    let long = "k".repeat(255);
+    let names = [
+        ("", ""),
+        ("amq.topic", "a.b.c"),
+        ("x", long.as_str()),
+        ("é", "ключ"),
+    ];
+    for (exchange, key) in names {
+        for flags in 0..=255u8 {
+            let payload = publish_payload(exchange, key, flags, &[]);
+            let fast = parse_publish(&payload[4..]);
+            assert!(fast.is_some(), "{exchange:?} {key:?} {flags}");
+            assert_eq!(fast, full_parse(&payload), "{exchange:?} {key:?} {flags}");
+            match decode(FRAME_METHOD, &payload) {
+                Ok(Some(Frame::Method(1, m))) => assert_eq!(Some(*m), fast),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // Trailing bytes, a cut-off name and invalid UTF-8 are left to the full parser.
+    let trailing = publish_payload("x", "k", 0, &[7]);
+    assert_eq!(parse_publish(&trailing[4..]), None);
+    assert!(matches!(
+        decode(FRAME_METHOD, &trailing),
+        Err(ProtocolError::Undecodable(60, 40, _))
+    ));
+    let cut = &publish_payload("exchange", "k", 0, &[])[..9];
+    assert_eq!(parse_publish(&cut[4..]), None);
+    assert!(matches!(
+        decode(FRAME_METHOD, cut),
+        Err(ProtocolError::Undecodable(60, 40, _))
+    ));
+    let mut bad_utf8 = publish_payload("x", "k", 0, &[]);
+    bad_utf8[7] = 0xff;
+    assert_eq!(parse_publish(&bad_utf8[4..]), None);
+    assert_eq!(full_parse(&bad_utf8), None);
+}
+
+#[test]
+fn deliver_bytes_are_amq_protocols() {
+    let long = "t".repeat(255);
+    let cases = [
+        ("", 1u64, false, "", ""),
+        ("amq.ctag-x", 2, true, "amq.direct", "key"),
+        (long.as_str(), u64::MAX, false, "é", "ключ"),
+        ("c", 1 << 40, true, long.as_str(), long.as_str()),
+    ];
+    for (tag, delivery_tag, redelivered, exchange, key) in cases {
+        let mut fast = vec![9];
+        write_deliver(&mut fast, 7, tag, delivery_tag, redelivered, exchange, key);
+        let mut reference = vec![9];
+        write_method(
+            &mut reference,
+            7,
+            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                consumer_tag: tag.into(),
+                delivery_tag,
+                redelivered,
+                exchange: exchange.into(),
+                routing_key: key.into(),
+            })),
+        );
+        assert_eq!(fast, reference, "{tag} {delivery_tag} {redelivered}");
+    }
+    // A name no short string can carry writes nothing.
+    let mut out = vec![1, 2];
+    write_deliver(&mut out, 1, &"t".repeat(256), 1, false, "", "");
+    assert_eq!(out, [1, 2]);
+}

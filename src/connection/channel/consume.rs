@@ -13,7 +13,7 @@ use crate::broker::{Consumer, Queue, QueueEntry, random_name};
 use crate::connection::Session;
 use crate::model::fields::type_name;
 use crate::protocol::ProtocolError;
-use crate::protocol::codec::write_content;
+use crate::protocol::codec::{write_content, write_deliver};
 use amq_protocol::protocol::{AMQPClass, basic};
 use amq_protocol::types::ShortString;
 use std::sync::Arc;
@@ -196,15 +196,14 @@ impl Channel {
         let tag = self.next_tag;
         self.next_tag += 1;
         let msg = &entry.msg;
-        s.send(
+        write_deliver(
+            &mut s.out,
             self.id,
-            AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
-                consumer_tag: consumer.tag.clone(),
-                delivery_tag: tag,
-                redelivered: entry.redelivered,
-                exchange: msg.exchange.clone(),
-                routing_key: msg.routing_key.clone(),
-            })),
+            consumer.tag.as_str(),
+            tag,
+            entry.redelivered,
+            msg.exchange.as_str(),
+            msg.routing_key.as_str(),
         );
         write_content(
             &mut s.out,
