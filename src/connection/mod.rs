@@ -11,6 +11,7 @@ mod served;
 mod timeouts;
 mod writer;
 
+use crate::model::FastMap;
 use crate::access::{Perm, Permissions, Resource};
 use crate::broker::registry::{NewConnection, Registration};
 use crate::broker::{Broker, ConsumerEvent, Flow, VHost};
@@ -27,7 +28,6 @@ use closing::{await_close_ok, discard_until_closed, write_close};
 use dispatch::{FrameOutcome, is_cancel};
 use handshake::HandshakeError;
 use served::Served;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,7 +240,7 @@ pub async fn serve(
                 .access()
                 .permissions(&negotiated.user, &negotiated.vhost.name),
         },
-        channels: HashMap::new(),
+        channels: FastMap::default(),
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
         blocked_notify: negotiated.blocked_notify,
@@ -290,7 +290,7 @@ pub(crate) fn short(s: &str) -> amq_protocol::types::ShortString {
 
 struct Connection {
     session: Session,
-    channels: HashMap<u16, Channel>,
+    channels: FastMap<u16, Channel>,
     channel_max: u16,
     heartbeat: u16,
     blocked_notify: bool,

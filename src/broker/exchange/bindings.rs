@@ -6,7 +6,7 @@
 
 use super::{Binding, Destination, ExchangeKind};
 use amq_protocol::types::FieldTable;
-use std::collections::HashMap;
+use crate::model::FastMap;
 use std::sync::Arc;
 
 /// A binding's destination as a map key: a queue by identity, an exchange by name.
@@ -29,7 +29,7 @@ impl Target {
 /// `#`, and the destinations of the patterns that end here.
 #[derive(Default)]
 struct Node {
-    words: HashMap<Box<str>, Node>,
+    words: FastMap<Box<str>, Node>,
     star: Option<Box<Node>>,
     hash: Option<Box<Node>>,
     here: Vec<Destination>,
@@ -132,9 +132,9 @@ pub(super) struct Bindings {
     list: Vec<Binding>,
     /// The arguments of the bindings of each (destination, routing key): a binding
     /// is one of these, so binding twice is found without scanning the list.
-    ids: HashMap<(Target, Box<str>), Vec<FieldTable>>,
+    ids: FastMap<(Target, Box<str>), Vec<FieldTable>>,
     /// Direct exchanges: destinations by routing key.
-    exact: HashMap<Box<str>, Vec<Destination>>,
+    exact: FastMap<Box<str>, Vec<Destination>>,
     /// Topic exchanges: destinations by pattern.
     trie: Node,
 }

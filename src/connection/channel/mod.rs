@@ -14,6 +14,7 @@ mod reply;
 mod timeout;
 mod tx;
 
+use crate::model::FastMap;
 use crate::broker::channels::{ChannelSlot, ChannelState, ChannelStats};
 use crate::broker::queue::Credit;
 use crate::broker::{Consumer, Queue};
@@ -27,7 +28,7 @@ use amq_protocol::types::ShortString;
 use content::Incoming;
 use publish::Confirms;
 use reply::{Reply, Tickets};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tx::Tx;
 
@@ -48,7 +49,7 @@ pub struct Channel {
     incoming: Option<Incoming>,
     next_tag: u64,
     unacked: VecDeque<Unacked>,
-    consumers: HashMap<ShortString, (Arc<Consumer>, Arc<Queue>)>,
+    consumers: FastMap<ShortString, (Arc<Consumer>, Arc<Queue>)>,
     /// Where the next round of [`Channel::dispatch_consumer_queues`] starts.
     rotation: usize,
     /// basic.qos global=false: the limit given to consumers created from now on.
@@ -87,7 +88,7 @@ impl Channel {
             incoming: None,
             next_tag: 1,
             unacked: VecDeque::new(),
-            consumers: HashMap::new(),
+            consumers: FastMap::default(),
             rotation: 0,
             consumer_prefetch: 0,
             channel_credit: Arc::new(Credit::new(0)),
