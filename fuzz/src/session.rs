@@ -246,7 +246,7 @@ pub fn handshake_completes(addr: SocketAddr) {
     let mut next = |socket: &mut TcpStream, what: &str| -> AMQPClass {
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(Frame::Method(0, method))) => return *method,
+                Ok(Some(Frame::Method(0, method))) => return method,
                 Ok(Some(Frame::Heartbeat(_))) => continue,
                 Ok(None) => {}
                 other => panic!("healthy broker, waiting for {what}: {other:?}"),

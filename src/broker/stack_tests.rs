@@ -29,7 +29,7 @@ fn exercise(depth: usize) {
     let Ok(Some(Frame::Method(_, method))) = declare else {
         panic!("queue.declare decodes");
     };
-    let AMQPClass::Queue(queue::AMQPMethod::Declare(declare)) = *method else {
+    let AMQPClass::Queue(queue::AMQPMethod::Declare(declare)) = method else {
         panic!("queue.declare decodes as such");
     };
     let arguments = declare.arguments;

@@ -49,7 +49,7 @@ pub(super) async fn await_close_ok(reader: &mut FrameReader, config: &Config) {
             match reader.next().await {
                 Ok(Some(Frame::Method(_, m))) => {
                     if matches!(
-                        *m,
+                        m,
                         AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))
                             | AMQPClass::Connection(connection::AMQPMethod::Close(_))
                     ) {

@@ -13,7 +13,7 @@ impl Connection {
         if channel_id == 0 {
             return match frame {
                 Frame::Heartbeat(_) => Ok(()),
-                Frame::Method(_, m) => self.handle_connection_method(*m),
+                Frame::Method(_, m) => self.handle_connection_method(m),
                 _ => Err(FrameOutcome::Close(Exception::unexpected_frame(
                     "expected method frame, got non method frame instead",
                 ))),
@@ -59,7 +59,7 @@ impl Connection {
             )));
         };
         let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
-        match *m {
+        match m {
             AMQPClass::Channel(chan::AMQPMethod::Open(_)) => {
                 // rabbit_reader:create_channel limits how many channels are open,
                 // whatever their numbers.
@@ -129,7 +129,7 @@ pub(super) enum FrameOutcome {
 
 /// Whether a frame is basic.cancel.
 pub(super) fn is_cancel(frame: &Frame) -> bool {
-    matches!(frame, Frame::Method(_, m) if matches!(**m, AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Cancel(_))))
+    matches!(frame, Frame::Method(_, m) if matches!(m, AMQPClass::Basic(amq_protocol::protocol::basic::AMQPMethod::Cancel(_))))
 }
 
 impl Connection {

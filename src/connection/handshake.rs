@@ -156,7 +156,7 @@ async fn expect_method(
         match frame {
             None => return Err(HandshakeError::Drop("closed during handshake".into())),
             Some(Frame::Heartbeat(_)) => continue,
-            Some(Frame::Method(0, method)) => match *method {
+            Some(Frame::Method(0, method)) => match method {
                 AMQPClass::Connection(m) => return Ok(m),
                 other => {
                     return Err(HandshakeError::Close(Exception::command_invalid(

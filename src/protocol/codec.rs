@@ -16,7 +16,8 @@ use amq_protocol::protocol::{AMQPClass, BasicProperties, basic, parse_class};
 use amq_protocol::types::generation::{
     gen_id, gen_long_long_uint, gen_short_short_uint, gen_short_string,
 };
-use amq_protocol::types::parsing::{parse_short_short_uint, parse_short_string, parse_short_uint};
+use amq_protocol::types::ShortString;
+use amq_protocol::types::parsing::{parse_short_short_uint, parse_short_uint};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
@@ -37,7 +38,7 @@ const BASIC_DELIVER: u16 = 60;
 /// A decoded frame.
 #[derive(Debug)]
 pub enum Frame {
-    Method(u16, Box<AMQPClass>),
+    Method(u16, AMQPClass),
     Header(u16, Box<ContentHeader>),
     Body(u16, Bytes),
     Heartbeat(u16),
@@ -174,7 +175,7 @@ impl Decoder for FrameDecoder {
                     _ => None,
                 });
                 let result = match method {
-                    Some(method) => Ok(Some(Frame::Method(channel, Box::new(method)))),
+                    Some(method) => Ok(Some(Frame::Method(channel, method))),
                     None if !is_known_method(class_id, method_id) => {
                         Err(ProtocolError::UnknownMethod(class_id, method_id))
                     }
@@ -223,13 +224,14 @@ impl Decoder for FrameDecoder {
 /// basic.publish's fields (after class and method ids), the method every published
 /// message starts with. amq-protocol's generated parser reads its two flags into a
 /// list of named flags (a `Vec` and two `String`s per publish, then a search by
-/// name); this reads the same fields with amq-protocol's own field parsers and the
-/// flags octet as bits. `None` when anything does not parse: the caller then asks
-/// the full parser, which names the error.
+/// name) and collects each short string byte by byte; this reads the ticket and
+/// the flags octet with amq-protocol's field parsers, the flags as bits, and the two
+/// names as one length octet and UTF-8 bytes copied at once. `None` when anything
+/// does not parse: the caller then asks the full parser, which names the error.
 fn parse_publish(fields: &[u8]) -> Option<AMQPClass> {
     let (fields, _ticket) = parse_short_uint(fields).ok()?;
-    let (fields, exchange) = parse_short_string(fields).ok()?;
-    let (fields, routing_key) = parse_short_string(fields).ok()?;
+    let (fields, exchange) = short_string(fields)?;
+    let (fields, routing_key) = short_string(fields)?;
     let (fields, flags) = parse_short_short_uint(fields).ok()?;
     if !fields.is_empty() {
         return None;
@@ -242,6 +244,15 @@ fn parse_publish(fields: &[u8]) -> Option<AMQPClass> {
             immediate: flags & 2 != 0,
         },
     )))
+}
+
+/// A short string at the start of `fields` (a length octet, then that many bytes of
+/// UTF-8, as amq-protocol's `parse_short_string` reads it), and the bytes after it.
+fn short_string(fields: &[u8]) -> Option<(&[u8], ShortString)> {
+    let (&len, rest) = fields.split_first()?;
+    let (text, rest) = rest.split_at_checked(usize::from(len))?;
+    let text = std::str::from_utf8(text).ok()?;
+    Some((rest, ShortString::from(text)))
 }
 
 /// A frame payload the way RabbitMQ quotes it in frame errors: `all octets = <<...>>`

@@ -8,14 +8,48 @@ use crate::protocol::codec::ContentHeader;
 use crate::protocol::error::BASIC_PUBLISH;
 use crate::protocol::{Exception, Frame, ProtocolError};
 use amq_protocol::protocol::{AMQPClass, basic, channel as chan};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// A publish whose content is still arriving.
 pub(super) struct Incoming {
     pub(super) publish: basic::Publish,
     pub(super) header: Option<Box<ContentHeader>>,
-    pub(super) body: Vec<Bytes>,
+    pub(super) body: BodyParts,
     pub(super) received: u64,
+}
+
+/// The body frames of a publish. Most bodies come in one frame: that one is kept
+/// without a `Vec` of its own.
+#[derive(Default)]
+pub(super) struct BodyParts {
+    first: Option<Bytes>,
+    more: Vec<Bytes>,
+}
+
+impl BodyParts {
+    fn push(&mut self, part: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(part);
+        } else {
+            self.more.push(part);
+        }
+    }
+
+    /// The whole body: the one frame's bytes as they are, or the frames joined.
+    pub(super) fn join(self, size: usize) -> Bytes {
+        let Some(first) = self.first else {
+            return Bytes::new();
+        };
+        if self.more.is_empty() {
+            return first;
+        }
+        let mut all = BytesMut::with_capacity(size);
+        all.extend_from_slice(&first);
+        for part in self.more {
+            all.extend_from_slice(&part);
+        }
+        all.freeze()
+    }
 }
 
 impl Channel {
@@ -26,7 +60,7 @@ impl Channel {
         }
         if self.closing {
             return Ok(match frame {
-                Frame::Method(_, m) => match *m {
+                Frame::Method(_, m) => match m {
                     AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => After::Remove,
                     AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
                         let close_ok =
@@ -58,7 +92,7 @@ impl Channel {
                     return Err(Exception::unexpected_frame_in(detail, BASIC_PUBLISH));
                 }
                 let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
-                self.handle_method(s, *m).map_err(|e| match e {
+                self.handle_method(s, m).map_err(|e| match e {
                     Failure::Broker(e) => Exception::from_broker(e, class_id, method_id),
                     Failure::Protocol(e) => Exception::from_protocol(&e, class_id, method_id),
                 })

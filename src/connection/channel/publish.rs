@@ -18,7 +18,6 @@ use crate::protocol::{Exception, ProtocolError};
 use crate::store::Store;
 use amq_protocol::protocol::{AMQPClass, basic, confirm};
 use amq_protocol::types::ShortString;
-use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -56,7 +55,7 @@ impl Channel {
         self.incoming = Some(Incoming {
             publish: p,
             header: None,
-            body: Vec::new(),
+            body: Default::default(),
             received: 0,
         });
         Ok(())
@@ -93,17 +92,7 @@ impl Channel {
             .grants
             .check(s, &publish.exchange)
             .map_err(|e| Exception::from_broker(e, BASIC_PUBLISH.0, BASIC_PUBLISH.1))?;
-        let body = match body.len() {
-            0 => Bytes::new(),
-            1 => body.into_iter().next().unwrap_or_default(),
-            _ => {
-                let mut all = BytesMut::with_capacity(header.body_size as usize);
-                for part in body {
-                    all.extend_from_slice(&part);
-                }
-                all.freeze()
-            }
-        };
+        let body = body.join(header.body_size as usize);
         publish::check_user_id(header.properties.user_id().as_ref(), &s.user)
             .map_err(|e| Exception::from_broker(e, BASIC_PUBLISH.0, BASIC_PUBLISH.1))?;
         let mut header = header;
