@@ -11,12 +11,12 @@ mod served;
 mod timeouts;
 mod writer;
 
-use crate::model::FastMap;
 use crate::access::{Perm, Permissions, Resource};
 use crate::broker::registry::{NewConnection, Registration};
 use crate::broker::{Broker, ConsumerEvent, Flow, VHost};
 use crate::config::Config;
 use crate::model::BrokerError;
+use crate::model::FastMap;
 use crate::protocol::codec::{FrameReader, write_method};
 use crate::protocol::{Exception, ProtocolError};
 use crate::tls::TlsAcceptor;

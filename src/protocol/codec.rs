@@ -13,10 +13,10 @@ pub use crate::protocol::nesting::{MAX_TABLE_DEPTH, TooDeep, table_within_limit}
 use amq_protocol::frame::parsing::parse_content_header;
 use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame};
 use amq_protocol::protocol::{AMQPClass, BasicProperties, basic, parse_class};
+use amq_protocol::types::ShortString;
 use amq_protocol::types::generation::{
     gen_id, gen_long_long_uint, gen_short_short_uint, gen_short_string,
 };
-use amq_protocol::types::ShortString;
 use amq_protocol::types::parsing::{parse_short_short_uint, parse_short_uint};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;

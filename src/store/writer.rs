@@ -9,7 +9,7 @@ use super::{
     BINDINGS, CONFIG, DbSlot, EXCHANGES, INDEX, MESSAGES, META, Op, QUEUES, REFS, backlog_size,
     entity_key,
 };
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -101,8 +101,8 @@ impl Writer {
 /// reach the disk. Under load most acks of a fast consumer arrive this way.
 pub(super) fn cancel_consumed(batch: &mut [(u64, Op)]) {
     // Message id -> position of its PutMessage; (queue, seq) -> position of the Enqueue.
-    let mut puts = std::collections::HashMap::new();
-    let mut enqueued = std::collections::HashMap::new();
+    let mut puts = crate::model::FastMap::default();
+    let mut enqueued = crate::model::FastMap::default();
     for i in 0..batch.len() {
         match &batch[i].1 {
             Op::PutMessage { id, refs: 1, .. } => {
@@ -138,7 +138,11 @@ pub(super) fn apply(
         let mut queues = txn.open_table(QUEUES)?;
         let mut bindings = txn.open_table(BINDINGS)?;
         let mut messages = txn.open_table(MESSAGES)?;
-        let mut refs = txn.open_table(REFS)?;
+        let refs = txn.open_table(REFS)?;
+        let mut refs = Refs {
+            any: !refs.is_empty()?,
+            table: refs,
+        };
         let mut index = txn.open_table(INDEX)?;
         let mut config = txn.open_table(CONFIG)?;
         let mut streams = stream::Tables::open(&txn)?;
@@ -181,7 +185,8 @@ pub(super) fn apply(
                     scratch.extend_from_slice(&msg.body);
                     messages.insert(*id, scratch.as_slice())?;
                     if *n > 1 {
-                        refs.insert(*id, *n)?;
+                        refs.table.insert(*id, *n)?;
+                        refs.any = true;
                     }
                 }
                 Op::Enqueue {
@@ -231,19 +236,31 @@ pub(super) fn apply(
     Ok(())
 }
 
+/// The reference counts of messages stored for several queues, and whether the
+/// table may hold any: a message stored for one queue has no entry, and while the
+/// table is empty its lookup before each delete is skipped.
+pub(super) struct Refs<'t> {
+    table: redb::Table<'t, u64, u32>,
+    any: bool,
+}
+
 /// Drops one reference to a stored message, deleting it with the last one.
 pub(super) fn release(
     messages: &mut redb::Table<u64, &[u8]>,
-    refs: &mut redb::Table<u64, u32>,
+    refs: &mut Refs<'_>,
     msg: u64,
 ) -> Result<(), redb::Error> {
-    let n = refs.get(msg)?.map(|v| v.value());
+    let n = if refs.any {
+        refs.table.get(msg)?.map(|v| v.value())
+    } else {
+        None
+    };
     match n {
         Some(n) if n > 2 => {
-            refs.insert(msg, n - 1)?;
+            refs.table.insert(msg, n - 1)?;
         }
         Some(_) => {
-            refs.remove(msg)?;
+            refs.table.remove(msg)?;
         }
         None => {
             messages.remove(msg)?;

@@ -5,8 +5,8 @@
 //! headers exchanges.
 
 use super::{Binding, Destination, ExchangeKind};
-use amq_protocol::types::FieldTable;
 use crate::model::FastMap;
+use amq_protocol::types::FieldTable;
 use std::sync::Arc;
 
 /// A binding's destination as a map key: a queue by identity, an exchange by name.

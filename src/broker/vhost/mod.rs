@@ -7,13 +7,13 @@ mod exchanges;
 mod queues;
 mod routing;
 
-use crate::model::FastMap;
 use crate::broker::Queue;
 use crate::broker::args::QueueArgs;
 use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::broker::policy::{Applied, PolicySet, Target};
 use crate::broker::queue::QueueOptions;
 use crate::model::BrokerError;
+use crate::model::FastMap;
 use crate::model::memory::MemoryGauge;
 use crate::store::{RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
 use amq_protocol::types::{FieldTable, ShortString};

@@ -6,10 +6,10 @@ use crate::broker::deadletter::{self, Reason};
 use crate::broker::exchange::{Destination, Exchange};
 use crate::broker::publish;
 use crate::broker::{Queue, QueueEntry};
+use crate::model::FastMap;
 use crate::model::message::header_routes;
 use crate::model::{BrokerError, BrokerResult, Message};
 use amq_protocol::types::FieldTable;
-use crate::model::FastMap;
 use std::sync::Arc;
 
 impl VHost {

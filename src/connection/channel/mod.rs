@@ -14,12 +14,12 @@ mod reply;
 mod timeout;
 mod tx;
 
-use crate::model::FastMap;
 use crate::broker::channels::{ChannelSlot, ChannelState, ChannelStats};
 use crate::broker::queue::Credit;
 use crate::broker::{Consumer, Queue};
 use crate::connection::{Session, short};
 use crate::model::BrokerError;
+use crate::model::FastMap;
 use crate::protocol::{Exception, ProtocolError};
 use access::PublishGrants;
 use ack::{Settle, Unacked};
