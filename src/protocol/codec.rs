@@ -133,58 +133,10 @@ impl Decoder for FrameDecoder {
                 Ok(Some(Frame::Heartbeat(channel)))
             }
             FRAME_METHOD => {
-                if size < 4 {
-                    return Err(ProtocolError::Frame("method frame too short".into()));
-                }
-                let frame = &src[..total];
-                let class_id = u16::from_be_bytes([frame[7], frame[8]]);
-                let method_id = u16::from_be_bytes([frame[9], frame[10]]);
-                // basic.qos: amq-protocol drops prefetch-size (the first field), which
-                // RabbitMQ refuses when it is not zero.
-                if (class_id, method_id) == (60, 10) && size >= 8 {
-                    let prefetch_size =
-                        u32::from_be_bytes([frame[11], frame[12], frame[13], frame[14]]);
-                    if prefetch_size != 0 {
-                        return Err(ProtocolError::MethodNotImplemented(
-                            60,
-                            10,
-                            format!("prefetch_size!=0 ({prefetch_size})"),
-                        ));
-                    }
-                }
-                if !method_tables_within_limit(class_id, method_id, &frame[11..total - 1]) {
-                    // Refused like any method frame whose fields do not decode.
-                    tracing::debug!(class_id, method_id, "field table nested too deeply");
-                    return Err(ProtocolError::Undecodable(
-                        class_id,
-                        method_id,
-                        fields_prefix(&frame[11..total - 1]),
-                    ));
-                }
-                // The frame's envelope is checked above: the payload goes straight to
-                // amq-protocol's method parser, and the bytes are dropped from the
-                // buffer without becoming a `Bytes` of their own.
-                let payload = &frame[7..total - 1];
-                let method = if (class_id, method_id) == (60, 40) {
-                    parse_publish(&payload[4..])
-                } else {
-                    None
-                };
-                let method = method.or_else(|| match parse_class(payload) {
-                    Ok(([], method)) => Some(method),
-                    _ => None,
-                });
-                let result = match method {
-                    Some(method) => Ok(Some(Frame::Method(channel, method))),
-                    None if !is_known_method(class_id, method_id) => {
-                        Err(ProtocolError::UnknownMethod(class_id, method_id))
-                    }
-                    None => Err(ProtocolError::Undecodable(
-                        class_id,
-                        method_id,
-                        fields_prefix(&payload[4..]),
-                    )),
-                };
+                // Parsed in place; the frame's bytes leave the buffer whatever the
+                // outcome, so that reading goes on after a refused method (the close
+                // handshake that follows reads the client's close-ok).
+                let result = decode_method(channel, &src[..total]);
                 src.advance(total);
                 result
             }
@@ -218,6 +170,61 @@ impl Decoder for FrameDecoder {
                 }
             }
         }
+    }
+}
+
+/// A method frame (whole, envelope checked) read into its method.
+fn decode_method(channel: u16, frame: &[u8]) -> Result<Option<Frame>, ProtocolError> {
+    let size = frame.len() - FRAME_OVERHEAD;
+    if size < 4 {
+        return Err(ProtocolError::Frame("method frame too short".into()));
+    }
+    let total = frame.len();
+    let class_id = u16::from_be_bytes([frame[7], frame[8]]);
+    let method_id = u16::from_be_bytes([frame[9], frame[10]]);
+    // basic.qos: amq-protocol drops prefetch-size (the first field), which
+    // RabbitMQ refuses when it is not zero.
+    if (class_id, method_id) == (60, 10) && size >= 8 {
+        let prefetch_size = u32::from_be_bytes([frame[11], frame[12], frame[13], frame[14]]);
+        if prefetch_size != 0 {
+            return Err(ProtocolError::MethodNotImplemented(
+                60,
+                10,
+                format!("prefetch_size!=0 ({prefetch_size})"),
+            ));
+        }
+    }
+    if !method_tables_within_limit(class_id, method_id, &frame[11..total - 1]) {
+        // Refused like any method frame whose fields do not decode.
+        tracing::debug!(class_id, method_id, "field table nested too deeply");
+        return Err(ProtocolError::Undecodable(
+            class_id,
+            method_id,
+            fields_prefix(&frame[11..total - 1]),
+        ));
+    }
+    // The frame's envelope is checked: the payload goes straight to amq-protocol's
+    // method parser, without becoming a `Bytes` of its own.
+    let payload = &frame[7..total - 1];
+    let method = if (class_id, method_id) == (60, 40) {
+        parse_publish(&payload[4..])
+    } else {
+        None
+    };
+    let method = method.or_else(|| match parse_class(payload) {
+        Ok(([], method)) => Some(method),
+        _ => None,
+    });
+    match method {
+        Some(method) => Ok(Some(Frame::Method(channel, method))),
+        None if !is_known_method(class_id, method_id) => {
+            Err(ProtocolError::UnknownMethod(class_id, method_id))
+        }
+        None => Err(ProtocolError::Undecodable(
+            class_id,
+            method_id,
+            fields_prefix(&payload[4..]),
+        )),
     }
 }
 

@@ -344,3 +344,18 @@ fn deliver_bytes_are_amq_protocols() {
     write_deliver(&mut out, 1, &"t".repeat(256), 1, false, "", "");
     assert_eq!(out, [1, 2]);
 }
+
+#[test]
+fn a_refused_method_frame_leaves_the_buffer_and_the_next_frame_reads() {
+    let deep = queue_declare(&nested(MAX_TABLE_DEPTH + 1, true));
+    let qos = [0, 60, 0, 10, 0, 0, 0, 1, 0, 10, 0];
+    let unknown = [0, 60, 0, 99];
+    for payload in [&deep[..], &qos[..], &unknown[..]] {
+        let mut buf = frame(FRAME_METHOD, payload);
+        buf.extend_from_slice(&frame(FRAME_HEARTBEAT, &[]));
+        let mut decoder = FrameDecoder { frame_max: 0 };
+        assert!(decoder.decode(&mut buf).is_err());
+        assert!(matches!(decoder.decode(&mut buf), Ok(Some(Frame::Heartbeat(1)))));
+        assert!(buf.is_empty());
+    }
+}
