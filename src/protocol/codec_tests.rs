@@ -355,7 +355,10 @@ fn a_refused_method_frame_leaves_the_buffer_and_the_next_frame_reads() {
         buf.extend_from_slice(&frame(FRAME_HEARTBEAT, &[]));
         let mut decoder = FrameDecoder { frame_max: 0 };
         assert!(decoder.decode(&mut buf).is_err());
-        assert!(matches!(decoder.decode(&mut buf), Ok(Some(Frame::Heartbeat(1)))));
+        assert!(matches!(
+            decoder.decode(&mut buf),
+            Ok(Some(Frame::Heartbeat(1)))
+        ));
         assert!(buf.is_empty());
     }
 }

@@ -13,10 +13,10 @@ use crate::broker::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::broker::policy::{Applied, PolicySet, Target};
 use crate::broker::queue::QueueOptions;
 use crate::model::BrokerError;
-use crate::model::FastMap;
 use crate::model::memory::MemoryGauge;
 use crate::store::{RecoveredBinding, RecoveredExchange, RecoveredQueue, Store};
 use amq_protocol::types::{FieldTable, ShortString};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The pseudo-queue of direct reply-to (RabbitMQ's `amq.rabbitmq.reply-to`).
@@ -29,9 +29,9 @@ pub struct VHost {
     /// The broker's event counters (queues created and deleted).
     pub metrics: Arc<crate::metrics::Counters>,
     /// Direct reply-to consumers, by the name publishers reply to.
-    replies: RwLock<FastMap<String, Arc<Queue>>>,
-    exchanges: RwLock<FastMap<String, Arc<Exchange>>>,
-    queues: RwLock<FastMap<String, Arc<Queue>>>,
+    replies: RwLock<HashMap<String, Arc<Queue>>>,
+    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
     /// The vhost's policies, compiled: read when a queue or exchange is declared,
     /// replaced (and applied to all) when they change.
     policies: RwLock<Arc<PolicySet>>,
@@ -90,9 +90,9 @@ impl VHost {
             metrics,
             store,
             memory,
-            replies: RwLock::new(FastMap::default()),
-            exchanges: RwLock::new(FastMap::default()),
-            queues: RwLock::new(FastMap::default()),
+            replies: RwLock::new(HashMap::new()),
+            exchanges: RwLock::new(HashMap::new()),
+            queues: RwLock::new(HashMap::new()),
             policies: RwLock::new(Arc::new(PolicySet::default())),
             policy_update: Mutex::new(()),
         };

@@ -6,7 +6,6 @@ use crate::broker::deadletter::{self, Reason};
 use crate::broker::exchange::{Destination, Exchange};
 use crate::broker::publish;
 use crate::broker::{Queue, QueueEntry};
-use crate::model::FastMap;
 use crate::model::message::header_routes;
 use crate::model::{BrokerError, BrokerResult, Message};
 use amq_protocol::types::FieldTable;
@@ -81,7 +80,7 @@ impl VHost {
     }
 
     pub(super) fn route_from<'a>(
-        exchanges: &'a FastMap<String, Arc<Exchange>>,
+        exchanges: &'a std::collections::HashMap<String, Arc<Exchange>>,
         x: &'a Exchange,
         routing_key: &str,
         headers: Option<&FieldTable>,
