@@ -12,9 +12,9 @@ pub mod paged;
 pub use error::{BrokerError, BrokerResult};
 pub use message::{Message, Slot};
 
-/// A hash map for the message path (channels by number, consumers by tag, queues and
-/// exchanges by name, binding keys): foldhash instead of the standard SipHash, which
-/// was 4-5% of the broker's CPU per message. Seeded per map, as the standard one.
+/// A hash map for the message path (channels by number, consumers by tag, binding
+/// keys): foldhash instead of the standard SipHash, which was 4-5% of the broker's CPU
+/// per message. Seeded per map, as the standard one.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Wall-clock milliseconds since the Unix epoch: message expiry survives restarts.
