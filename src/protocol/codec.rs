@@ -175,17 +175,19 @@ impl Decoder for FrameDecoder {
 
 /// A method frame (whole, envelope checked) read into its method.
 fn decode_method(channel: u16, frame: &[u8]) -> Result<Option<Frame>, ProtocolError> {
-    let size = frame.len() - FRAME_OVERHEAD;
-    if size < 4 {
+    if frame.len() < FRAME_OVERHEAD + 4 {
         return Err(ProtocolError::Frame("method frame too short".into()));
     }
-    let total = frame.len();
-    let class_id = u16::from_be_bytes([frame[7], frame[8]]);
-    let method_id = u16::from_be_bytes([frame[9], frame[10]]);
+    // The envelope is checked: the payload goes straight to amq-protocol's method
+    // parser, without becoming a `Bytes` of its own.
+    let payload = &frame[7..frame.len() - 1];
+    let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+    let method_id = u16::from_be_bytes([payload[2], payload[3]]);
+    let fields = &payload[4..];
     // basic.qos: amq-protocol drops prefetch-size (the first field), which
     // RabbitMQ refuses when it is not zero.
-    if (class_id, method_id) == (60, 10) && size >= 8 {
-        let prefetch_size = u32::from_be_bytes([frame[11], frame[12], frame[13], frame[14]]);
+    if (class_id, method_id) == (60, 10) && fields.len() >= 4 {
+        let prefetch_size = u32::from_be_bytes([fields[0], fields[1], fields[2], fields[3]]);
         if prefetch_size != 0 {
             return Err(ProtocolError::MethodNotImplemented(
                 60,
@@ -194,20 +196,17 @@ fn decode_method(channel: u16, frame: &[u8]) -> Result<Option<Frame>, ProtocolEr
             ));
         }
     }
-    if !method_tables_within_limit(class_id, method_id, &frame[11..total - 1]) {
+    if !method_tables_within_limit(class_id, method_id, fields) {
         // Refused like any method frame whose fields do not decode.
         tracing::debug!(class_id, method_id, "field table nested too deeply");
         return Err(ProtocolError::Undecodable(
             class_id,
             method_id,
-            fields_prefix(&frame[11..total - 1]),
+            fields_prefix(fields),
         ));
     }
-    // The frame's envelope is checked: the payload goes straight to amq-protocol's
-    // method parser, without becoming a `Bytes` of its own.
-    let payload = &frame[7..total - 1];
     let method = if (class_id, method_id) == (60, 40) {
-        parse_publish(&payload[4..])
+        parse_publish(fields)
     } else {
         None
     };
@@ -223,7 +222,7 @@ fn decode_method(channel: u16, frame: &[u8]) -> Result<Option<Frame>, ProtocolEr
         None => Err(ProtocolError::Undecodable(
             class_id,
             method_id,
-            fields_prefix(&payload[4..]),
+            fields_prefix(fields),
         )),
     }
 }

@@ -9,6 +9,7 @@ use crate::broker::{Queue, QueueEntry};
 use crate::model::message::header_routes;
 use crate::model::{BrokerError, BrokerResult, Message};
 use amq_protocol::types::FieldTable;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 impl VHost {
@@ -80,7 +81,7 @@ impl VHost {
     }
 
     pub(super) fn route_from<'a>(
-        exchanges: &'a std::collections::HashMap<String, Arc<Exchange>>,
+        exchanges: &'a HashMap<String, Arc<Exchange>>,
         x: &'a Exchange,
         routing_key: &str,
         headers: Option<&FieldTable>,

@@ -1,7 +1,7 @@
 //! basic.publish and confirm.select: a published message's way from its assembled
 //! content into the queues, and the publisher confirms that follow it.
 
-use super::content::Incoming;
+use super::content::{BodyParts, Incoming};
 use super::tx::TxPublish;
 use super::{Channel, Failure, precondition};
 use crate::access::Perm;
@@ -55,7 +55,7 @@ impl Channel {
         self.incoming = Some(Incoming {
             publish: p,
             header: None,
-            body: Default::default(),
+            body: BodyParts::default(),
             received: 0,
         });
         Ok(())
