@@ -78,7 +78,7 @@ pub fn route(
 /// a durable queue takes it, else 0 (it stays in memory only).
 pub fn store_id(store: Option<&Arc<Store>>, persistent: bool, queues: &[Arc<Queue>]) -> u64 {
     match store {
-        Some(store) if persistent && queues.iter().any(|q| q.store_id().is_some()) => {
+        Some(store) if persistent && queues.iter().any(|q| q.stores_messages()) => {
             store.new_message_id()
         }
         _ => 0,
@@ -91,15 +91,20 @@ pub fn store_id(store: Option<&Arc<Store>>, persistent: bool, queues: &[Arc<Queu
 pub fn enqueue(store: Option<&Arc<Store>>, queues: &[Arc<Queue>], msg: &Arc<Message>) -> Outcome {
     let mut outcome = Outcome::default();
     let store = store.filter(|_| msg.store_id != 0);
+    // A message for one durable queue is stored by that queue, with its entry.
+    let mut solo = false;
     if let Some(store) = store {
-        let refs = queues.iter().filter(|q| q.store_id().is_some()).count() as u32;
-        outcome
-            .tickets
-            .add(store.put_message(msg.store_id, refs, msg.clone()));
-        outcome.store_backlogged = store.backlogged();
+        let refs = queues.iter().filter(|q| q.stores_messages()).count() as u32;
+        solo = refs == 1;
+        if !solo {
+            outcome
+                .tickets
+                .add(store.put_message(msg.store_id, refs, msg.clone()));
+        }
     }
     for queue in queues {
-        let published = queue.publish(msg.clone());
+        let stores = store.is_some() && queue.stores_messages();
+        let published = queue.publish(msg.clone(), solo && stores);
         if published.congested.is_some() {
             outcome.congested = published.congested;
         }
@@ -112,9 +117,12 @@ pub fn enqueue(store: Option<&Arc<Store>>, queues: &[Arc<Queue>], msg: &Arc<Mess
             Enqueued::Rejected => outcome.refused = true,
             Enqueued::Gone => {}
         }
-        if let (Some(store), Some(_)) = (store, queue.store_id()) {
+        if let (Some(store), true, false) = (store, stores, solo) {
             store.unref(msg.store_id);
         }
+    }
+    if let Some(store) = store {
+        outcome.store_backlogged = store.backlogged();
     }
     outcome
 }

@@ -10,6 +10,7 @@ pub mod codec;
 mod error;
 mod keys;
 mod recovery;
+mod solo;
 pub mod stream;
 mod writer;
 
@@ -32,9 +33,10 @@ pub use recovery::{
 };
 
 /// Version of the layout below, recorded in the file. 2 added the `config` table
-/// (users, vhosts, permissions, policies), 3 the stream tables ([`stream`]); an
-/// older file is migrated on open (the new tables are created empty).
-pub const FORMAT_VERSION: u64 = 3;
+/// (users, vhosts, permissions, policies), 3 the stream tables ([`stream`]), 4 the
+/// `solo` table ([`solo`]); an older file is migrated on open (the new tables are
+/// created empty, and what the old ones hold is read as before).
+pub const FORMAT_VERSION: u64 = 4;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Operator-managed records: key `access` holds [`crate::access::AccessState`] as JSON.
@@ -73,6 +75,13 @@ enum Op {
         msg: u64,
         expires: u64,
     },
+    /// Stores a message held by one durable queue with its queue entry ([`solo`]).
+    PutSolo {
+        queue: u64,
+        seq: u64,
+        msg: Arc<Message>,
+        expires: u64,
+    },
     /// Drops one reference to a message that a queue refused.
     Unref(u64),
     Remove {
@@ -88,6 +97,7 @@ enum Op {
     SetRedelivered {
         queue: u64,
         seq: u64,
+        msg: u64,
     },
     SetClean(bool),
     /// Replaces the operator-managed records (JSON).
@@ -238,26 +248,15 @@ impl Store {
         *self.committed.borrow()
     }
 
-    /// Reads stored messages back (paged-out bodies), in one read transaction.
-    /// A message that is missing or unreadable comes back as None.
-    pub fn load(&self, ids: &[u64]) -> Vec<Option<Arc<Message>>> {
+    /// Reads a queue's stored messages back (paged-out bodies), in one read
+    /// transaction. A message that is missing or unreadable comes back as None.
+    pub fn load(&self, queue: u64, ids: &[u64]) -> Vec<Option<Arc<Message>>> {
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let read = || -> Result<Vec<Option<Arc<Message>>>, redb::Error> {
             let Some(db) = db else {
                 return Ok(vec![None; ids.len()]);
             };
-            let txn = db.begin_read()?;
-            let table = txn.open_table(MESSAGES)?;
-            let mut out = Vec::with_capacity(ids.len());
-            for &id in ids {
-                let msg = table.get(id)?.and_then(|v| {
-                    let mut m = recovery::decode_message(v.value(), &self.memory)?;
-                    m.store_id = id;
-                    Some(Arc::new(m))
-                });
-                out.push(msg);
-            }
-            Ok(out)
+            solo::load(&db.begin_read()?, queue, ids, &self.memory)
         };
         read().unwrap_or_else(|e| {
             tracing::error!(error = %e, file = %self.path.display(), "cannot read paged messages");
@@ -409,6 +408,19 @@ impl Store {
         self.backlog.load(Ordering::Relaxed) <= self.backlog_high / 2
     }
 
+    /// Stores a message that one durable queue holds, with its entry in that queue:
+    /// one record instead of a body and an index entry.
+    pub fn put_solo(&self, queue: u64, seq: u64, msg: Arc<Message>, expires: u64) -> u64 {
+        self.backlog
+            .fetch_add(backlog_size(&msg), Ordering::Relaxed);
+        self.send(Op::PutSolo {
+            queue,
+            seq,
+            msg,
+            expires,
+        })
+    }
+
     pub fn enqueue(&self, queue: u64, seq: u64, msg: u64, expires: u64) -> u64 {
         self.send(Op::Enqueue {
             queue,
@@ -433,8 +445,8 @@ impl Store {
         self.send(Op::RemoveRun { queue, run })
     }
 
-    pub fn set_redelivered(&self, queue: u64, seq: u64) {
-        self.send(Op::SetRedelivered { queue, seq });
+    pub fn set_redelivered(&self, queue: u64, seq: u64, msg: u64) {
+        self.send(Op::SetRedelivered { queue, seq, msg });
     }
 
     fn unavailable(&self) -> StoreError {

@@ -2,6 +2,7 @@
 //! position order, with message bodies shared between the queues that hold them.
 
 use super::codec::{self, Reader};
+use super::solo;
 use super::stream::{self, StreamLog};
 use super::{
     BINDINGS, BindingKey, CONFIG, EXCHANGES, FORMAT_VERSION, INDEX, MESSAGES, META, QUEUES, REFS,
@@ -71,7 +72,7 @@ impl RecoveredMessages {
         self.count == 0
     }
 
-    fn push_one(&mut self, seq: u64, slot: Slot, redelivered: bool, expires: u64) {
+    pub(super) fn push_one(&mut self, seq: u64, slot: Slot, redelivered: bool, expires: u64) {
         self.count += 1;
         self.items.push(RecoveredMessage::One {
             seq,
@@ -84,7 +85,12 @@ impl RecoveredMessages {
     /// Appends a paged-out message to the latest run of its priority, when nothing
     /// of that priority came after it, or to a new run. `last`: per priority, the
     /// index of its latest item.
-    fn push_paged(&mut self, priority: u8, e: PagedEntry, last: &mut HashMap<u8, usize>) {
+    pub(super) fn push_paged(
+        &mut self,
+        priority: u8,
+        e: PagedEntry,
+        last: &mut HashMap<u8, usize>,
+    ) {
         self.count += 1;
         if let Some(&i) = last.get(&priority)
             && let Some(RecoveredMessage::Run { run, .. }) = self.items.get_mut(i)
@@ -194,7 +200,7 @@ fn is_stream(arguments: &FieldTable) -> bool {
 const RECOVERED_IN_MEMORY: usize = 10_000;
 
 /// The body length and priority of a stored message, without keeping it.
-fn peek_message(data: &[u8], prioritized: bool) -> Option<(u32, u8)> {
+pub(super) fn peek_message(data: &[u8], prioritized: bool) -> Option<(u32, u8)> {
     let mut r = Reader::new(data);
     r.bytes()?;
     r.bytes()?;
@@ -294,6 +300,7 @@ pub fn recover(
             txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
             txn.open_table(REFS).map_err(|e| io(e.into()))?;
             txn.open_table(INDEX).map_err(|e| io(e.into()))?;
+            txn.open_table(solo::SOLO).map_err(|e| io(e.into()))?;
             txn.open_table(CONFIG).map_err(|e| io(e.into()))?;
             txn.open_table(stream::STREAM_LOG)
                 .map_err(|e| io(e.into()))?;
@@ -355,7 +362,18 @@ pub fn recover(
     let stream_tracking = txn
         .open_table(stream::STREAM_TRACKING)
         .map_err(|e| io(e.into()))?;
-    let mut loaded: HashMap<u64, Arc<Message>> = HashMap::new();
+    let solo_table = txn.open_table(solo::SOLO).map_err(|e| io(e.into()))?;
+    let mut rq = solo::QueueRecovery {
+        path,
+        solo: &solo_table,
+        index: &index,
+        messages: &messages_table,
+        memory,
+        loaded: HashMap::new(),
+        in_memory: page_after.min(RECOVERED_IN_MEMORY),
+        clean,
+        max_solo_id: 0,
+    };
     let mut queues = Vec::new();
     let mut next_queue_id = 1;
     for row in txn
@@ -384,60 +402,7 @@ pub fn recover(
             });
             continue;
         }
-        let max_priority = max_priority(&arguments);
-        let prioritized = max_priority.is_some();
-        let mut msgs = RecoveredMessages::default();
-        // Per priority level, the index of its latest item in `msgs`.
-        let mut last: HashMap<u8, usize> = HashMap::new();
-        for entry in index
-            .range((id, 0)..=(id, u64::MAX))
-            .map_err(|e| io(e.into()))?
-        {
-            let (k, v) = entry.map_err(|e| io(e.into()))?;
-            let (_, seq) = k.value();
-            let (msg_id, redelivered, expires) = v.value();
-            if msgs.len() >= page_after.min(RECOVERED_IN_MEMORY) && !loaded.contains_key(&msg_id) {
-                // Beyond the in-memory budget: keep only what the index needs.
-                let Some(data) = messages_table.get(msg_id).map_err(|e| io(e.into()))? else {
-                    tracing::warn!(queue = name, msg_id, "index entry without message, skipped");
-                    continue;
-                };
-                let (body_len, priority) =
-                    peek_message(data.value(), prioritized).ok_or_else(|| corrupt("message"))?;
-                let entry = PagedEntry {
-                    seq,
-                    store_id: msg_id,
-                    expires,
-                    body_len,
-                    redelivered: redelivered || !clean,
-                };
-                let level = priority.min(max_priority.unwrap_or(0));
-                msgs.push_paged(level, entry, &mut last);
-                continue;
-            }
-            let msg = match loaded.get(&msg_id) {
-                Some(m) => m.clone(),
-                None => {
-                    let Some(data) = messages_table.get(msg_id).map_err(|e| io(e.into()))? else {
-                        tracing::warn!(
-                            queue = name,
-                            msg_id,
-                            "index entry without message, skipped"
-                        );
-                        continue;
-                    };
-                    let mut m =
-                        decode_message(data.value(), memory).ok_or_else(|| corrupt("message"))?;
-                    m.store_id = msg_id;
-                    let m = Arc::new(m);
-                    loaded.insert(msg_id, m.clone());
-                    m
-                }
-            };
-            let level = msg.priority().min(max_priority.unwrap_or(0));
-            last.remove(&level);
-            msgs.push_one(seq, Slot::Loaded(msg), redelivered || !clean, expires);
-        }
+        let msgs = rq.queue(id, &name, max_priority(&arguments))?;
         queues.push(RecoveredQueue {
             vhost,
             name,
@@ -451,7 +416,8 @@ pub fn recover(
     let next_message_id = messages_table
         .last()
         .map_err(|e| io(e.into()))?
-        .map_or(1, |(k, _)| k.value() + 1);
+        .map_or(1, |(k, _)| k.value() + 1)
+        .max(rq.max_solo_id + 1);
 
     let mut bindings = Vec::new();
     for row in txn

@@ -4,6 +4,7 @@
 
 use super::codec::put_bytes;
 use super::recovery;
+use super::solo::{self, SOLO};
 use super::stream;
 use super::{
     BINDINGS, CONFIG, DbSlot, EXCHANGES, INDEX, MESSAGES, META, Op, QUEUES, REFS, backlog_size,
@@ -46,7 +47,7 @@ impl Writer {
             let written: usize = batch
                 .iter()
                 .map(|(_, op)| match op {
-                    Op::PutMessage { msg, .. } => backlog_size(msg),
+                    Op::PutMessage { msg, .. } | Op::PutSolo { msg, .. } => backlog_size(msg),
                     Op::StreamAppend(a) => backlog_size(&a.message),
                     _ => 0,
                 })
@@ -100,13 +101,18 @@ impl Writer {
 /// held by one queue, enqueued and removed (acked) before the commit, never needs to
 /// reach the disk. Under load most acks of a fast consumer arrive this way.
 pub(super) fn cancel_consumed(batch: &mut [(u64, Op)]) {
-    // Message id -> position of its PutMessage; (queue, seq) -> position of the Enqueue.
+    // Message id -> position of its PutMessage; (queue, seq) -> position of the Enqueue;
+    // (queue, message id) -> position of a PutSolo.
     let mut puts = crate::model::FastMap::default();
     let mut enqueued = crate::model::FastMap::default();
+    let mut solos = crate::model::FastMap::default();
     for i in 0..batch.len() {
         match &batch[i].1 {
             Op::PutMessage { id, refs: 1, .. } => {
                 puts.insert(*id, i);
+            }
+            Op::PutSolo { queue, msg, .. } => {
+                solos.insert((*queue, msg.store_id), i);
             }
             Op::Enqueue {
                 queue, seq, msg, ..
@@ -114,7 +120,11 @@ pub(super) fn cancel_consumed(batch: &mut [(u64, Op)]) {
                 enqueued.insert((*queue, *seq), i);
             }
             Op::Remove { queue, seq, msg } => {
-                if let (Some(&e), Some(&p)) = (enqueued.get(&(*queue, *seq)), puts.get(msg)) {
+                if let Some(p) = solos.remove(&(*queue, *msg)) {
+                    batch[p].1 = Op::Skip;
+                    batch[i].1 = Op::Skip;
+                } else if let (Some(&e), Some(&p)) = (enqueued.get(&(*queue, *seq)), puts.get(msg))
+                {
                     batch[p].1 = Op::Skip;
                     batch[e].1 = Op::Skip;
                     batch[i].1 = Op::Skip;
@@ -144,6 +154,7 @@ pub(super) fn apply(
             table: refs,
         };
         let mut index = txn.open_table(INDEX)?;
+        let mut solo_t = txn.open_table(SOLO)?;
         let mut config = txn.open_table(CONFIG)?;
         let mut streams = stream::Tables::open(&txn)?;
         for (_, op) in batch.iter() {
@@ -169,6 +180,7 @@ pub(super) fn apply(
                     for msg in gone {
                         release(&mut messages, &mut refs, msg)?;
                     }
+                    solo_t.retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)?;
                     streams.delete(*id)?;
                 }
                 Op::PutBinding(k) => {
@@ -179,10 +191,7 @@ pub(super) fn apply(
                 }
                 Op::PutMessage { id, refs: n, msg } => {
                     scratch.clear();
-                    put_bytes(scratch, msg.exchange.as_str().as_bytes());
-                    put_bytes(scratch, msg.routing_key.as_str().as_bytes());
-                    put_bytes(scratch, &msg.raw_properties);
-                    scratch.extend_from_slice(&msg.body);
+                    encode_message(scratch, msg);
                     messages.insert(*id, scratch.as_slice())?;
                     if *n > 1 {
                         refs.table.insert(*id, *n)?;
@@ -197,25 +206,49 @@ pub(super) fn apply(
                 } => {
                     index.insert((*queue, *seq), (*msg, false, *expires))?;
                 }
+                Op::PutSolo {
+                    queue,
+                    seq,
+                    msg,
+                    expires,
+                } => {
+                    scratch.clear();
+                    solo::put_header(scratch, *seq, false, *expires);
+                    encode_message(scratch, msg);
+                    solo_t.insert((*queue, msg.store_id), scratch.as_slice())?;
+                }
                 Op::Unref(msg) => {
                     release(&mut messages, &mut refs, *msg)?;
                 }
                 Op::Remove { queue, seq, msg } => {
-                    if index.remove((*queue, *seq))?.is_some() {
+                    if solo_t.remove((*queue, *msg))?.is_none()
+                        && index.remove((*queue, *seq))?.is_some()
+                    {
                         release(&mut messages, &mut refs, *msg)?;
                     }
                 }
                 Op::RemoveRun { queue, run } => {
                     for e in run.iter() {
-                        if index.remove((*queue, e.seq))?.is_some() {
+                        if solo_t.remove((*queue, e.store_id))?.is_none()
+                            && index.remove((*queue, e.seq))?.is_some()
+                        {
                             release(&mut messages, &mut refs, e.store_id)?;
                         }
                     }
                 }
-                Op::SetRedelivered { queue, seq } => {
-                    let current = index.get((*queue, *seq))?.map(|v| v.value());
-                    if let Some((msg, _, expires)) = current {
-                        index.insert((*queue, *seq), (msg, true, expires))?;
+                Op::SetRedelivered { queue, seq, msg } => {
+                    let in_solo = solo_t
+                        .get((*queue, *msg))?
+                        .map(|v| solo::redelivered(v.value()));
+                    if let Some(value) = in_solo {
+                        if let Some(value) = value {
+                            solo_t.insert((*queue, *msg), value.as_slice())?;
+                        }
+                    } else {
+                        let current = index.get((*queue, *seq))?.map(|v| v.value());
+                        if let Some((msg, _, expires)) = current {
+                            index.insert((*queue, *seq), (msg, true, expires))?;
+                        }
                     }
                 }
                 Op::SetClean(clean) => {
@@ -234,6 +267,15 @@ pub(super) fn apply(
     }
     txn.commit()?;
     Ok(())
+}
+
+/// A message as `messages` (and a `solo` record after its queue entry) stores it:
+/// exchange, routing key, encoded properties, body.
+fn encode_message(out: &mut Vec<u8>, msg: &crate::model::Message) {
+    put_bytes(out, msg.exchange.as_str().as_bytes());
+    put_bytes(out, msg.routing_key.as_str().as_bytes());
+    put_bytes(out, &msg.raw_properties);
+    out.extend_from_slice(&msg.body);
 }
 
 /// The reference counts of messages stored for several queues, and whether the

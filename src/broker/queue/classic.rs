@@ -34,7 +34,9 @@ impl Queue {
     }
 
     /// Offers a message: enforces the length limits, appends it and dispatches.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Published {
+    /// `solo`: this queue is the only durable one the message went to, and stores
+    /// it with its entry (else its body is stored already).
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, solo: bool) -> Published {
         if let Some(s) = &self.stream {
             return Published {
                 outcome: s.append(msg).map_or(Enqueued::Gone, Enqueued::Yes),
@@ -82,7 +84,11 @@ impl Queue {
         if let Some((store, id)) = &self.stored
             && msg.store_id != 0
         {
-            ticket = store.enqueue(*id, seq, msg.store_id, expires);
+            ticket = if solo {
+                store.put_solo(*id, seq, msg.clone(), expires)
+            } else {
+                store.enqueue(*id, seq, msg.store_id, expires)
+            };
             if state.ready.len >= store.page_after() {
                 // Past the in-memory budget: only the index entry stays in memory; it
                 // is read back once this ticket is committed.

@@ -250,6 +250,12 @@ impl Queue {
         self.stored.as_ref().map(|(_, id)| *id)
     }
 
+    /// Whether persistent messages this queue takes are stored with a queue entry: a
+    /// durable classic queue (a stream appends them to its own log).
+    pub fn stores_messages(&self) -> bool {
+        self.stored.is_some() && self.stream.is_none()
+    }
+
     /// Puts recovered messages back, in position order, before any client connects.
     pub fn restore(&self, messages: RecoveredMessages) {
         let mut state = self.lock();
@@ -301,7 +307,7 @@ impl Queue {
         let state = self.lock();
         state.ready.for_each(|seq, store_id, redelivered| {
             if redelivered && store_id != 0 {
-                store.set_redelivered(*id, seq);
+                store.set_redelivered(*id, seq, store_id);
             }
         });
     }

@@ -88,9 +88,10 @@ impl Queue {
         if state.paging {
             return;
         }
-        let Some((store, _)) = &self.stored else {
+        let Some((store, queue_id)) = &self.stored else {
             return;
         };
+        let queue_id = *queue_id;
         let (ids, ticket) = state.ready.paged_ahead(PAGE_IN_BATCH);
         let Some(&head) = ids.first() else {
             return;
@@ -103,7 +104,7 @@ impl Queue {
                 store.wait_committed(ticket).await;
             }
             let read = tokio::task::spawn_blocking(move || {
-                let loaded = store.load(&ids);
+                let loaded = store.load(queue_id, &ids);
                 found_by_id(&ids, loaded)
             })
             .await;
@@ -126,12 +127,12 @@ impl Queue {
     /// on a worker of the multi-threaded runtime the runtime first moves its other
     /// tasks away, so only the caller waits.
     pub(super) fn read_paged(&self, ids: &[u64], ticket: u64) -> HashMap<u64, Arc<Message>> {
-        let Some((store, _)) = &self.stored else {
+        let Some((store, queue_id)) = &self.stored else {
             return HashMap::new();
         };
         let read = || {
             store.wait_committed_blocking(ticket);
-            store.load(ids)
+            store.load(*queue_id, ids)
         };
         let loaded = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -189,13 +190,13 @@ impl Queue {
             while let Some((dead, ticket)) = q.next_dead_letters() {
                 let ids = paged_ids(&dead);
                 let mut found = HashMap::new();
-                if let (Some((store, _)), false) = (&q.stored, ids.is_empty()) {
+                if let (Some((store, queue_id)), false) = (&q.stored, ids.is_empty()) {
                     if ticket > store.committed_now() {
                         store.wait_committed(ticket).await;
                     }
-                    let store = store.clone();
+                    let (store, queue_id) = (store.clone(), *queue_id);
                     if let Ok(f) = tokio::task::spawn_blocking(move || {
-                        let loaded = store.load(&ids);
+                        let loaded = store.load(queue_id, &ids);
                         found_by_id(&ids, loaded)
                     })
                     .await

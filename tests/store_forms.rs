@@ -1,0 +1,191 @@
+//! A durable queue holds messages stored in two forms: those only it holds (one
+//! record with their queue entry) and those shared with other durable queues (one
+//! body, an entry per queue). Both come back after a restart, interleaved in
+//! publication order, with their redelivered flags.
+
+mod common;
+
+use common::publish_confirmed as publish;
+use common::{TestBroker, persistent};
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{Channel, ExchangeKind};
+
+/// Takes every ready message with basic.get (acking each); returns (body, redelivered).
+async fn drain(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+    {
+        out.push((m.delivery.data.clone(), m.delivery.redelivered));
+        m.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+    }
+    out
+}
+
+fn expect(items: &[(&str, bool)]) -> Vec<(Vec<u8>, bool)> {
+    items
+        .iter()
+        .map(|(b, r)| (b.as_bytes().to_vec(), *r))
+        .collect()
+}
+
+#[tokio::test]
+async fn own_and_shared_messages_come_back_interleaved_with_their_flags() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = common::confirm_channel(&conn).await;
+    ch.exchange_declare(
+        "both".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    for q in ["a", "b"] {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(q.into(), durable, FieldTable::default())
+            .await
+            .expect("declare");
+        ch.queue_bind(
+            q.into(),
+            "both".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    }
+    // a: own-0, shared-1, own-2, shared-3, own-4; b: shared-1, shared-3.
+    for i in 0..5 {
+        if i % 2 == 0 {
+            publish(&ch, "", "a", format!("own-{i}").as_bytes(), persistent()).await;
+        } else {
+            publish(
+                &ch,
+                "both",
+                "",
+                format!("shared-{i}").as_bytes(),
+                persistent(),
+            )
+            .await;
+        }
+    }
+    // Take a's first two (one of each form) without acking; they go back
+    // redelivered when the connection closes.
+    for _ in 0..2 {
+        ch.basic_get("a".into(), BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("message");
+    }
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    // Take own-2 from a, ack it, and leave the rest for the next restart.
+    let m = ch
+        .basic_get("a".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("message");
+    assert_eq!(
+        (m.delivery.data.as_slice(), m.delivery.redelivered),
+        (&b"own-0"[..], true)
+    );
+    let m2 = ch
+        .basic_get("a".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("message");
+    assert_eq!(
+        (m2.delivery.data.as_slice(), m2.delivery.redelivered),
+        (&b"shared-1"[..], true)
+    );
+    let m3 = ch
+        .basic_get("a".into(), BasicGetOptions::default())
+        .await
+        .expect("get")
+        .expect("message");
+    assert_eq!(
+        (m3.delivery.data.as_slice(), m3.delivery.redelivered),
+        (&b"own-2"[..], false)
+    );
+    m3.delivery
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack");
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(
+        drain(&ch, "a").await,
+        expect(&[
+            ("own-0", true),
+            ("shared-1", true),
+            ("shared-3", false),
+            ("own-4", false)
+        ])
+    );
+    assert_eq!(
+        drain(&ch, "b").await,
+        expect(&[("shared-1", false), ("shared-3", false)])
+    );
+    conn.close(200, "bye".into()).await.expect("close");
+
+    // Everything was acked: nothing comes back, in either form.
+    let broker = broker.restart().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(drain(&ch, "a").await, vec![]);
+    assert_eq!(drain(&ch, "b").await, vec![]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_queue_takes_its_own_messages_with_it() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = common::confirm_channel(&conn).await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("gone".into(), durable, FieldTable::default())
+        .await
+        .expect("declare");
+    for i in 0..3 {
+        publish(&ch, "", "gone", format!("m{i}").as_bytes(), persistent()).await;
+    }
+    ch.queue_delete("gone".into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    // The same name again, with new messages: none of the old ones may come back.
+    ch.queue_declare("gone".into(), durable, FieldTable::default())
+        .await
+        .expect("declare");
+    publish(&ch, "", "gone", b"new", persistent()).await;
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(drain(&ch, "gone").await, expect(&[("new", false)]));
+    broker.stop().await;
+}
