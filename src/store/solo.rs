@@ -22,7 +22,8 @@ const HEADER: usize = 17;
 /// Where the redelivered flag sits in a `solo` value.
 const REDELIVERED_AT: usize = 8;
 
-/// A queue entry as a `solo` value starts: position, redelivered, expiry.
+/// A queue entry's fields: position, redelivered, expiry in a `solo` value; message
+/// id, redelivered, expiry as an `index` value.
 pub(super) type EntryHead = (u64, bool, u64);
 
 /// The queue-entry part of a `solo` value.

@@ -10,7 +10,7 @@ use super::{
     BINDINGS, CONFIG, DbSlot, EXCHANGES, INDEX, MESSAGES, META, Op, QUEUES, REFS, backlog_size,
     entity_key,
 };
-use redb::{Database, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableTable, ReadableTableMetadata, Table};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -143,130 +143,222 @@ pub(super) fn apply(
     cancel_consumed(batch);
     let txn = db.begin_write()?;
     {
-        let mut meta = txn.open_table(META)?;
-        let mut exchanges = txn.open_table(EXCHANGES)?;
-        let mut queues = txn.open_table(QUEUES)?;
-        let mut bindings = txn.open_table(BINDINGS)?;
-        let mut messages = txn.open_table(MESSAGES)?;
-        let refs = txn.open_table(REFS)?;
-        let mut refs = Refs {
-            any: !refs.is_empty()?,
-            table: refs,
-        };
-        let mut index = txn.open_table(INDEX)?;
-        let mut solo_t = txn.open_table(SOLO)?;
-        let mut config = txn.open_table(CONFIG)?;
-        let mut streams = stream::Tables::open(&txn)?;
+        let mut t = Tables::new(&txn);
         for (_, op) in batch.iter() {
-            match op {
-                Op::PutExchange(k, v) => {
-                    exchanges.insert(k.as_str(), v.as_slice())?;
-                }
-                Op::DeleteExchange { vhost, name } => {
-                    exchanges.remove(entity_key(vhost, name).as_str())?;
-                    bindings.retain(|k, ()| !recovery::binding_touches_exchange(k, vhost, name))?;
-                }
-                Op::PutQueue(k, v) => {
-                    queues.insert(k.as_str(), v.as_slice())?;
-                }
-                Op::DeleteQueue { vhost, name, id } => {
-                    queues.remove(entity_key(vhost, name).as_str())?;
-                    bindings.retain(|k, ()| !recovery::binding_touches_queue(k, vhost, name))?;
-                    let mut gone = Vec::new();
-                    for entry in index.extract_from_if((*id, 0)..=(*id, u64::MAX), |_, _| true)? {
-                        let (_, v) = entry?;
-                        gone.push(v.value().0);
-                    }
-                    for msg in gone {
-                        release(&mut messages, &mut refs, msg)?;
-                    }
-                    solo_t.retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)?;
-                    streams.delete(*id)?;
-                }
-                Op::PutBinding(k) => {
-                    bindings.insert(k.as_slice(), ())?;
-                }
-                Op::DeleteBinding(k) => {
-                    bindings.remove(k.as_slice())?;
-                }
-                Op::PutMessage { id, refs: n, msg } => {
-                    scratch.clear();
-                    encode_message(scratch, msg);
-                    messages.insert(*id, scratch.as_slice())?;
-                    if *n > 1 {
-                        refs.table.insert(*id, *n)?;
-                        refs.any = true;
-                    }
-                }
-                Op::Enqueue {
-                    queue,
-                    seq,
-                    msg,
-                    expires,
-                } => {
-                    index.insert((*queue, *seq), (*msg, false, *expires))?;
-                }
-                Op::PutSolo {
-                    queue,
-                    seq,
-                    msg,
-                    expires,
-                } => {
-                    scratch.clear();
-                    solo::put_header(scratch, *seq, false, *expires);
-                    encode_message(scratch, msg);
-                    solo_t.insert((*queue, msg.store_id), scratch.as_slice())?;
-                }
-                Op::Unref(msg) => {
-                    release(&mut messages, &mut refs, *msg)?;
-                }
-                Op::Remove { queue, seq, msg } => {
-                    if solo_t.remove((*queue, *msg))?.is_none()
-                        && index.remove((*queue, *seq))?.is_some()
-                    {
-                        release(&mut messages, &mut refs, *msg)?;
-                    }
-                }
-                Op::RemoveRun { queue, run } => {
-                    for e in run.iter() {
-                        if solo_t.remove((*queue, e.store_id))?.is_none()
-                            && index.remove((*queue, e.seq))?.is_some()
-                        {
-                            release(&mut messages, &mut refs, e.store_id)?;
-                        }
-                    }
-                }
-                Op::SetRedelivered { queue, seq, msg } => {
-                    let in_solo = solo_t
-                        .get((*queue, *msg))?
-                        .map(|v| solo::redelivered(v.value()));
-                    if let Some(value) = in_solo {
-                        if let Some(value) = value {
-                            solo_t.insert((*queue, *msg), value.as_slice())?;
-                        }
-                    } else {
-                        let current = index.get((*queue, *seq))?.map(|v| v.value());
-                        if let Some((msg, _, expires)) = current {
-                            index.insert((*queue, *seq), (msg, true, expires))?;
-                        }
-                    }
-                }
-                Op::SetClean(clean) => {
-                    meta.insert("clean", u64::from(*clean))?;
-                }
-                Op::PutAccess(json) => {
-                    config.insert("access", json.as_slice())?;
-                }
-                Op::StreamAppend(a) => streams.append(a, scratch)?,
-                Op::StreamTruncate { stream, before } => streams.truncate(*stream, *before)?,
-                Op::StreamTrack { stream, tag, next } => streams.track(*stream, tag, *next)?,
-                Op::Skip => {}
-            }
+            t.apply(op, scratch)?;
         }
-        streams.finish()?;
+        if let Some(streams) = t.streams {
+            streams.finish()?;
+        }
     }
     txn.commit()?;
     Ok(())
+}
+
+/// The tables of one batch's transaction, each opened when an operation first needs
+/// it: a small batch (one publish under a confirm window of 1) touches one or two of
+/// the fourteen, and opening a table costs about as much as a B-tree operation.
+struct Tables<'t> {
+    txn: &'t redb::WriteTransaction,
+    meta: Option<Table<'t, &'static str, u64>>,
+    exchanges: Option<Table<'t, &'static str, &'static [u8]>>,
+    queues: Option<Table<'t, &'static str, &'static [u8]>>,
+    bindings: Option<Table<'t, &'static [u8], ()>>,
+    messages: Option<Table<'t, u64, &'static [u8]>>,
+    refs: Option<Refs<'t>>,
+    index: Option<Table<'t, (u64, u64), solo::EntryHead>>,
+    solo: Option<Table<'t, (u64, u64), &'static [u8]>>,
+    config: Option<Table<'t, &'static str, &'static [u8]>>,
+    streams: Option<stream::Tables<'t>>,
+}
+
+/// `slot`'s table, opened in `txn` if it is not yet.
+fn open<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &'t redb::WriteTransaction,
+    slot: &'s mut Option<Table<'t, K, V>>,
+    def: redb::TableDefinition<K, V>,
+) -> Result<&'s mut Table<'t, K, V>, redb::Error> {
+    let table = match slot.take() {
+        Some(t) => t,
+        None => txn.open_table(def)?,
+    };
+    Ok(slot.insert(table))
+}
+
+impl<'t> Tables<'t> {
+    fn new(txn: &'t redb::WriteTransaction) -> Tables<'t> {
+        Tables {
+            txn,
+            meta: None,
+            exchanges: None,
+            queues: None,
+            bindings: None,
+            messages: None,
+            refs: None,
+            index: None,
+            solo: None,
+            config: None,
+            streams: None,
+        }
+    }
+
+    fn streams(&mut self) -> Result<&mut stream::Tables<'t>, redb::Error> {
+        let tables = match self.streams.take() {
+            Some(t) => t,
+            None => stream::Tables::open(self.txn)?,
+        };
+        Ok(self.streams.insert(tables))
+    }
+
+    /// Drops one reference to a stored message, deleting it with the last one.
+    fn release(&mut self, msg: u64) -> Result<(), redb::Error> {
+        let refs = match self.refs.take() {
+            Some(r) => r,
+            None => {
+                let table = self.txn.open_table(REFS)?;
+                Refs {
+                    any: !table.is_empty()?,
+                    table,
+                }
+            }
+        };
+        let refs = self.refs.insert(refs);
+        let messages = open(self.txn, &mut self.messages, MESSAGES)?;
+        release(messages, refs, msg)
+    }
+
+    fn apply(&mut self, op: &Op, scratch: &mut Vec<u8>) -> Result<(), redb::Error> {
+        let txn = self.txn;
+        match op {
+            Op::PutExchange(k, v) => {
+                open(txn, &mut self.exchanges, EXCHANGES)?.insert(k.as_str(), v.as_slice())?;
+            }
+            Op::DeleteExchange { vhost, name } => {
+                open(txn, &mut self.exchanges, EXCHANGES)?
+                    .remove(entity_key(vhost, name).as_str())?;
+                open(txn, &mut self.bindings, BINDINGS)?
+                    .retain(|k, ()| !recovery::binding_touches_exchange(k, vhost, name))?;
+            }
+            Op::PutQueue(k, v) => {
+                open(txn, &mut self.queues, QUEUES)?.insert(k.as_str(), v.as_slice())?;
+            }
+            Op::DeleteQueue { vhost, name, id } => {
+                open(txn, &mut self.queues, QUEUES)?.remove(entity_key(vhost, name).as_str())?;
+                open(txn, &mut self.bindings, BINDINGS)?
+                    .retain(|k, ()| !recovery::binding_touches_queue(k, vhost, name))?;
+                let mut gone = Vec::new();
+                let index = open(txn, &mut self.index, INDEX)?;
+                for entry in index.extract_from_if((*id, 0)..=(*id, u64::MAX), |_, _| true)? {
+                    let (_, v) = entry?;
+                    gone.push(v.value().0);
+                }
+                for msg in gone {
+                    self.release(msg)?;
+                }
+                open(txn, &mut self.solo, SOLO)?
+                    .retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)?;
+                self.streams()?.delete(*id)?;
+            }
+            Op::PutBinding(k) => {
+                open(txn, &mut self.bindings, BINDINGS)?.insert(k.as_slice(), ())?;
+            }
+            Op::DeleteBinding(k) => {
+                open(txn, &mut self.bindings, BINDINGS)?.remove(k.as_slice())?;
+            }
+            Op::PutMessage { id, refs: n, msg } => {
+                scratch.clear();
+                encode_message(scratch, msg);
+                open(txn, &mut self.messages, MESSAGES)?.insert(*id, scratch.as_slice())?;
+                if *n > 1 {
+                    // Not opened by a release yet: it holds an entry from now on.
+                    let refs = match self.refs.take() {
+                        Some(r) => r,
+                        None => Refs {
+                            table: txn.open_table(REFS)?,
+                            any: true,
+                        },
+                    };
+                    let refs = self.refs.insert(refs);
+                    refs.table.insert(*id, *n)?;
+                    refs.any = true;
+                }
+            }
+            Op::Enqueue {
+                queue,
+                seq,
+                msg,
+                expires,
+            } => {
+                open(txn, &mut self.index, INDEX)?
+                    .insert((*queue, *seq), (*msg, false, *expires))?;
+            }
+            Op::PutSolo {
+                queue,
+                seq,
+                msg,
+                expires,
+            } => {
+                scratch.clear();
+                solo::put_header(scratch, *seq, false, *expires);
+                encode_message(scratch, msg);
+                open(txn, &mut self.solo, SOLO)?
+                    .insert((*queue, msg.store_id), scratch.as_slice())?;
+            }
+            Op::Unref(msg) => self.release(*msg)?,
+            Op::Remove { queue, seq, msg } => {
+                if open(txn, &mut self.solo, SOLO)?
+                    .remove((*queue, *msg))?
+                    .is_none()
+                    && open(txn, &mut self.index, INDEX)?
+                        .remove((*queue, *seq))?
+                        .is_some()
+                {
+                    self.release(*msg)?;
+                }
+            }
+            Op::RemoveRun { queue, run } => {
+                for e in run.iter() {
+                    if open(txn, &mut self.solo, SOLO)?
+                        .remove((*queue, e.store_id))?
+                        .is_none()
+                        && open(txn, &mut self.index, INDEX)?
+                            .remove((*queue, e.seq))?
+                            .is_some()
+                    {
+                        self.release(e.store_id)?;
+                    }
+                }
+            }
+            Op::SetRedelivered { queue, seq, msg } => {
+                let solo_t = open(txn, &mut self.solo, SOLO)?;
+                let in_solo = solo_t
+                    .get((*queue, *msg))?
+                    .map(|v| solo::redelivered(v.value()));
+                if let Some(value) = in_solo {
+                    if let Some(value) = value {
+                        solo_t.insert((*queue, *msg), value.as_slice())?;
+                    }
+                } else {
+                    let index = open(txn, &mut self.index, INDEX)?;
+                    let current = index.get((*queue, *seq))?.map(|v| v.value());
+                    if let Some((msg, _, expires)) = current {
+                        index.insert((*queue, *seq), (msg, true, expires))?;
+                    }
+                }
+            }
+            Op::SetClean(clean) => {
+                open(txn, &mut self.meta, META)?.insert("clean", u64::from(*clean))?;
+            }
+            Op::PutAccess(json) => {
+                open(txn, &mut self.config, CONFIG)?.insert("access", json.as_slice())?;
+            }
+            Op::StreamAppend(a) => self.streams()?.append(a, scratch)?,
+            Op::StreamTruncate { stream, before } => self.streams()?.truncate(*stream, *before)?,
+            Op::StreamTrack { stream, tag, next } => self.streams()?.track(*stream, tag, *next)?,
+            Op::Skip => {}
+        }
+        Ok(())
+    }
 }
 
 /// A message as `messages` (and a `solo` record after its queue entry) stores it:
