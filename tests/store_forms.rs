@@ -6,33 +6,21 @@
 mod common;
 
 use common::publish_confirmed as publish;
-use common::{TestBroker, persistent};
+use common::{TestBroker, drain, persistent};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 
-/// Takes every ready message with basic.get (acking each); returns (body, redelivered).
-async fn drain(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions::default())
+/// Takes the next message with basic.get (manual ack, not acked yet).
+async fn get(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    ch.basic_get(queue.into(), BasicGetOptions::default())
         .await
         .expect("get")
-    {
-        out.push((m.delivery.data.clone(), m.delivery.redelivered));
-        m.delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
-    }
-    out
+        .expect("a message")
 }
 
-fn expect(items: &[(&str, bool)]) -> Vec<(Vec<u8>, bool)> {
-    items
-        .iter()
-        .map(|(b, r)| (b.as_bytes().to_vec(), *r))
-        .collect()
+fn expect(items: &[(&str, bool)]) -> Vec<(String, bool)> {
+    items.iter().map(|(b, r)| (b.to_string(), *r)).collect()
 }
 
 #[tokio::test]
@@ -87,10 +75,7 @@ async fn own_and_shared_messages_come_back_interleaved_with_their_flags() {
     // Take a's first two (one of each form) without acking; they go back
     // redelivered when the connection closes.
     for _ in 0..2 {
-        ch.basic_get("a".into(), BasicGetOptions::default())
-            .await
-            .expect("get")
-            .expect("message");
+        get(&ch, "a").await;
     }
     conn.close(200, "bye".into()).await.expect("close");
 
@@ -98,29 +83,17 @@ async fn own_and_shared_messages_come_back_interleaved_with_their_flags() {
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.expect("channel");
     // Take own-2 from a, ack it, and leave the rest for the next restart.
-    let m = ch
-        .basic_get("a".into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("message");
+    let m = get(&ch, "a").await;
     assert_eq!(
         (m.delivery.data.as_slice(), m.delivery.redelivered),
         (&b"own-0"[..], true)
     );
-    let m2 = ch
-        .basic_get("a".into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("message");
+    let m2 = get(&ch, "a").await;
     assert_eq!(
         (m2.delivery.data.as_slice(), m2.delivery.redelivered),
         (&b"shared-1"[..], true)
     );
-    let m3 = ch
-        .basic_get("a".into(), BasicGetOptions::default())
-        .await
-        .expect("get")
-        .expect("message");
+    let m3 = get(&ch, "a").await;
     assert_eq!(
         (m3.delivery.data.as_slice(), m3.delivery.redelivered),
         (&b"own-2"[..], false)
