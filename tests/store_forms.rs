@@ -162,3 +162,76 @@ async fn a_deleted_queue_takes_its_own_messages_with_it() {
     assert_eq!(drain(&ch, "gone").await, expect(&[("new", false)]));
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_publish_leaves_the_queues_stored_messages_alone() {
+    // `capped` holds one message, shared with `other`; a second one for `capped`
+    // alone is refused and dead-lettered (reject-publish-dlx). The refusal must not
+    // touch the stored entry of the message `capped` does hold.
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = common::confirm_channel(&conn).await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        "to-both".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(1));
+    args.insert(
+        "x-overflow".into(),
+        lapin::types::AMQPValue::LongString("reject-publish-dlx".into()),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        lapin::types::AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        lapin::types::AMQPValue::LongString("refused".into()),
+    );
+    ch.queue_declare("capped".into(), durable, args)
+        .await
+        .expect("declare");
+    for q in ["other", "refused"] {
+        ch.queue_declare(q.into(), durable, FieldTable::default())
+            .await
+            .expect("declare");
+    }
+    for q in ["capped", "other"] {
+        ch.queue_bind(
+            q.into(),
+            "to-both".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    }
+    publish(&ch, "to-both", "", b"shared", persistent()).await;
+    let refused = common::publish(&ch, "", "capped", b"one too many", persistent()).await;
+    assert!(refused.is_nack(), "{refused:?}");
+    conn.close(200, "bye".into()).await.expect("close");
+
+    let broker = broker.restart().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(drain(&ch, "capped").await, expect(&[("shared", false)]));
+    assert_eq!(drain(&ch, "other").await, expect(&[("shared", false)]));
+    assert_eq!(
+        drain(&ch, "refused").await,
+        expect(&[("one too many", false)])
+    );
+    broker.stop().await;
+}

@@ -34,7 +34,8 @@ impl Tickets {
 /// What became of a message offered to the queues it was routed to.
 #[derive(Default)]
 pub struct Outcome {
-    /// The store writes of the message (its body, one index entry per durable queue).
+    /// The store writes of the message: one record when one durable queue holds it,
+    /// else its body once and an index entry per durable queue.
     pub tickets: Tickets,
     /// At least one queue took it.
     pub delivered: bool,
@@ -85,8 +86,9 @@ pub fn store_id(store: Option<&Arc<Store>>, persistent: bool, queues: &[Arc<Queu
     }
 }
 
-/// Offers a routed message to each of its queues, storing its body first (once, with
-/// one reference per durable queue) if it has a store id. A durable queue that does
+/// Offers a routed message to each of its queues. With a store id it is stored: by
+/// the queue itself, with its entry, when one durable queue takes it; else its body
+/// first (once, with one reference per durable queue), and a durable queue that does
 /// not take it gives its reference back.
 pub fn enqueue(store: Option<&Arc<Store>>, queues: &[Arc<Queue>], msg: &Arc<Message>) -> Outcome {
     let mut outcome = Outcome::default();

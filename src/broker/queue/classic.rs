@@ -62,7 +62,7 @@ impl Queue {
         if over && overflow != Overflow::DropHead {
             if overflow == Overflow::RejectPublishDlx {
                 let entry = ReadyEntry {
-                    seq: 0,
+                    seq: super::NOT_ENQUEUED,
                     slot: Slot::Loaded(msg),
                     redelivered: false,
                     expires: 0,

@@ -33,6 +33,11 @@ pub use consumer::Consumer;
 pub use flow::{Credit, Flow};
 pub use stats::{ExchangeStats, QueueInfo, QueueStats};
 
+/// The position of a message the queue refused and dead-letters at once
+/// (`reject-publish-dlx`): it never had an entry, so there is nothing to remove from
+/// the store for it. Real positions count up from 0 and never reach this.
+pub(super) const NOT_ENQUEUED: u64 = u64::MAX;
+
 /// A message sitting in a queue (ready, or delivered and awaiting its ack).
 #[derive(Debug, Clone)]
 pub struct QueueEntry {
@@ -286,7 +291,8 @@ impl Queue {
         }
     }
 
-    /// Forgets the stored copy of a message that was acknowledged or dropped.
+    /// Forgets the stored copy of a message that was acknowledged or dropped (nothing
+    /// for one the queue refused: it has no entry here).
     pub fn remove_stored(&self, entry: &QueueEntry) {
         self.remove_stored_id(entry.seq, entry.msg.store_id);
     }
@@ -294,6 +300,7 @@ impl Queue {
     fn remove_stored_id(&self, seq: u64, store_id: u64) {
         if let Some((store, id)) = &self.stored
             && store_id != 0
+            && seq != NOT_ENQUEUED
         {
             store.remove(*id, seq, store_id);
         }
