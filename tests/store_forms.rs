@@ -165,9 +165,10 @@ async fn a_deleted_queue_takes_its_own_messages_with_it() {
 
 #[tokio::test]
 async fn a_refused_publish_leaves_the_queues_stored_messages_alone() {
-    // `capped` holds one message, shared with `other`; a second one for `capped`
-    // alone is refused and dead-lettered (reject-publish-dlx). The refusal must not
-    // touch the stored entry of the message `capped` does hold.
+    // `capped` holds one message, shared with `other`; two more are refused by it
+    // and dead-lettered (reject-publish-dlx): one for `capped` alone, one that
+    // `other` takes too. The refusals must not touch the stored entry of the message
+    // `capped` does hold, nor the body `other` still needs.
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = common::confirm_channel(&conn).await;
@@ -222,16 +223,22 @@ async fn a_refused_publish_leaves_the_queues_stored_messages_alone() {
     publish(&ch, "to-both", "", b"shared", persistent()).await;
     let refused = common::publish(&ch, "", "capped", b"one too many", persistent()).await;
     assert!(refused.is_nack(), "{refused:?}");
+    // Refused by `capped`, taken by `other`: its body must stay for `other`.
+    let refused = common::publish(&ch, "to-both", "", b"two too many", persistent()).await;
+    assert!(refused.is_nack(), "{refused:?}");
     conn.close(200, "bye".into()).await.expect("close");
 
     let broker = broker.restart().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.expect("channel");
     assert_eq!(drain(&ch, "capped").await, expect(&[("shared", false)]));
-    assert_eq!(drain(&ch, "other").await, expect(&[("shared", false)]));
+    assert_eq!(
+        drain(&ch, "other").await,
+        expect(&[("shared", false), ("two too many", false)])
+    );
     assert_eq!(
         drain(&ch, "refused").await,
-        expect(&[("one too many", false)])
+        expect(&[("one too many", false), ("two too many", false)])
     );
     broker.stop().await;
 }
