@@ -124,11 +124,32 @@ class UI:
     def row(self, text, css="table", refresh=None):
         return self.text_in(f"{css} tbody tr", text, refresh=refresh)
 
+    def in_row(self, text, act, refresh=None):
+        """Finds the row containing text and runs act(row); a listing re-rendered in
+        between (a filter or refresh landing) replaces the row: find it again."""
+        end = time.time() + WAIT
+        while True:
+            try:
+                return act(self.row(text, refresh=refresh))
+            except StaleElementReferenceException:
+                if time.time() > end:
+                    raise
+                time.sleep(0.1)
+
     def shot(self, name):
         os.makedirs(SHOTS, exist_ok=True)
         png = self.d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         with open(os.path.join(SHOTS, f"{name}.png"), "wb") as f:
             f.write(base64.b64decode(png["data"]))
+
+
+def delete_row(row, *expected, shot=None, ui=None):
+    """Checks a row's text, then clicks its Delete button."""
+    for text in expected:
+        assert text in row.text, row.text
+    if shot:
+        ui.shot(shot)
+    row.find_element(By.XPATH, ".//button[text()='Delete']").click()
 
 
 def amqp():
@@ -220,8 +241,7 @@ def overview(ui):
 def queues(ui):
     ui.go("#/queues", "Queues")
     ui.filter(P)
-    row = ui.row(QUEUE)
-    cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "td, th")]
+    cells = ui.in_row(QUEUE, lambda row: [c.text for c in row.find_elements(By.CSS_SELECTOR, "td, th")])
     assert "durable" in " ".join(cells), cells
     # Only the queues of one virtual host (GET /api/queues/<vhost>).
     vhost = Select(ui.wait(lambda d: d.find_element(By.CSS_SELECTOR, "form.filter select[name=vhost]"), "vhost choice"))
@@ -235,7 +255,7 @@ def queues(ui):
 def queue_detail(ui):
     ui.go("#/queues", "Queues")
     ui.filter(P)
-    ui.row(QUEUE).find_element(By.LINK_TEXT, QUEUE).click()
+    ui.in_row(QUEUE, lambda row: row.find_element(By.LINK_TEXT, QUEUE).click())
     ui.wait(lambda d: d.find_element(By.TAG_NAME, "h1").text == f"Queue {QUEUE}", "the queue page")
     refresh = lambda: ui.d.find_element(By.XPATH, "//button[text()='Refresh']").click()
     ui.text_in("dl.details", "Messages ready\n3", refresh=refresh)
@@ -271,7 +291,7 @@ def exchanges(ui):
         ch.queue_bind(QUEUE, EXCHANGE, "orders.#")
     ui.go("#/exchanges", "Exchanges")
     ui.filter(P)
-    ui.row(EXCHANGE).find_element(By.LINK_TEXT, EXCHANGE).click()
+    ui.in_row(EXCHANGE, lambda row: row.find_element(By.LINK_TEXT, EXCHANGE).click())
     ui.wait(lambda d: d.find_element(By.TAG_NAME, "h1").text == f"Exchange {EXCHANGE}", "the exchange page")
     ui.row("orders.#")
     f = ui.form("Publish a message")
@@ -287,8 +307,8 @@ def connections(ui):
         ui.go("#/connections", "Connections")
         sock = getattr(getattr(c._impl, "_transport", None), "_sock", None)
         mark = f":{sock.getsockname()[1]} ->" if sock else f"{P}-conn"
-        row = ui.row(mark, refresh=lambda: ui.d.find_element(By.XPATH, "//button[text()='Refresh']").click())
-        row.find_element(By.XPATH, ".//button[text()='Close']").click()
+        refresh = lambda: ui.d.find_element(By.XPATH, "//button[text()='Refresh']").click()
+        ui.in_row(mark, lambda row: row.find_element(By.XPATH, ".//button[text()='Close']").click(), refresh=refresh)
         ui.accept("closed by the UI test")
         ui.notice("closed")
         end = time.time() + WAIT
@@ -324,9 +344,7 @@ def users(ui):
     f = ui.form("Add a user")
     ui.fill(f, name=f"{P}-user", password="secret", tags="monitoring")
     ui.submit(f)
-    row = ui.row(f"{P}-user")
-    assert "monitoring" in row.text, row.text
-    row.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    ui.in_row(f"{P}-user", lambda row: delete_row(row, "monitoring"))
     ui.accept()
     ui.notice("deleted")
     assert f"{P}-user" not in ui.d.find_element(By.TAG_NAME, "main").text
@@ -338,9 +356,7 @@ def vhosts(ui):
     f = ui.form("Add a virtual host")
     ui.fill(f, name=f"{P}-vhost", description="made in the browser")
     ui.submit(f)
-    row = ui.row(f"{P}-vhost")
-    assert "made in the browser" in row.text, row.text
-    row.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    ui.in_row(f"{P}-vhost", lambda row: delete_row(row, "made in the browser"))
     ui.accept()
     ui.notice("deleted")
 
@@ -358,10 +374,7 @@ def policies(ui):
     ui.fill(f, name=f"{P}-policy", pattern=f"^{P}", apply_to="queues", priority="3",
             definition='{"max-length": 10}')
     ui.submit(f)
-    row = ui.row(f"{P}-policy")
-    assert "max-length" in row.text and "queues" in row.text, row.text
-    ui.shot("policies-added")
-    row.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    ui.in_row(f"{P}-policy", lambda row: delete_row(row, "max-length", "queues", shot="policies-added", ui=ui))
     ui.accept()
     ui.notice("deleted")
 
