@@ -23,33 +23,35 @@ fn expect(items: &[(&str, bool)]) -> Vec<(String, bool)> {
     items.iter().map(|(b, r)| (b.to_string(), *r)).collect()
 }
 
-#[tokio::test]
-async fn own_and_shared_messages_come_back_interleaved_with_their_flags() {
-    let broker = TestBroker::start().await;
-    let conn = broker.connect().await;
-    let ch = common::confirm_channel(&conn).await;
+/// Declares a durable queue.
+async fn durable_queue(ch: &Channel, name: &str, args: FieldTable) {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(name.into(), durable, args)
+        .await
+        .expect("declare");
+}
+
+/// Declares a durable fanout exchange bound to `queues` (declared before).
+async fn fanout_to(ch: &Channel, exchange: &str, queues: &[&str]) {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     ch.exchange_declare(
-        "both".into(),
+        exchange.into(),
         ExchangeKind::Fanout,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
+        durable,
         FieldTable::default(),
     )
     .await
     .expect("exchange");
-    for q in ["a", "b"] {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        ch.queue_declare(q.into(), durable, FieldTable::default())
-            .await
-            .expect("declare");
+    for q in queues {
         ch.queue_bind(
-            q.into(),
-            "both".into(),
+            (*q).into(),
+            exchange.into(),
             "".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -57,6 +59,17 @@ async fn own_and_shared_messages_come_back_interleaved_with_their_flags() {
         .await
         .expect("bind");
     }
+}
+
+#[tokio::test]
+async fn own_and_shared_messages_come_back_interleaved_with_their_flags() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = common::confirm_channel(&conn).await;
+    for q in ["a", "b"] {
+        durable_queue(&ch, q, FieldTable::default()).await;
+    }
+    fanout_to(&ch, "both", &["a", "b"]).await;
     // a: own-0, shared-1, own-2, shared-3, own-4; b: shared-1, shared-3.
     for i in 0..5 {
         if i % 2 == 0 {
@@ -136,13 +149,7 @@ async fn a_deleted_queue_takes_its_own_messages_with_it() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = common::confirm_channel(&conn).await;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare("gone".into(), durable, FieldTable::default())
-        .await
-        .expect("declare");
+    durable_queue(&ch, "gone", FieldTable::default()).await;
     for i in 0..3 {
         publish(&ch, "", "gone", format!("m{i}").as_bytes(), persistent()).await;
     }
@@ -150,9 +157,7 @@ async fn a_deleted_queue_takes_its_own_messages_with_it() {
         .await
         .expect("delete");
     // The same name again, with new messages: none of the old ones may come back.
-    ch.queue_declare("gone".into(), durable, FieldTable::default())
-        .await
-        .expect("declare");
+    durable_queue(&ch, "gone", FieldTable::default()).await;
     publish(&ch, "", "gone", b"new", persistent()).await;
     conn.close(200, "bye".into()).await.expect("close");
 
@@ -172,21 +177,6 @@ async fn a_refused_publish_leaves_the_queues_stored_messages_alone() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = common::confirm_channel(&conn).await;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.exchange_declare(
-        "to-both".into(),
-        ExchangeKind::Fanout,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange");
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(1));
     args.insert(
@@ -201,25 +191,11 @@ async fn a_refused_publish_leaves_the_queues_stored_messages_alone() {
         "x-dead-letter-routing-key".into(),
         lapin::types::AMQPValue::LongString("refused".into()),
     );
-    ch.queue_declare("capped".into(), durable, args)
-        .await
-        .expect("declare");
+    durable_queue(&ch, "capped", args).await;
     for q in ["other", "refused"] {
-        ch.queue_declare(q.into(), durable, FieldTable::default())
-            .await
-            .expect("declare");
+        durable_queue(&ch, q, FieldTable::default()).await;
     }
-    for q in ["capped", "other"] {
-        ch.queue_bind(
-            q.into(),
-            "to-both".into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    }
+    fanout_to(&ch, "to-both", &["capped", "other"]).await;
     publish(&ch, "to-both", "", b"shared", persistent()).await;
     let refused = common::publish(&ch, "", "capped", b"one too many", persistent()).await;
     assert!(refused.is_nack(), "{refused:?}");
