@@ -227,3 +227,7 @@ pub(super) fn load(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "solo_tests.rs"]
+mod tests;

@@ -98,35 +98,21 @@ impl Writer {
 }
 
 /// Drops the writes of messages consumed within the batch that stores them: a message
-/// held by one queue, enqueued and removed (acked) before the commit, never needs to
-/// reach the disk. Under load most acks of a fast consumer arrive this way.
+/// held by one queue, stored (`PutSolo`) and removed (acked) before the commit, never
+/// needs to reach the disk. Under load most acks of a fast consumer arrive this way.
+/// (A message shared by several queues is stored as `PutMessage` + `Enqueue`s and
+/// always written.)
 pub(super) fn cancel_consumed(batch: &mut [(u64, Op)]) {
-    // Message id -> position of its PutMessage; (queue, seq) -> position of the Enqueue;
-    // (queue, message id) -> position of a PutSolo.
-    let mut puts = crate::model::FastMap::default();
-    let mut enqueued = crate::model::FastMap::default();
+    // (queue, message id) -> position of its PutSolo.
     let mut solos = crate::model::FastMap::default();
     for i in 0..batch.len() {
         match &batch[i].1 {
-            Op::PutMessage { id, refs: 1, .. } => {
-                puts.insert(*id, i);
-            }
             Op::PutSolo { queue, msg, .. } => {
                 solos.insert((*queue, msg.store_id), i);
             }
-            Op::Enqueue {
-                queue, seq, msg, ..
-            } if puts.contains_key(msg) => {
-                enqueued.insert((*queue, *seq), i);
-            }
-            Op::Remove { queue, seq, msg } => {
+            Op::Remove { queue, msg, .. } => {
                 if let Some(p) = solos.remove(&(*queue, *msg)) {
                     batch[p].1 = Op::Skip;
-                    batch[i].1 = Op::Skip;
-                } else if let (Some(&e), Some(&p)) = (enqueued.get(&(*queue, *seq)), puts.get(msg))
-                {
-                    batch[p].1 = Op::Skip;
-                    batch[e].1 = Op::Skip;
                     batch[i].1 = Op::Skip;
                 }
             }
@@ -185,6 +171,24 @@ fn open<'s, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(slot.insert(table))
 }
 
+/// The refs table, opened in `txn` (with whether it holds any entry) if it is not yet.
+fn open_refs<'s, 't>(
+    txn: &'t redb::WriteTransaction,
+    slot: &'s mut Option<Refs<'t>>,
+) -> Result<&'s mut Refs<'t>, redb::Error> {
+    let refs = match slot.take() {
+        Some(r) => r,
+        None => {
+            let table = txn.open_table(REFS)?;
+            Refs {
+                any: !table.is_empty()?,
+                table,
+            }
+        }
+    };
+    Ok(slot.insert(refs))
+}
+
 impl<'t> Tables<'t> {
     fn new(txn: &'t redb::WriteTransaction) -> Tables<'t> {
         Tables {
@@ -212,17 +216,7 @@ impl<'t> Tables<'t> {
 
     /// Drops one reference to a stored message, deleting it with the last one.
     fn release(&mut self, msg: u64) -> Result<(), redb::Error> {
-        let refs = match self.refs.take() {
-            Some(r) => r,
-            None => {
-                let table = self.txn.open_table(REFS)?;
-                Refs {
-                    any: !table.is_empty()?,
-                    table,
-                }
-            }
-        };
-        let refs = self.refs.insert(refs);
+        let refs = open_refs(self.txn, &mut self.refs)?;
         let messages = open(self.txn, &mut self.messages, MESSAGES)?;
         release(messages, refs, msg)
     }
@@ -270,15 +264,7 @@ impl<'t> Tables<'t> {
                 encode_message(scratch, msg);
                 open(txn, &mut self.messages, MESSAGES)?.insert(*id, scratch.as_slice())?;
                 if *n > 1 {
-                    // Not opened by a release yet: it holds an entry from now on.
-                    let refs = match self.refs.take() {
-                        Some(r) => r,
-                        None => Refs {
-                            table: txn.open_table(REFS)?,
-                            any: true,
-                        },
-                    };
-                    let refs = self.refs.insert(refs);
+                    let refs = open_refs(txn, &mut self.refs)?;
                     refs.table.insert(*id, *n)?;
                     refs.any = true;
                 }
