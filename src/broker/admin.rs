@@ -5,6 +5,7 @@
 
 use crate::broker::publish;
 use crate::broker::{Broker, Queue, QueueEntry, VHost};
+use crate::metrics::tally::bump;
 use crate::model::message::{BCC, has_header_routes, header_routes, parse_expiration, without_bcc};
 use crate::model::{BrokerError, BrokerResult, Message};
 use amq_protocol::protocol::BasicProperties;
@@ -73,16 +74,22 @@ pub async fn publish(broker: &Broker, vhost: &Arc<VHost>, p: Publish<'_>) -> Bro
         charge,
     );
     msg.store_id = publish::store_id(store, persistent, &routed);
-    let metrics = &broker.metrics;
-    metrics.message_received(msg.body.len(), true);
+    let tallies = &broker.metrics.tallies;
+    let size = msg.body.len();
     let outcome = publish::enqueue(store, &routed, &Arc::new(msg));
-    if outcome.delivered {
-        crate::metrics::add(&metrics.queue_published, routed.len() as u64);
-    }
-    crate::metrics::inc(if outcome.delivered || outcome.refused {
-        &metrics.routed
-    } else {
-        &metrics.unroutable_returned
+    tallies.shared(|t| {
+        t.message_received(size, true);
+        if outcome.delivered {
+            bump(&t.queue_published, routed.len() as u64);
+        }
+        bump(
+            if outcome.delivered || outcome.refused {
+                &t.routed
+            } else {
+                &t.unroutable_returned
+            },
+            1,
+        );
     });
     if let (Some(store), last) = (store, outcome.tickets.last)
         && last != 0
@@ -97,7 +104,7 @@ pub async fn publish(broker: &Broker, vhost: &Arc<VHost>, p: Publish<'_>) -> Bro
             "Unable to publish message. Check queue limits.".into(),
         ));
     }
-    crate::metrics::inc(&metrics.confirmed);
+    tallies.shared(|t| bump(&t.confirmed, 1));
     Ok(outcome.delivered)
 }
 
@@ -145,14 +152,14 @@ pub fn get(broker: &Broker, queue: &Arc<Queue>, count: usize, mode: AckMode) -> 
     while got.len() < count {
         let Some((entry, message_count)) = queue.get() else {
             if got.is_empty() {
-                crate::metrics::inc(&broker.metrics.get_empty);
+                broker.metrics.tallies.shared(|t| bump(&t.get_empty, 1));
             }
             break;
         };
         broker
             .metrics
-            .deliveries
-            .count(true, no_ack, entry.redelivered);
+            .tallies
+            .shared(|t| t.deliveries.count_owned(true, no_ack, entry.redelivered));
         queue
             .stats
             .deliveries

@@ -72,6 +72,8 @@ pub(crate) struct Session {
     pub perms: Arc<Permissions>,
     /// The broker's event counters.
     pub metrics: Arc<crate::metrics::Counters>,
+    /// This connection's own per-message counts (only this task writes them).
+    pub tally: crate::metrics::tally::TallyHandle,
     /// The shortest consumer timeout this connection's deliveries may have: the
     /// broker's, or a queue's lower one (see [`timeouts`]).
     pub consumer_timeout: Option<u64>,
@@ -234,6 +236,7 @@ pub async fn serve(
             throttle: None,
             store_wait: false,
             metrics: ctx.broker.metrics.clone(),
+            tally: ctx.broker.metrics.tally(),
             consumer_timeout: ctx.config.consumer_timeout_ms,
             perms: ctx
                 .broker

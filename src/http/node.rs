@@ -93,7 +93,7 @@ fn figures(api: &Api, t: &Totals) -> (Value, Value, Value) {
     let m = &api.ctx.broker.metrics;
     let rates = &m.rates;
     let mut stats = Map::new();
-    for (name, n) in m.message_stats() {
+    for (name, n) in m.totals().message_stats() {
         rates.counter_into(&mut stats, name, n);
     }
     let mut queue_totals = Map::new();

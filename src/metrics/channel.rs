@@ -6,11 +6,12 @@
 //! away; Warren serves the broker-wide counts instead, which only grow, as a counter
 //! should (what `rate()` over them shows is the same while channels stay open).
 
-use super::counters::{Counters, get};
+use super::counters::get;
+use super::tally::Tally;
 use super::text::{Kind, Text};
 
 /// The channel families, from the broker's counters and the consumer count.
-pub fn render(t: &mut Text, m: &Counters, consumers: u64) {
+pub fn render(t: &mut Text, m: &Tally, consumers: u64) {
     t.single(
         "rabbitmq_channel_consumers",
         Kind::Gauge,

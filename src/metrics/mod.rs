@@ -4,7 +4,8 @@
 //! alert rules work unchanged.
 //!
 //! Events (publishes, deliveries, acknowledgements, channels opened...) are counted
-//! where they happen with relaxed atomic increments ([`Counters`]); everything else
+//! where they happen, per message in each connection's own [`tally::Tally`] and the
+//! rest with relaxed atomic increments ([`Counters`]); everything else
 //! (queue depths, connections, memory) is read from the broker at scrape time.
 
 pub mod channel;
@@ -14,6 +15,7 @@ pub mod http;
 mod process;
 pub mod rates;
 pub mod report;
+pub mod tally;
 pub mod text;
 
 pub use counters::{Counters, add, inc};

@@ -134,7 +134,7 @@ impl Exporter {
                 Kind::Counter,
                 "Total number of messages published to queues",
                 &[],
-                get(&m.queue_published),
+                get(&m.totals().queue_published),
             );
         }
         let gauges = [
@@ -173,7 +173,7 @@ impl Exporter {
                 channel_family(&mut t, "rabbitmq_", family, &channel_rows);
             }
         } else {
-            super::channel::render(&mut t, m, consumers.consumers);
+            super::channel::render(&mut t, &m.totals(), consumers.consumers);
         }
         self.identity(&mut t, endpoint);
         self.global(&mut t, consumers.consumers);
@@ -358,7 +358,8 @@ impl Exporter {
 
     /// RabbitMQ's global counters for AMQP 0-9-1.
     fn global(&self, t: &mut Text, consumers: u64) {
-        let m: &Counters = &self.ctx.broker.metrics;
+        let all: &Counters = &self.ctx.broker.metrics;
+        let m = &all.totals();
         t.single(
             "rabbitmq_global_consumers",
             Kind::Gauge,
@@ -461,7 +462,7 @@ impl Exporter {
             Kind::Gauge,
             "Current number of publishers",
             &AMQP,
-            m.publishers(),
+            all.publishers(),
         );
         let name = "rabbitmq_message_size_bytes";
         t.family(

@@ -111,8 +111,9 @@ impl Queue {
             self.drop_head_over_limit(&mut state);
         }
         let congested = state.congested.take();
+        // Counted under the queue's lock, which makes this its only writer.
+        self.stats.published_locked();
         self.finish(state);
-        self.stats.published();
         Published {
             outcome: Enqueued::Yes(ticket),
             congested,

@@ -4,6 +4,7 @@
 use super::{Channel, Failure, precondition};
 use crate::broker::{Consumer, Queue, QueueEntry};
 use crate::connection::Session;
+use crate::metrics::tally::bump;
 use crate::protocol::ProtocolError;
 use std::sync::Arc;
 
@@ -30,8 +31,8 @@ impl Channel {
     /// basic.ack.
     pub(super) fn ack(&mut self, s: &Session, tag: u64, multiple: bool) -> Result<(), Failure> {
         let items = self.take_unacked(tag, multiple)?;
-        crate::metrics::add(&s.metrics.acknowledged, items.len() as u64);
-        crate::metrics::add(&self.stats().acknowledged, items.len() as u64);
+        bump(&s.tally.acknowledged, items.len() as u64);
+        bump(&self.stats().acknowledged, items.len() as u64);
         self.settle_or_defer(items, Settle::Ack);
         Ok(())
     }

@@ -6,11 +6,11 @@ use super::reply::{Reply, Tickets};
 use super::{Channel, Failure, precondition};
 use crate::access::{Perm, Resource};
 use crate::broker::args::integer;
-use crate::broker::channels::ChannelStats;
 use crate::broker::queue::Credit;
 use crate::broker::vhost::REPLY_TO;
 use crate::broker::{Consumer, Queue, QueueEntry, random_name};
 use crate::connection::Session;
+use crate::metrics::tally::bump;
 use crate::model::fields::type_name;
 use crate::protocol::ProtocolError;
 use crate::protocol::codec::{write_content, write_deliver};
@@ -129,8 +129,8 @@ impl Channel {
         }
         match queue.get() {
             None => {
-                crate::metrics::inc(&s.metrics.get_empty);
-                ChannelStats::inc(&self.stats().get_empty);
+                bump(&s.tally.get_empty, 1);
+                bump(&self.stats().get_empty, 1);
                 self.reply(
                     s,
                     false,
@@ -239,8 +239,10 @@ impl Channel {
         no_ack: bool,
         redelivered: bool,
     ) {
-        s.metrics.deliveries.count(get, no_ack, redelivered);
-        self.stats().deliveries.count(get, no_ack, redelivered);
+        s.tally.deliveries.count_owned(get, no_ack, redelivered);
+        self.stats()
+            .deliveries
+            .count_owned(get, no_ack, redelivered);
         queue.stats.deliveries.count(get, no_ack, redelivered);
     }
 

@@ -10,6 +10,7 @@ use crate::broker::channels::ChannelStats;
 use crate::broker::publish::{self, Tickets};
 use crate::broker::vhost::REPLY_TO;
 use crate::connection::Session;
+use crate::metrics::tally::bump;
 use crate::model::Message;
 use crate::model::message::{BCC, has_header_routes, header_routes, parse_expiration, without_bcc};
 use crate::protocol::codec::write_content;
@@ -185,9 +186,9 @@ impl Channel {
             charge,
         );
         msg.store_id = store_id;
-        s.metrics
+        s.tally
             .message_received(msg.body.len(), self.confirms.is_some());
-        crate::metrics::inc(&self.stats().published);
+        bump(&self.stats().published, 1);
         let msg = Arc::new(msg);
         if let Some(t) = self.tx.as_mut() {
             t.publishes.push(TxPublish {
@@ -227,17 +228,18 @@ impl Channel {
         }
         let (delivered, refused) = (outcome.delivered, outcome.refused);
         if delivered {
-            crate::metrics::add(&s.metrics.queue_published, queues.len() as u64);
+            bump(&s.tally.queue_published, queues.len() as u64);
         }
-        crate::metrics::inc(if delivered || refused {
-            &s.metrics.routed
+        let counter = if delivered || refused {
+            &s.tally.routed
         } else if mandatory {
-            crate::metrics::inc(&self.stats().returned);
-            &s.metrics.unroutable_returned
+            bump(&self.stats().returned, 1);
+            &s.tally.unroutable_returned
         } else {
-            crate::metrics::inc(&self.stats().dropped);
-            &s.metrics.unroutable_dropped
-        });
+            bump(&self.stats().dropped, 1);
+            &s.tally.unroutable_dropped
+        };
+        bump(counter, 1);
         // Returned only when no queue was there to take it: a queue that refused it
         // (full, reject-publish) makes the confirm a nack instead, as in RabbitMQ.
         if mandatory && !delivered && !refused {
@@ -298,8 +300,8 @@ impl Channel {
 /// Acknowledges every publish up to `upto` not yet confirmed.
 fn send_ack(s: &mut Session, stats: &ChannelStats, channel: u16, c: &mut Confirms, upto: u64) {
     if upto > c.sent {
-        crate::metrics::add(&s.metrics.confirmed, upto - c.sent);
-        crate::metrics::add(&stats.confirmed, upto - c.sent);
+        bump(&s.tally.confirmed, upto - c.sent);
+        bump(&stats.confirmed, upto - c.sent);
         let multiple = upto - c.sent > 1;
         c.sent = upto;
         s.send(
