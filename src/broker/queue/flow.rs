@@ -2,7 +2,7 @@
 //! (basic.qos) and the backlog of deliveries a connection has not written yet.
 
 use super::Queue;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -66,10 +66,32 @@ impl Credit {
 /// wait for it: the messages stay in their queues, which resume when it drains.
 /// This bounds what a stalled consumer costs, no-ack and unlimited-prefetch
 /// consumers included.
+/// Bits of [`Flow::pending`] that count deliveries: far above what a connection is
+/// ever handed ([`Flow::MAX_PENDING`] stops dispatch), leaving 40 bits of bytes.
+const COUNT_BITS: u32 = 24;
+
+/// One delivery of `bytes`, as added to or taken from [`Flow::pending`].
+#[inline]
+fn pack(bytes: usize) -> u64 {
+    ((bytes as u64) << COUNT_BITS) | 1
+}
+
+#[inline]
+fn count(word: u64) -> usize {
+    (word & ((1 << COUNT_BITS) - 1)) as usize
+}
+
+#[inline]
+fn bytes(word: u64) -> usize {
+    (word >> COUNT_BITS) as usize
+}
+
 #[derive(Debug, Default)]
 pub struct Flow {
-    pending: AtomicUsize,
-    pending_bytes: AtomicUsize,
+    /// Deliveries handed but not written (low [`COUNT_BITS`] bits) and their body
+    /// bytes (the bits above), in one word: the queue's thread adds and the
+    /// connection's subtracts with one atomic operation each, not two.
+    pending: AtomicU64,
     drained: tokio::sync::Notify,
     /// Queues that stopped dispatching because this connection was full.
     stalled: Mutex<Vec<Weak<Queue>>>,
@@ -90,35 +112,34 @@ impl Flow {
     /// Counts a delivery handed to the connection; true when the connection is
     /// congested (publishers feeding it should wait).
     pub(super) fn added(&self, bytes: usize) -> bool {
-        self.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.pending.fetch_add(1, Ordering::Relaxed) + 1 > Self::HIGH
+        let was = self.pending.fetch_add(pack(bytes), Ordering::Relaxed);
+        count(was) + 1 > Self::HIGH
     }
 
     /// One delivery of `bytes` was written (or dropped).
     pub fn done(&self, bytes: usize) {
-        self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        if self.pending.fetch_sub(1, Ordering::Relaxed) == Self::LOW + 1 {
+        let was = self.pending.fetch_sub(pack(bytes), Ordering::Relaxed);
+        if count(was) == Self::LOW + 1 {
             self.drained.notify_waiters();
         }
     }
 
     pub fn congested(&self) -> bool {
-        self.pending.load(Ordering::Relaxed) > Self::LOW
+        count(self.pending.load(Ordering::Relaxed)) > Self::LOW
     }
 
     /// Whether queues must stop handing this connection deliveries.
     pub fn full(&self) -> bool {
-        let pending = self.pending.load(Ordering::Relaxed);
-        pending >= Self::MAX_PENDING
-            || (pending > 0
-                && self.pending_bytes.load(Ordering::Relaxed) >= Self::MAX_PENDING_BYTES)
+        let word = self.pending.load(Ordering::Relaxed);
+        let pending = count(word);
+        pending >= Self::MAX_PENDING || (pending > 0 && bytes(word) >= Self::MAX_PENDING_BYTES)
     }
 
     /// Whether a connection that was full has drained enough for its stalled queues
     /// to resume (half the limits, so that they do not resume one message at a time).
     pub(super) fn resumable(&self) -> bool {
-        self.pending.load(Ordering::Relaxed) <= Self::MAX_PENDING / 2
-            && self.pending_bytes.load(Ordering::Relaxed) <= Self::MAX_PENDING_BYTES / 2
+        let word = self.pending.load(Ordering::Relaxed);
+        count(word) <= Self::MAX_PENDING / 2 && bytes(word) <= Self::MAX_PENDING_BYTES / 2
     }
 
     /// Remembers a queue that stopped dispatching because this connection is full.
@@ -159,5 +180,32 @@ impl Flow {
             return;
         }
         let _ = tokio::time::timeout(limit, notified).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Flow;
+
+    #[test]
+    fn count_and_bytes_share_a_word_without_mixing() {
+        let flow = Flow::default();
+        // One delivery larger than the byte limit is still taken when nothing is
+        // pending, and then the connection is full by bytes, not by count.
+        assert!(!flow.full());
+        flow.added(Flow::MAX_PENDING_BYTES + 5);
+        assert!(flow.full());
+        assert!(!flow.congested());
+        flow.done(Flow::MAX_PENDING_BYTES + 5);
+        assert!(!flow.full());
+        // By count: many small deliveries.
+        for _ in 0..Flow::MAX_PENDING {
+            flow.added(100);
+        }
+        assert!(flow.full() && flow.congested() && !flow.resumable());
+        for _ in 0..Flow::MAX_PENDING / 2 {
+            flow.done(100);
+        }
+        assert!(flow.resumable() && !flow.full());
     }
 }
