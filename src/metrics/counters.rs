@@ -20,10 +20,8 @@ pub const SIZE_BUCKETS: [u64; 8] = [
 
 /// Deliveries, split the four ways RabbitMQ counts them (basic.consume or basic.get,
 /// manual or automatic acknowledgement), and redeliveries: the broker, each channel
-/// and each queue keep one set, bumped together at each delivery. The set fills one
-/// cache line alone, apart from the counters of arriving messages.
+/// and each queue keep one set, bumped together at each delivery.
 #[derive(Debug, Default)]
-#[repr(C, align(64))]
 pub struct Deliveries {
     pub consume_manual_ack: AtomicU64,
     pub consume_auto_ack: AtomicU64,
