@@ -2,12 +2,12 @@
 //! delivered, acknowledged, confirmed...), kept per connection.
 //!
 //! Each connection counts into a [`Tally`] of its own, which only its task writes: a
-//! count is a relaxed load and store, not an atomic read-modify-write, and no two
-//! connections write the same cache line. Readers (the metrics endpoints, the
-//! management overview) sum the live tallies and what closed connections left
-//! ([`Counters::totals`](super::Counters::totals)). Counting this way saves the
-//! locked adds of six to nine broker-wide counters per message, shared by every
-//! publishing and consuming thread.
+//! count is a relaxed load and store, not an atomic read-modify-write, and
+//! connections do not write each other's counters. Readers (the metrics endpoints,
+//! the management overview) sum the live tallies and what closed connections left
+//! ([`Counters::totals`](super::Counters::totals)). Counting this way saves six to
+//! nine locked adds per message on counters every publishing and consuming thread
+//! shared.
 
 use super::counters::{Deliveries, SIZE_BUCKETS, get};
 use std::collections::HashMap;
