@@ -2,29 +2,16 @@
 //! reading paged messages of both forms back by queue.
 
 use super::*;
-use crate::store::{Op, Store, StoreOptions};
+use crate::store::{Op, Store};
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 
-const OPTIONS: StoreOptions = StoreOptions {
-    cache_bytes: 1 << 20,
-    page_after: 1000,
-    max_batch: 1000,
-    backlog_bytes: 1 << 20,
-};
+use crate::store::stream::tests::{OPTIONS, unstored};
 
 fn message(store: &Store, memory: &Arc<MemoryGauge>, body: &str) -> Arc<Message> {
-    let mut m = Message::new(
-        "".into(),
-        "q".into(),
-        &BasicProperties::default(),
-        // Empty properties: a zero flags word.
-        Bytes::from_static(&[0, 0]),
-        Bytes::copy_from_slice(body.as_bytes()),
-        memory.charge(body.len()),
-    );
+    let mut m = unstored(memory, body);
     m.store_id = store.new_message_id();
     Arc::new(m)
 }

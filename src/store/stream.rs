@@ -416,4 +416,4 @@ pub(super) fn seek_time(
 
 #[cfg(test)]
 #[path = "stream_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -5,15 +5,17 @@ use crate::store::{Store, StoreOptions};
 use amq_protocol::protocol::BasicProperties;
 use bytes::Bytes;
 
-const OPTIONS: StoreOptions = StoreOptions {
+/// Small store options for tests (shared with the `solo` tests).
+pub(in crate::store) const OPTIONS: StoreOptions = StoreOptions {
     cache_bytes: 1 << 20,
     page_after: 1000,
     max_batch: 1000,
     backlog_bytes: 1 << 20,
 };
 
-fn message(memory: &Arc<MemoryGauge>, body: &str) -> Arc<Message> {
-    Arc::new(Message::new(
+/// A message with empty properties and `body` (shared with the `solo` tests).
+pub(in crate::store) fn unstored(memory: &Arc<MemoryGauge>, body: &str) -> Message {
+    Message::new(
         "".into(),
         "s".into(),
         &BasicProperties::default(),
@@ -21,7 +23,11 @@ fn message(memory: &Arc<MemoryGauge>, body: &str) -> Arc<Message> {
         Bytes::from_static(&[0, 0]),
         Bytes::copy_from_slice(body.as_bytes()),
         memory.charge(body.len()),
-    ))
+    )
+}
+
+fn message(memory: &Arc<MemoryGauge>, body: &str) -> Arc<Message> {
+    Arc::new(unstored(memory, body))
 }
 
 fn body(e: &StreamEntry) -> &[u8] {
