@@ -5,6 +5,7 @@
 //! size histogram).
 
 use super::counters::{Counters, SIZE_BUCKETS, get};
+use super::tally::Tally as Counts;
 use super::text::{Kind, Text};
 use crate::connection::ServerContext;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ impl Exporter {
         let mut t = Text::default();
         let broker = &self.ctx.broker;
         let m: &Counters = &broker.metrics;
+        // The per-message counts, summed over the connections once per scrape.
+        let counts = m.totals();
         let (opened, closed) = broker.connections().totals();
         let totals = [
             (
@@ -134,7 +137,7 @@ impl Exporter {
                 Kind::Counter,
                 "Total number of messages published to queues",
                 &[],
-                get(&m.totals().queue_published),
+                get(&counts.queue_published),
             );
         }
         let gauges = [
@@ -173,10 +176,10 @@ impl Exporter {
                 channel_family(&mut t, "rabbitmq_", family, &channel_rows);
             }
         } else {
-            super::channel::render(&mut t, &m.totals(), consumers.consumers);
+            super::channel::render(&mut t, &counts, consumers.consumers);
         }
         self.identity(&mut t, endpoint);
-        self.global(&mut t, consumers.consumers);
+        self.global(&mut t, &counts, consumers.consumers);
         t.finish()
     }
 
@@ -357,9 +360,8 @@ impl Exporter {
     }
 
     /// RabbitMQ's global counters for AMQP 0-9-1.
-    fn global(&self, t: &mut Text, consumers: u64) {
+    fn global(&self, t: &mut Text, m: &Counts, consumers: u64) {
         let all: &Counters = &self.ctx.broker.metrics;
-        let m = &all.totals();
         t.single(
             "rabbitmq_global_consumers",
             Kind::Gauge,
